@@ -1,0 +1,48 @@
+# Bürger-ID. `make demo` runs the system; `make test` runs the whole suite. Needs Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test lint format bench docs i18n screenshots clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m demo_portal
+
+test: install lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff format --check idserver demo_portal bench tests
+	$(BIN)/ruff check idserver demo_portal bench tests
+	$(BIN)/mypy idserver
+	$(BIN)/bandit -r idserver demo_portal -q -ll
+
+format: install
+	$(BIN)/ruff format idserver demo_portal bench tests
+	$(BIN)/ruff check --fix idserver demo_portal bench tests
+
+bench: install
+	$(BIN)/python -m bench
+
+docs: install
+	$(BIN)/python -c 'import pathlib, idserver.config as c; [p.write_text(c.with_settings_table(p.read_text())) for p in map(pathlib.Path, ("README.md", "docs/operations.md"))]'
+
+i18n: install
+	$(BIN)/python -m idserver.i18n update
+
+screenshots: install
+	E2E_DOCS_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,66 @@
+"""Bürger-ID: an OpenID Connect provider where citizens log in with an enrolled smartphone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from .config import derive_defaults
+from .config import load_config
+from .config import validate_config
+
+__all__ = ["create_app"]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: config → extensions → blueprints."""
+    app = Flask(__name__, instance_relative_config=True)
+    config = load_config()
+    if test_config:
+        config.update(test_config)
+    derive_defaults(config, app.instance_path)
+    validate_config(config)
+    app.config.update(config)
+    app.config["SECRET_KEY"] = config["SECRET_KEY"]
+    app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
+    logging.basicConfig(level=config["LOG_LEVEL"])
+
+    from . import csrf
+    from . import errors
+    from . import limits
+    from . import web
+    from .account import views as account_views
+    from .admin import views as admin_views
+    from .api import views as api_views
+    from .citizens import views as citizen_views
+    from .crosslogin import views as crosslogin_views
+    from .db import db
+    from .oidc import keys
+    from .oidc import server as oidc_server
+    from .oidc import views as oidc_views
+
+    db.init_app(app)
+    web.init_app(app)
+    errors.init_app(app)
+    keys.init_app(app)
+    oidc_server.init_app(app)
+
+    app.register_blueprint(web.bp)
+    app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(crosslogin_views.bp)
+    app.register_blueprint(citizen_views.bp)
+    app.register_blueprint(api_views.bp)
+    app.register_blueprint(account_views.bp)
+    app.register_blueprint(admin_views.bp)
+    # After the blueprints: both wrap or guard views that are registered by now.
+    limits.init_app(app)
+    csrf.init_app(app)
+
+    from .cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,435 @@
+"""The ``idserver`` command: every sub-command prints JSON, so scripts can read it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+from flask import current_app
+from flask.cli import FlaskGroup
+from flask.cli import with_appcontext
+
+from .errors import IdServerError
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(exc: IdServerError) -> None:
+    _print({"error": exc.error, "error_description": str(exc.description)})
+    sys.exit(1)
+
+
+def _create_app() -> Flask:
+    from . import create_app
+
+    return create_app()
+
+
+@click.group(
+    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False
+)
+def main() -> None:
+    """Bürger-ID identity provider: serve it, and manage residents, clients and keys."""
+
+
+# -- serve ------------------------------------------------------------------------------------
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option(
+    "--threads",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Threads per worker; waiting desktops each hold one during a long poll (a blocked "
+    "thread costs no CPU and about 50 KB; threads are started only when needed).",
+)
+@with_appcontext
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the production server (gunicorn, threaded workers)."""
+    from gunicorn.app.base import BaseApplication
+
+    from .db_migrate import upgrade
+
+    upgrade(current_app)
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_connections", 2 * threads)  # held polls + idle keep-alives
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Flask:
+            from . import create_app
+
+            return create_app()
+
+    _Server().run()
+
+
+# -- db ---------------------------------------------------------------------------------------
+@main.group("db")
+def db_group() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Create or upgrade the schema to the newest version."""
+    from .db_migrate import upgrade
+
+    revision = upgrade(current_app)
+    _print({"database": _safe_url(current_app.config["DATABASE_URL"]), "revision": revision})
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- citizens ---------------------------------------------------------------------------------
+@main.group("citizen")
+def citizen_group() -> None:
+    """Residents."""
+
+
+@citizen_group.command("add")
+@click.option("--given-name", required=True)
+@click.option("--family-name", required=True)
+@click.option("--birthdate", required=True, help="YYYY-MM-DD")
+@click.option("--street", required=True)
+@click.option("--postcode", required=True)
+@click.option("--city", required=True)
+@click.option("--email", default=None)
+@with_appcontext
+def citizen_add(**fields: Any) -> None:
+    """Register a resident."""
+    from .citizens.service import register_citizen
+
+    try:
+        citizen = register_citizen(**fields)
+    except IdServerError as exc:
+        _fail(exc)
+    _print({"id": citizen.id, "given_name": citizen.given_name, "family_name": citizen.family_name})
+
+
+@citizen_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def citizen_import(path: str) -> None:
+    """Register residents from a JSON list or a CSV file with a header row (all or none)."""
+    from .citizens.service import import_citizens
+
+    fmt = "json" if path.lower().endswith(".json") else "csv"
+    with open(path, encoding="utf-8-sig") as handle:
+        text = handle.read()
+    try:
+        citizens = import_citizens(text, fmt=fmt)
+    except (IdServerError, ValueError) as exc:
+        if isinstance(exc, IdServerError):
+            _fail(exc)
+        _fail(IdServerError(str(exc), error="invalid_import"))
+    _print({"imported": len(citizens), "ids": [c.id for c in citizens]})
+
+
+# -- activation -------------------------------------------------------------------------------
+@main.group("activation")
+def activation_group() -> None:
+    """Activation codes for enrolling a phone."""
+
+
+@activation_group.command("issue")
+@click.argument("citizen_id")
+@with_appcontext
+def activation_issue(citizen_id: str) -> None:
+    """Issue a one-time activation code (shown once; only its hash is stored)."""
+    from .citizens.service import activation_url
+    from .citizens.service import issue_activation_code
+
+    try:
+        record, code = issue_activation_code(citizen_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(
+        {
+            "citizen_id": citizen_id,
+            "activation_id": record.id,
+            "code": code,
+            "activation_url": activation_url(record),
+            "expires_at": record.expires_at.isoformat(),
+        }
+    )
+
+
+# -- clients ----------------------------------------------------------------------------------
+@main.group("client")
+def client_group() -> None:
+    """Relying parties (the applications that use Bürger-ID for login)."""
+
+
+@client_group.command("add")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
+@click.option("--scope", default="openid profile", show_default=True)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["client_secret_basic", "private_key_jwt"]),
+    default="client_secret_basic",
+    show_default=True,
+)
+@click.option("--jwks-uri", default=None)
+@click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--client-id", default=None, help="Choose the client_id (default: random).")
+@with_appcontext
+def client_add(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    logout_uris: tuple[str, ...],
+    scope: str,
+    auth_method: str,
+    jwks_uri: str | None,
+    jwks_file: str | None,
+    client_id: str | None,
+) -> None:
+    """Register a relying party; the client secret is printed once."""
+    from .oidc.clients import register_client
+
+    try:
+        client, secret = register_client(
+            name=name,
+            redirect_uris=list(redirect_uris),
+            scope=scope,
+            auth_method=auth_method,
+            jwks_uri=jwks_uri,
+            jwks_file=jwks_file,
+            post_logout_redirect_uris=list(logout_uris),
+            client_id=client_id,
+        )
+    except IdServerError as exc:
+        _fail(exc)
+    issuer = current_app.config["ISSUER"]
+    _print(
+        {
+            "client_id": client.client_id,
+            "client_secret": secret,
+            "name": client.name,
+            "redirect_uris": client.redirect_uris,
+            "scope": client.scope,
+            "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "discovery_url": f"{issuer}/.well-known/openid-configuration",
+        }
+    )
+
+
+# -- keys -------------------------------------------------------------------------------------
+@main.group("keys")
+def keys_group() -> None:
+    """ES256 signing keys."""
+
+
+@keys_group.command("list")
+@with_appcontext
+def keys_list() -> None:
+    from .oidc.keys import key_store
+
+    store = key_store()
+    _print({"directory": store.directory, **store.describe()})
+
+
+@keys_group.command("rotate")
+@with_appcontext
+def keys_rotate() -> None:
+    """Add a key and sign with it; the previous one stays in the JWKS until retired."""
+    from .oidc.keys import key_store
+
+    store = key_store()
+    kid = store.rotate()
+    _audit("key_rotated", kid=kid)
+    _print({"active": kid, **store.describe()})
+
+
+@keys_group.command("retire")
+@click.argument("kid")
+@with_appcontext
+def keys_retire(kid: str) -> None:
+    """Stop publishing an old key (after its tokens have expired)."""
+    from .oidc.keys import KeyStoreError
+    from .oidc.keys import key_store
+
+    store = key_store()
+    try:
+        store.retire(kid)
+    except KeyStoreError as exc:
+        _fail(IdServerError(str(exc), error="invalid_key"))
+    _audit("key_retired", kid=kid)
+    _print(store.describe())
+
+
+def _audit(event: str, **data: Any) -> None:
+    from .audit import record_event
+    from .db import db
+
+    record_event(event, actor="operator", **data)
+    db.session.commit()
+
+
+# -- audit ------------------------------------------------------------------------------------
+@main.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk the hash chain and the signed checkpoints; exit 1 naming the first broken entry."""
+    from .audit import verify_chain
+
+    problems = verify_chain()
+    if problems:
+        first = problems[0]
+        _print(
+            {
+                "ok": False,
+                "first_bad_entry": first.event_id,
+                "reason": first.reason,
+                "problems": [{"entry": p.event_id, "reason": p.reason} for p in problems],
+            }
+        )
+        sys.exit(1)
+    _print({"ok": True})
+
+
+@audit_group.command("export")
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="File for the JSON Lines (default: standard output).",
+)
+@with_appcontext
+def audit_export(output: Any) -> None:
+    """Write every audit entry as JSON Lines."""
+    from .audit import export_events
+
+    for entry in export_events():
+        output.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Sign the chain's current head now (run it from cron, e.g. hourly)."""
+    from .audit import write_checkpoint
+
+    checkpoint = write_checkpoint()
+    _print({"event_id": checkpoint.event_id if checkpoint else None})
+
+
+# -- clerks -----------------------------------------------------------------------------------
+@main.group("clerk")
+def clerk_group() -> None:
+    """Staff of the citizens' office who use the clerk console at /admin."""
+
+
+def _clerk_json(clerk: Any) -> dict[str, Any]:
+    return {
+        "id": clerk.id,
+        "citizen_id": clerk.citizen_id,
+        "display_name": clerk.display_name,
+        "role": clerk.role,
+        "created_at": clerk.created_at.isoformat(),
+        "disabled_at": clerk.disabled_at.isoformat() if clerk.disabled_at else None,
+    }
+
+
+@clerk_group.command("add")
+@click.option("--given-name", required=True)
+@click.option("--family-name", required=True)
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["clerk", "supervisor"]), default="clerk")
+@click.option(
+    "--birthdate",
+    default=None,
+    help="YYYY-MM-DD (default: 1900-01-01, meaning not recorded).",
+)
+@with_appcontext
+def clerk_add(
+    given_name: str, family_name: str, email: str, role: str, birthdate: str | None
+) -> None:
+    """Add a clerk; they enrol a passkey with the printed activation code, like a resident."""
+    from .citizens.service import activation_url
+    from .clerks import add_clerk
+
+    try:
+        added = add_clerk(
+            given_name=given_name,
+            family_name=family_name,
+            email=email,
+            role=role,
+            birthdate=birthdate,
+        )
+    except IdServerError as exc:
+        _fail(exc)
+    _print(
+        {
+            **_clerk_json(added.clerk),
+            "activation_id": added.activation.id,
+            "code": added.code,
+            "activation_url": activation_url(added.activation),
+            "expires_at": added.activation.expires_at.isoformat(),
+        }
+    )
+
+
+@clerk_group.command("list")
+@with_appcontext
+def clerk_list() -> None:
+    """Every clerk, enabled or not."""
+    from .clerks import list_clerks
+
+    _print([_clerk_json(clerk) for clerk in list_clerks()])
+
+
+@clerk_group.command("disable")
+@click.argument("clerk_id")
+@with_appcontext
+def clerk_disable(clerk_id: str) -> None:
+    """Take a clerk's access to the console away at once."""
+    from .clerks import disable_clerk
+
+    try:
+        clerk = disable_clerk(clerk_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_clerk_json(clerk))
+
+
+@citizen_group.command("purge")
+@with_appcontext
+def citizen_purge() -> None:
+    """Erase residents deleted more than IDSERVER_RETENTION_DAYS ago (audit keeps ids only)."""
+    from .admin import purge_deleted_residents
+
+    _print(purge_deleted_residents())
+
+
+def register_commands(app: Flask) -> None:
+    """Offer the same commands under ``flask --app idserver`` and the test CLI runner."""
+    for command in main.commands.values():
+        app.cli.add_command(command)

@@ -1,0 +1,41 @@
+"""Every table, imported in one place for Alembic and ``create_all``."""
+
+from .account.models import BrowserSession
+from .account.models import ConsentWithdrawal
+from .account.models import Pairing
+from .audit.models import AuditCheckpoint
+from .audit.models import AuditEvent
+from .citizens.models import ActivationAttempt
+from .citizens.models import ActivationCode
+from .citizens.models import Citizen
+from .citizens.models import RevocationCode
+from .clerks.models import Clerk
+from .crosslogin.models import LoginTransaction
+from .limits import RateLimitCounter
+from .oidc.models import AuthorizationCode
+from .oidc.models import Client
+from .oidc.models import Token
+from .oidc.models import UsedAssertion
+from .passkeys.models import Challenge
+from .passkeys.models import Credential
+
+__all__ = [
+    "ActivationAttempt",
+    "ActivationCode",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuthorizationCode",
+    "BrowserSession",
+    "Challenge",
+    "Citizen",
+    "Clerk",
+    "Client",
+    "ConsentWithdrawal",
+    "Credential",
+    "LoginTransaction",
+    "Pairing",
+    "RateLimitCounter",
+    "RevocationCode",
+    "Token",
+    "UsedAssertion",
+]
