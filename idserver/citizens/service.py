@@ -1,0 +1,363 @@
+"""Residents, activation codes, and enrolling a phone with an activation code.
+
+Enrolment: ``begin_enrolment`` checks the code and hands out WebAuthn creation options;
+``finish_enrolment`` verifies the new credential and, in one database transaction, marks the
+code used (``UPDATE … WHERE used_at IS NULL``: single use is the database's job), stores the
+credential and a fresh revocation code.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from webauthn.helpers import base64url_to_bytes
+
+from ..audit import record_event
+from ..db import db
+from ..db import utcnow
+from ..errors import ActivationRejected
+from ..errors import EnrolmentRejected
+from ..errors import IdServerError
+from ..passkeys import ceremonies
+from ..passkeys.models import Credential
+from ..passkeys.service import create_challenge
+from ..passkeys.service import expected_origins
+from ..passkeys.service import take_challenge
+from .models import ActivationAttempt
+from .models import ActivationCode
+from .models import Citizen
+from .models import RevocationCode
+
+__all__ = [
+    "CODE_ALPHABET",
+    "Enrolment",
+    "begin_enrolment",
+    "finish_enrolment",
+    "import_citizens",
+    "issue_activation_code",
+    "register_citizen",
+    "start_enrolment",
+]
+
+# No 0/O, 1/I/L: readable on paper and typeable on a phone. 16 of 31 symbols ≈ 79 bits.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_GROUPS = 4
+CODE_GROUP_LENGTH = 4
+CITIZEN_FIELDS = ("given_name", "family_name", "birthdate", "street", "postcode", "city", "email")
+DEVICE_NAME_MAX = 60
+_UNKNOWN_CODE_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # matches no code
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _new_code(groups: int = CODE_GROUPS) -> str:
+    symbols = [secrets.choice(CODE_ALPHABET) for _ in range(groups * CODE_GROUP_LENGTH)]
+    return "-".join("".join(symbols[i : i + CODE_GROUP_LENGTH]) for i in range(0, len(symbols), 4))
+
+
+# -- residents -----------------------------------------------------------------------------
+def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for name in CITIZEN_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if name == "email":
+            clean[name] = value or None
+            if value and ("@" not in value or len(value) > 320):
+                raise IdServerError(f"invalid email: {value!r}", error="invalid_citizen")
+            continue
+        if not value:
+            raise IdServerError(f"missing {name}", error="invalid_citizen")
+        if name == "birthdate" and not isinstance(value, dt.date):
+            try:
+                value = dt.date.fromisoformat(str(value))
+            except ValueError as exc:
+                raise IdServerError(
+                    f"birthdate must be YYYY-MM-DD, got {value!r}", error="invalid_citizen"
+                ) from exc
+        elif len(str(value)) > 200:
+            raise IdServerError(f"{name} is too long", error="invalid_citizen")
+        clean[name] = value
+    return clean
+
+
+def register_citizen(**fields: Any) -> Citizen:
+    citizen = Citizen(**_clean_citizen(fields))
+    db.session.add(citizen)
+    db.session.commit()
+    return citizen
+
+
+def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
+    """Register residents from JSON (a list of objects) or CSV (a header row); all or none."""
+    rows: list[dict[str, Any]]
+    if fmt == "json":
+        data = json.loads(text)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise IdServerError("JSON import must be a list of objects", error="invalid_import")
+        rows = data
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    citizens = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            citizens.append(Citizen(**_clean_citizen(row)))
+        except IdServerError as exc:
+            raise IdServerError(f"row {number}: {exc.description}", error=exc.error) from exc
+    db.session.add_all(citizens)
+    db.session.commit()
+    return citizens
+
+
+# -- activation codes -----------------------------------------------------------------------
+def issue_activation_code(
+    citizen_id: str, *, actor: str = "operator"
+) -> tuple[ActivationCode, str]:
+    """A new code for a resident; the plain code is returned once and never stored."""
+    citizen = db.session.get(Citizen, citizen_id)
+    if citizen is None or not citizen.active:
+        raise IdServerError("no such resident", error="not_found", status=404)
+    code = _new_code()
+    ttl = dt.timedelta(days=current_app.config["ACTIVATION_TTL_DAYS"])
+    record = ActivationCode(citizen_id=citizen.id, code_hash=hash_code(code))
+    record.expires_at = utcnow() + ttl
+    db.session.add(record)
+    db.session.flush()
+    record_event("activation_issued", actor=actor, subject=citizen.id, activation_id=record.id)
+    db.session.commit()
+    return record, code
+
+
+def activation_url(record: ActivationCode) -> str:
+    return f"{current_app.config['ISSUER']}/activate/{record.id}"
+
+
+def _count_address_failures(address: str) -> int:
+    since = utcnow() - dt.timedelta(hours=1)
+    count = db.session.scalar(
+        select(func.count())
+        .select_from(ActivationAttempt)
+        .where(ActivationAttempt.address == address, ActivationAttempt.at > since)
+    )
+    return count or 0
+
+
+def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCode:
+    """The live activation record ``code`` belongs to; wrong tries are counted and bounded."""
+    limit = current_app.config["ACTIVATION_MAX_ATTEMPTS_PER_ADDRESS"]
+    if _count_address_failures(address) >= limit:
+        raise ActivationRejected(
+            _l("Too many wrong codes from this connection. Please try again in an hour."),
+            error="too_many_attempts",
+            status=429,
+        )
+    # Known and unknown activation ids get the same answer after the same work (one lookup, one
+    # hash comparison, one UPDATE), so the answers reveal nothing about which ids exist.
+    well_formed_id = isinstance(activation_id, str) and len(activation_id) <= 36
+    record = db.session.get(ActivationCode, activation_id) if well_formed_id else None
+    presented = hash_code(code) if isinstance(code, str) and 0 < len(code) <= 64 else ""
+    expected = record.code_hash if record is not None else _UNKNOWN_CODE_HASH
+    if not (hmac.compare_digest(presented, expected) and record is not None):
+        session = db.session
+        session.add(ActivationAttempt(address=address))
+        session.execute(
+            update(ActivationCode)
+            .where(ActivationCode.id == (activation_id if well_formed_id else ""))
+            .values(failed_attempts=ActivationCode.failed_attempts + 1)
+        )
+        session.commit()
+        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+    # Only whoever holds the right code learns that it has been blocked.
+    if record.failed_attempts >= current_app.config["ACTIVATION_MAX_ATTEMPTS"]:
+        raise ActivationRejected(
+            _l("This code was entered wrongly too often. Please ask for a new letter."),
+            error="too_many_attempts",
+            status=429,
+        )
+    if record.used_at is not None:
+        raise ActivationRejected(
+            _l("This code has already been used. Please ask for a new letter."), error="code_used"
+        )
+    if record.expires_at <= utcnow():
+        raise ActivationRejected(
+            _l("This code has expired. Please ask the citizens' office for a new letter."),
+            error="code_expired",
+        )
+    citizen = db.session.get(Citizen, record.citizen_id)
+    if citizen is None or not citizen.active:
+        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+    return record
+
+
+# -- enrolment ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Enrolment:
+    credential: Credential
+    revocation_code: str
+
+
+def user_handle(citizen: Citizen) -> bytes:
+    """A stable, opaque WebAuthn user.id (no personal data, WebAuthn L3 §14.6.1)."""
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, b"user-handle:" + citizen.id.encode(), hashlib.sha256).digest()
+
+
+def begin_enrolment(activation_id: Any, code: Any, *, address: str) -> dict[str, Any]:
+    """Check the code; return ``{enrolment_id, options}`` for ``navigator.credentials.create``."""
+    record = _check_code(activation_id, code, address=address)
+    citizen = db.session.get(Citizen, record.citizen_id)
+    assert citizen is not None
+    started = start_enrolment(citizen, subject=record.id, via="activation")
+    db.session.commit()
+    return started
+
+
+def start_enrolment(citizen: Citizen, *, subject: str, via: str) -> dict[str, Any]:
+    """Creation options; ``via`` (activation | pairing) and ``subject`` say what gets burnt."""
+    existing = db.session.scalars(
+        select(Credential.credential_id).where(
+            Credential.citizen_id == citizen.id, Credential.revoked_at.is_(None)
+        )
+    ).all()
+    config = current_app.config
+    challenge = create_challenge("enrol", subject=subject, data={"via": via})
+    options = ceremonies.registration_options(
+        rp_id=config["RP_ID"],
+        rp_name=config["RP_NAME"],
+        user_id=user_handle(citizen),
+        user_name=f"{citizen.given_name} {citizen.family_name}",
+        display_name=f"{citizen.given_name} {citizen.family_name}",
+        challenge=challenge.challenge,
+        exclude_ids=list(existing),
+        want_attestation=config["ATTESTATION_POLICY"] != "none",
+    )
+    return {"enrolment_id": challenge.id, "options": options}
+
+
+def _device_name(name: Any) -> str:
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return str(_l("My phone"))
+    if not isinstance(name, str) or len(name.strip()) > DEVICE_NAME_MAX:
+        raise EnrolmentRejected(_l("Please give the phone a shorter name."), error="invalid_name")
+    return name.strip()
+
+
+def finish_enrolment(
+    enrolment_id: Any, credential: Any, *, name: Any, via: str = "activation"
+) -> Enrolment:
+    """Verify the new credential, then store it and burn its activation code or pairing at once."""
+    device_name = _device_name(name)
+    challenge = take_challenge(enrolment_id, purpose="enrol", rejected=EnrolmentRejected)
+    if challenge.data.get("via", "activation") != via or challenge.subject is None:
+        raise EnrolmentRejected(_l("This step has expired. Please start again."))
+    config = current_app.config
+    verified = ceremonies.verify_registration(
+        credential=credential,
+        expected_challenge=challenge.challenge,
+        expected_rp_id=config["RP_ID"],
+        expected_origins=expected_origins(),
+        attestation_policy=config["ATTESTATION_POLICY"],
+        aaguid_allowlist=config["AAGUID_ALLOWLIST"],
+        attestation_roots=ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"]),
+    )
+    session = db.session
+    now = utcnow()
+    if via == "pairing":
+        from ..account.pairing import use_pairing  # account builds on citizens, not vice versa
+
+        citizen_id, burned = use_pairing(challenge.subject, now=now)
+    else:
+        citizen_id, burned = _use_activation_code(challenge.subject, now=now)
+    client_data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
+    stored = Credential(
+        credential_id=verified.credential_id,
+        citizen_id=citizen_id,
+        name=device_name,
+        kind="passkey" if client_data.get("origin") == expected_origins()[0] else "app",
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+        aaguid=verified.aaguid,
+        attestation_format=_enum_value(verified.fmt),
+        attestation_object=verified.attestation_object,
+        transports=_transports(credential),
+        origin=str(client_data.get("origin", ""))[:300],
+        backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
+        backed_up=verified.credential_backed_up,
+        created_at=now,
+    )
+    revocation_code = _new_code(groups=3)
+    session.add(stored)
+    session.add(RevocationCode(citizen_id=citizen_id, code_hash=hash_code(revocation_code)))
+    try:
+        session.flush()
+        record_event(
+            "enrolment",
+            actor=f"citizen:{citizen_id}",
+            subject=citizen_id,
+            credential_id=stored.id,
+            kind=stored.kind,
+            aaguid=stored.aaguid,
+            attestation_format=stored.attestation_format,
+            **burned,
+        )
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise EnrolmentRejected(
+            _l("This phone is already registered."), error="credential_exists"
+        ) from exc
+    return Enrolment(credential=stored, revocation_code=revocation_code)
+
+
+def _use_activation_code(activation_id: str, *, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """Burn the activation code, once, in the enrolment's transaction; (citizen id, audit)."""
+    session = db.session
+    used = session.execute(
+        update(ActivationCode)
+        .where(
+            ActivationCode.id == activation_id,
+            ActivationCode.used_at.is_(None),
+            ActivationCode.expires_at > now,
+        )
+        .values(used_at=now)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise ActivationRejected(
+            _l("This code has already been used. Please ask for a new letter."), error="code_used"
+        )
+    record = session.get(ActivationCode, activation_id)
+    assert record is not None
+    return record.citizen_id, {"activation_id": record.id}
+
+
+def _enum_value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _transports(credential: dict[str, Any]) -> list[str]:
+    transports = credential.get("response", {}).get("transports") or []
+    if not isinstance(transports, list):
+        return []
+    return [t for t in transports if isinstance(t, str) and len(t) < 20][:8]
