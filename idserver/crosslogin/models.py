@@ -1,0 +1,51 @@
+"""The QR-code login transaction (see ``crosslogin.service`` for its state machine)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import LargeBinary
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from ..db import Base
+from ..db import UTCDateTime
+from ..db import utcnow
+
+
+class LoginTransaction(Base):
+    __tablename__ = "login_transactions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    deny_reason: Mapped[str | None] = mapped_column(String(32))
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    request_params: Mapped[dict[str, str]] = mapped_column(JSON)
+    scope: Mapped[str] = mapped_column(String(500))
+    number: Mapped[str] = mapped_column(String(2))
+    desktop_ip: Mapped[str] = mapped_column(String(64))
+    desktop_user_agent: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    challenge_nonce: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    challenges_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    citizen_id: Mapped[str | None] = mapped_column(ForeignKey("citizens.id", ondelete="SET NULL"))
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL")
+    )
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    amr: Mapped[list[str] | None] = mapped_column(JSON)
+    acr: Mapped[str | None] = mapped_column(String(100))
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    phone_ip: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_login_transactions_expires", "expires_at"),)

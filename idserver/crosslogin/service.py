@@ -1,0 +1,514 @@
+"""The QR-code login transaction: an explicit state machine kept in the database.
+
+::
+
+    pending ──mark_scanned──▶ scanned ──approve──▶ approved ──consume──▶ consumed
+       │                        │  │
+       │                        │  └──deny (wrong number, citizen says no)──▶ denied
+       ├──approve_on_desktop────┼───────────────▶ approved
+       └──────expire────────────┴──▶ expired       (any live state after expires_at)
+
+Each transition is one conditional ``UPDATE … WHERE state IN (…)`` whose row count says
+whether this caller won; nothing is decided by a read followed by a write. Every transition
+bumps ``version`` and notifies the waiting desktop (``crosslogin.events``).
+
+The desktop that started the login holds a secret in an HttpOnly cookie (only its hash is
+stored); the first phone that scans a fresh QR frame gets a binding secret the same way. The
+WebAuthn challenge for approval is ``SHA-256(nonce ‖ canonical JSON of what the phone showed
+and the typed number)``, so the signed assertion is evidence of exactly that consent.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from typing import Any
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import update
+
+from ..audit import record_event
+from ..citizens.models import Citizen
+from ..citizens.service import user_handle
+from ..db import db
+from ..db import utcnow
+from ..errors import LoginRejected
+from ..errors import NotFound
+from ..errors import RateLimited
+from ..oidc.claims import claim_names
+from ..oidc.models import Client
+from ..passkeys import ceremonies
+from ..passkeys.models import Credential
+from ..passkeys.service import create_challenge
+from ..passkeys.service import expected_origins
+from ..passkeys.service import find_credential
+from ..passkeys.service import record_assertion
+from ..passkeys.service import take_challenge
+from . import events
+from . import qr
+from .models import LoginTransaction
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ACR_PASSKEY",
+    "ACR_PHONE",
+    "approve",
+    "approve_on_desktop",
+    "begin_desktop_passkey",
+    "cancel_on_desktop",
+    "consume",
+    "create_transaction",
+    "deny",
+    "display_context",
+    "for_browser",
+    "for_phone",
+    "issue_challenge",
+    "mark_scanned",
+]
+
+LIVE = ("pending", "scanned")
+TERMINAL = ("denied", "expired", "consumed")
+ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
+ACR_PASSKEY = "urn:buergerid:acr:passkey"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _transition(
+    login_id: str,
+    *,
+    from_states: tuple[str, ...],
+    audit: tuple[str, str, dict[str, Any]] | None = None,
+    where: tuple[Any, ...] = (),
+    **values: Any,
+) -> bool:
+    """Move ``login_id`` out of ``from_states`` if it is still live; True for the one winner.
+
+    ``audit`` = (event, actor, data) is appended to the audit log in the same transaction;
+    ``where`` adds conditions to the UPDATE.
+    """
+    session = db.session
+    result = session.execute(
+        update(LoginTransaction)
+        .where(
+            LoginTransaction.id == login_id,
+            LoginTransaction.state.in_(from_states),
+            LoginTransaction.expires_at > utcnow(),
+            *where,
+        )
+        .values(version=LoginTransaction.version + 1, **values)
+    )
+    won = result.rowcount == 1  # type: ignore[attr-defined]
+    if won and audit is not None:
+        event, actor, data = audit
+        record_event(
+            event, actor=actor, subject=values.get("citizen_id"), login_id=login_id, **data
+        )
+    session.commit()
+    if won:
+        events.notify(login_id)
+    return won
+
+
+def _load(login_id: Any) -> LoginTransaction:
+    if not isinstance(login_id, str) or not 20 <= len(login_id) <= 64:
+        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+    session = db.session
+    tx = session.get(LoginTransaction, login_id, populate_existing=True)
+    if tx is None:
+        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+    if tx.state in ("pending", "scanned", "approved") and tx.expires_at <= utcnow():
+        expire(tx)
+    return tx
+
+
+def expire(tx: LoginTransaction) -> None:
+    """Mark a transaction whose lifetime is over (state machine: any live state → expired)."""
+    session = db.session
+    result = session.execute(
+        update(LoginTransaction)
+        .where(
+            LoginTransaction.id == tx.id,
+            LoginTransaction.state.in_(("pending", "scanned", "approved")),
+            LoginTransaction.expires_at <= utcnow(),
+        )
+        .values(state="expired", version=LoginTransaction.version + 1)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        record_event("login_expired", actor="system", login_id=tx.id, client_id=tx.client_id)
+    session.commit()
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        events.notify(tx.id)
+    session.refresh(tx)
+
+
+# -- desktop side ---------------------------------------------------------------------------
+def create_transaction(
+    *, client: Client, params: dict[str, str], desktop_ip: str, user_agent: str
+) -> tuple[LoginTransaction, str]:
+    """Start a login for a validated authorization request; returns it and the browser secret."""
+    browser_secret = secrets.token_urlsafe(32)
+    ttl = dt.timedelta(seconds=current_app.config["LOGIN_TTL_SECONDS"])
+    tx = LoginTransaction(
+        id=secrets.token_urlsafe(24),  # 192 bits
+        state="pending",
+        browser_hash=_hash(browser_secret),
+        client_id=client.client_id,
+        request_params=params,
+        scope=client.get_allowed_scope(params.get("scope", "")),
+        number=f"{secrets.randbelow(90) + 10}",
+        desktop_ip=desktop_ip,
+        desktop_user_agent=user_agent[:500],
+        expires_at=utcnow() + ttl,
+    )
+    db.session.add(tx)
+    db.session.commit()
+    return tx, browser_secret
+
+
+def for_browser(login_id: Any, browser_secret: str | None) -> LoginTransaction:
+    """The transaction, only for the browser that started it; everyone else gets 404."""
+    tx = _load(login_id)
+    if not browser_secret or not hmac.compare_digest(_hash(browser_secret), tx.browser_hash):
+        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+    return tx
+
+
+def qr_key(tx: LoginTransaction) -> bytes:
+    return qr.login_key(current_app.config["SECRET_KEY"], tx.id)
+
+
+def consume(tx: LoginTransaction) -> bool:
+    """approved → consumed: the one request that may continue the OIDC flow."""
+    return _transition(tx.id, from_states=("approved",), state="consumed")
+
+
+def consume_denied(tx: LoginTransaction) -> bool:
+    """denied → consumed, so the error response to the relying party is sent once."""
+    session = db.session
+    result = session.execute(
+        update(LoginTransaction)
+        .where(LoginTransaction.id == tx.id, LoginTransaction.state.in_(("denied", "expired")))
+        .values(state="consumed", version=LoginTransaction.version + 1)
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def cancel_on_desktop(tx: LoginTransaction) -> None:
+    """The person at the computer cancels: pending/scanned → denied."""
+    audit = ("login_denied", "desktop", {"client_id": tx.client_id, "reason": "cancelled"})
+    if not _transition(
+        tx.id, from_states=LIVE, audit=audit, state="denied", deny_reason="cancelled"
+    ):
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+
+
+def begin_desktop_passkey(tx: LoginTransaction) -> dict[str, Any]:
+    """WebAuthn options for logging in with a passkey on the desktop itself (or via hybrid)."""
+    if tx.state not in LIVE:
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+    _count_challenge(tx, from_states=LIVE)
+    challenge = create_challenge("login", subject=tx.id, data={})
+    db.session.commit()
+    options = ceremonies.authentication_options(
+        rp_id=current_app.config["RP_ID"], challenge=challenge.challenge
+    )
+    return {"ceremony_id": challenge.id, "options": options}
+
+
+def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: Any) -> None:
+    """Verify a passkey assertion made on the desktop: pending/scanned → approved."""
+    challenge = take_challenge(ceremony_id, purpose="login", rejected=LoginRejected)
+    if challenge.subject != tx.id:
+        raise LoginRejected(_l("This step has expired. Please start again."))
+    stored, verified = _verify(credential, challenge.challenge)
+    won = _transition(
+        tx.id,
+        from_states=LIVE,
+        audit=_approved_audit(tx, stored, ACR_PASSKEY),
+        state="approved",
+        citizen_id=stored.citizen_id,
+        credential_pk=stored.id,
+        approved_at=utcnow(),
+        amr=_amr(stored),
+        acr=ACR_PASSKEY,
+        evidence={"credential": credential, "challenge": _b64(challenge.challenge)},
+    )
+    if not won:
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+
+
+# -- phone side -----------------------------------------------------------------------------
+def mark_scanned(
+    login_id: Any, *, t: Any, h: Any, binding: str | None, phone_ip: str
+) -> tuple[LoginTransaction, str]:
+    """pending → scanned for the first phone with a fresh QR frame; returns the binding secret.
+
+    The phone that already holds the binding may open the page again (a reload).
+    """
+    tx = _load(login_id)
+    config = current_app.config
+    if isinstance(binding, str) and tx.phone_hash and tx.state in LIVE:
+        if hmac.compare_digest(_hash(binding), tx.phone_hash):
+            return tx, binding
+    fresh = qr.verify_frame(
+        qr_key(tx),
+        t,
+        h,
+        step_seconds=config["QR_STEP_SECONDS"],
+        max_age_seconds=config["QR_MAX_AGE_SECONDS"],
+    )
+    if not fresh:
+        raise LoginRejected(
+            _l("This QR code is too old or damaged. Please scan the code on the screen again."),
+            error="qr_stale",
+        )
+    if tx.state != "pending":
+        raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+    new_binding = secrets.token_urlsafe(32)
+    if not _transition(
+        tx.id,
+        from_states=("pending",),
+        state="scanned",
+        phone_hash=_hash(new_binding),
+        phone_ip=phone_ip,
+    ):
+        raise LoginRejected(
+            _l("This login is already being confirmed on another phone."), error="already_scanned"
+        )
+    db.session.refresh(tx)
+    return tx, new_binding
+
+
+def _ended_code(state: str) -> str:
+    return {"scanned": "already_scanned", "expired": "login_expired"}.get(state, "login_ended")
+
+
+def _login_ended_message(state: str) -> Any:
+    if state == "scanned":
+        return _l("This login is already being confirmed on another phone.")
+    if state == "expired":
+        return _l("This login has expired. Please start again on the computer.")
+    return _l("This login has already ended.")
+
+
+def for_phone(login_id: Any, binding: Any) -> LoginTransaction:
+    tx = _load(login_id)
+    if (
+        not isinstance(binding, str)
+        or not tx.phone_hash
+        or not hmac.compare_digest(_hash(binding), tx.phone_hash)
+    ):
+        raise LoginRejected(
+            _l("Please scan the QR code on the computer screen again."), error="not_bound"
+        )
+    if tx.state != "scanned":
+        raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+    return tx
+
+
+def _browser_name(user_agent: str) -> str:
+    ua = user_agent
+    for marker, name in (
+        ("Edg/", "Microsoft Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ):
+        if marker in ua:
+            browser = name
+            break
+    else:
+        browser = ua.split("/", 1)[0][:40] or "?"
+    for marker, system in (
+        ("Windows", "Windows"),
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("Mac OS", "macOS"),
+        ("Linux", "Linux"),
+    ):
+        if marker in ua:
+            return f"{browser} ({system})"
+    return browser
+
+
+def display_context(tx: LoginTransaction) -> dict[str, Any]:
+    """What the phone shows the citizen; the approval challenge commits to exactly this."""
+    client = db.session.get(Client, tx.client_id)
+    return {
+        "login_id": tx.id,
+        "client_id": tx.client_id,
+        "client_name": client.name if client else tx.client_id,
+        "claims": claim_names(tx.scope),
+        "desktop": {"ip": tx.desktop_ip, "browser": _browser_name(tx.desktop_user_agent)},
+        "created_at": int(tx.created_at.timestamp()),
+        "expires_at": int(tx.expires_at.timestamp()),
+    }
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def approval_challenge(nonce: bytes, context: dict[str, Any], number: str) -> bytes:
+    return hashlib.sha256(nonce + canonical_json({"context": context, "number": number})).digest()
+
+
+def _check_number(tx: LoginTransaction, number: Any) -> str:
+    if not isinstance(number, str) or not re.fullmatch(r"[0-9]{2}", number.strip()):
+        raise LoginRejected(
+            _l("Please type the two-digit number shown on the computer."), error="invalid_number"
+        )
+    if not hmac.compare_digest(number.strip(), tx.number):
+        audit = ("login_denied", "phone", {"client_id": tx.client_id, "reason": "wrong_number"})
+        _transition(
+            tx.id, from_states=LIVE, audit=audit, state="denied", deny_reason="wrong_number"
+        )
+        raise LoginRejected(
+            _l(
+                "The number was not right, so this login has been cancelled for your safety. "
+                "If you started it yourself, please start again on the computer."
+            ),
+            error="wrong_number",
+        )
+    return tx.number
+
+
+def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **values: Any) -> None:
+    """Hand out one more WebAuthn challenge for ``tx``, at most MAX_CHALLENGES_PER_LOGIN.
+
+    Bounds approval bombing and challenge flooding per login (RFC 10027 "Rate Limits"); the
+    count and the bound are one conditional UPDATE, so concurrent requests cannot exceed it.
+    """
+    limit = current_app.config["MAX_CHALLENGES_PER_LOGIN"]
+    if tx.challenges_issued >= limit:
+        raise RateLimited(_l("Too many attempts for this login. Please start again."))
+    if not _transition(
+        tx.id,
+        from_states=from_states,
+        where=(LoginTransaction.challenges_issued < limit,),
+        challenges_issued=LoginTransaction.challenges_issued + 1,
+        **values,
+    ):
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+
+
+def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, Any]:
+    """After the citizen typed the number: WebAuthn request options bound to what was shown."""
+    tx = for_phone(login_id, binding)
+    typed = _check_number(tx, number)
+    nonce = secrets.token_bytes(32)
+    _count_challenge(tx, from_states=("scanned",), challenge_nonce=nonce)
+    context = display_context(tx)
+    options = ceremonies.authentication_options(
+        rp_id=current_app.config["RP_ID"], challenge=approval_challenge(nonce, context, typed)
+    )
+    return {"options": options, "challenge_inputs": {"nonce": _b64(nonce), "context": context}}
+
+
+def _approved_audit(
+    tx: LoginTransaction, stored: Credential, acr: str
+) -> tuple[str, str, dict[str, Any]]:
+    data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr}
+    return ("login_approved", f"citizen:{stored.citizen_id}", data)
+
+
+def _amr(stored: Credential) -> list[str]:
+    # RFC 8176: key possession (hardware- or software-protected) plus user verification.
+    return sorted({"hwk" if not stored.backup_eligible else "swk", "user", "mfa"})
+
+
+def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:
+    raw_id = ceremonies.credential_id_of(credential, LoginRejected)
+    stored = find_credential(raw_id)
+    if stored is None or not stored.usable:
+        raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
+    citizen = db.session.get(Citizen, stored.citizen_id)
+    if citizen is None or not citizen.active:
+        raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
+    verified = ceremonies.verify_assertion(
+        credential=credential,
+        expected_challenge=challenge,
+        expected_rp_id=current_app.config["RP_ID"],
+        expected_origins=expected_origins(),
+        credential_public_key=stored.public_key,
+    )
+    # WebAuthn L3 §7.2 step 6: a discoverable login (no allowCredentials) must name its user,
+    # and that user must own the credential.
+    if verified.user_handle is None or not hmac.compare_digest(
+        verified.user_handle, user_handle(citizen)
+    ):
+        raise LoginRejected(_l("The confirmation on the phone could not be verified."))
+    record_assertion(stored, verified)
+    return stored, verified
+
+
+def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> LoginTransaction:
+    """scanned → approved with an assertion over the challenge from ``issue_challenge``."""
+    tx = for_phone(login_id, binding)
+    typed = _check_number(tx, number)
+    nonce = tx.challenge_nonce
+    if nonce is None:
+        raise LoginRejected(_l("Please type the number again."), error="no_challenge")
+    # Burn the nonce before verifying, so this assertion can be checked only once.
+    session = db.session
+    burned = session.execute(
+        update(LoginTransaction)
+        .where(
+            LoginTransaction.id == tx.id,
+            LoginTransaction.state == "scanned",
+            LoginTransaction.challenge_nonce == nonce,
+        )
+        .values(challenge_nonce=None)
+    )
+    session.commit()
+    if burned.rowcount != 1:  # type: ignore[attr-defined]
+        raise LoginRejected(_l("Please type the number again."), error="no_challenge")
+    context = display_context(tx)
+    stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
+    won = _transition(
+        tx.id,
+        from_states=("scanned",),
+        audit=_approved_audit(tx, stored, ACR_PHONE),
+        state="approved",
+        citizen_id=stored.citizen_id,
+        credential_pk=stored.id,
+        approved_at=utcnow(),
+        amr=_amr(stored),
+        acr=ACR_PHONE,
+        evidence={
+            "credential": credential,
+            "context": context,
+            "number": typed,
+            "nonce": _b64(nonce),
+        },
+    )
+    if not won:
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+    session.refresh(tx)
+    return tx
+
+
+def deny(login_id: Any, *, binding: Any) -> None:
+    """The citizen said no on the phone: scanned → denied."""
+    tx = for_phone(login_id, binding)
+    audit = ("login_denied", "phone", {"client_id": tx.client_id, "reason": "denied"})
+    if not _transition(
+        tx.id, from_states=("scanned",), audit=audit, state="denied", deny_reason="denied"
+    ):
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")

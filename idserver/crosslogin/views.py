@@ -1,0 +1,271 @@
+"""The desktop's login page and the phone's confirmation page."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import AccessDeniedError
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from .. import limits
+from ..account.service import SELF_CLIENT_ID
+from ..account.service import safe_next
+from ..account.service import start_session
+from ..citizens.models import Citizen
+from ..db import db
+from ..errors import LoginRejected
+from ..errors import wants_json
+from ..oidc.models import Client
+from ..oidc.server import Authentication
+from ..oidc.server import StoredAuthorizationRequest
+from ..oidc.server import authorization
+from ..oidc.views import redirect_with_error
+from ..web import CSP
+from ..web import client_address
+from . import events
+from . import qr
+from . import service
+from .models import LoginTransaction
+
+bp = Blueprint("crosslogin", __name__)
+
+PHONE_COOKIE = "phone-{login_id}"
+ORIGIN_NETLOC = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+CLAIM_LABELS = {
+    "sub": _l("a pseudonym that only this service knows you by"),
+    "name": _l("your name"),
+    "given_name": _l("your first name"),
+    "family_name": _l("your family name"),
+    "email": _l("your e-mail address"),
+    "email_verified": None,
+    "address": _l("your registered address"),
+    "birthdate": _l("your date of birth"),
+}
+
+
+LOGIN_COOKIE = "login-{login_id}"
+
+
+def login_cookie_name(login_id: str) -> str:
+    """``__Host-`` cookies need https; plain localhost demos get the unprefixed name."""
+    prefix = "__Host-" if current_app.config["ISSUER"].startswith("https://") else ""
+    return prefix + LOGIN_COOKIE.format(login_id=login_id)
+
+
+def begin_login(client: Client, params: dict[str, str]) -> Any:
+    """Start a login transaction for this browser and send it to the QR page."""
+    limits.consume("RATE_LIMIT_LOGIN", client_address(), scope="login")
+    tx, browser_secret = service.create_transaction(
+        client=client,
+        params=params,
+        desktop_ip=client_address(),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    response = redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
+    response.set_cookie(
+        login_cookie_name(tx.id),
+        browser_secret,
+        max_age=current_app.config["LOGIN_TTL_SECONDS"] + 60,
+        path="/",
+        secure=current_app.config["ISSUER"].startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _browser_tx(login_id: str) -> LoginTransaction:
+    return service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+
+
+def _status(tx: LoginTransaction) -> dict[str, Any]:
+    issuer = current_app.config["ISSUER"]
+    key = service.qr_key(tx)
+    step = qr.current_step(current_app.config["QR_STEP_SECONDS"])
+    body: dict[str, Any] = {
+        "login_id": tx.id,
+        "phone_url": qr.frame_url(issuer, tx.id, key, step),
+        "number": tx.number,
+        "status": tx.state,
+        "version": tx.version,
+        "expires_at": int(tx.expires_at.timestamp()),
+    }
+    if tx.state in ("approved", "denied", "expired"):
+        body["continue_url"] = f"{issuer}/login/{tx.id}/continue"
+    if tx.state == "denied":
+        body["reason"] = tx.deny_reason
+    return body
+
+
+@bp.get("/login/<login_id>")
+def desktop(login_id: str) -> Any:
+    """The QR page; with ``Accept: application/json`` its status (``?seen=N`` waits for news)."""
+    tx = _browser_tx(login_id)
+    if wants_json():
+        seen = request.args.get("seen", type=int)
+        if seen is not None and tx.state in ("pending", "scanned"):
+            timeout = min(
+                current_app.config["LONG_POLL_SECONDS"],
+                max(0.0, tx.expires_at.timestamp() - time.time()) + 0.5,
+            )
+            version = events.wait_for_change(
+                tx.id, lambda: _version(login_id), seen=seen, timeout=timeout
+            )
+            if version != seen:  # otherwise tx, read before the wait, is still current
+                tx = _browser_tx(login_id)
+        response = jsonify(_status(tx))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    key = base64.urlsafe_b64encode(service.qr_key(tx)).rstrip(b"=").decode()
+    page = render_template(
+        "login/desktop.html",
+        tx=tx,
+        status=_status(tx),
+        qr_key=key,
+        step_seconds=current_app.config["QR_STEP_SECONDS"],
+        server_time=int(time.time()),
+        client_name=service.display_context(tx)["client_name"],
+    )
+    # The cancel form's redirects end at the relying party: form-action must allow its origin.
+    csp = CSP.format(form_targets=_origin(tx.request_params.get("redirect_uri")))
+    return Response(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
+
+
+def _origin(uri: object) -> str:
+    """scheme://host[:port] of a registered redirect URI, or "" if it is not plainly one."""
+    if not isinstance(uri, str):
+        return ""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not ORIGIN_NETLOC.fullmatch(parts.netloc):
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _version(login_id: str) -> int:
+    query = select(LoginTransaction.version).where(LoginTransaction.id == login_id)
+    version = db.session.scalar(query)
+    db.session.close()  # a waiting desktop holds no database connection
+    return -1 if version is None else version
+
+
+@bp.get("/login/<login_id>/continue")
+def continue_login(login_id: str) -> Any:
+    """Finish the OIDC authorization: a code for an approved login, an error otherwise."""
+    tx = _browser_tx(login_id)
+    params = tx.request_params
+    if tx.state == "approved" and service.consume(tx):
+        citizen = db.session.get(Citizen, tx.citizen_id)
+        if citizen is None or tx.approved_at is None:
+            raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        auth = Authentication(
+            citizen=citizen,
+            auth_time=int(tx.approved_at.timestamp()),
+            amr=list(tx.amr or []),
+            acr=tx.acr or service.ACR_PHONE,
+            login_id=tx.id,
+        )
+        if tx.client_id == SELF_CLIENT_ID:
+            # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
+            start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+            response = redirect(safe_next(params.get("next")), code=303)
+            response.delete_cookie(login_cookie_name(tx.id), path="/")
+            return response
+        server = authorization()
+        oauth_request = StoredAuthorizationRequest(params)
+        grant = server.get_authorization_grant(oauth_request)
+        response = server.create_authorization_response(
+            request=oauth_request, grant_user=auth, grant=grant
+        )
+        response.status_code = 303
+        response.delete_cookie(login_cookie_name(tx.id), path="/")
+        start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+        return response
+    if tx.state in ("denied", "expired") and tx.client_id == SELF_CLIENT_ID:
+        service.consume_denied(tx)
+        raise LoginRejected(
+            _l("The login was cancelled or has expired. Nobody has been logged in."),
+            error="login_ended",
+        )
+    if tx.state in ("denied", "expired") and service.consume_denied(tx):
+        error = AccessDeniedError(
+            description="The citizen denied the login"
+            if tx.state == "denied"
+            else "The login expired"
+        )
+        error.state = params.get("state")
+        response = redirect_with_error(params["redirect_uri"], error)
+        response.delete_cookie(login_cookie_name(tx.id), path="/")
+        return response
+    if tx.state in ("pending", "scanned"):
+        return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
+    raise LoginRejected(_l("This login has already ended."), error="login_ended")
+
+
+@bp.post("/login/<login_id>/cancel")
+def cancel(login_id: str) -> Any:
+    """The person at the computer gives up: the login ends and the application is told."""
+    tx = _browser_tx(login_id)
+    service.cancel_on_desktop(tx)
+    return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
+
+
+@bp.post("/login/<login_id>/passkey/options")
+def passkey_options(login_id: str) -> Response:
+    tx = _browser_tx(login_id)
+    return jsonify(service.begin_desktop_passkey(tx))
+
+
+@bp.post("/login/<login_id>/passkey")
+def passkey_finish(login_id: str) -> Response:
+    tx = _browser_tx(login_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise LoginRejected(_l("The answer from the browser was malformed."))
+    service.approve_on_desktop(
+        tx, ceremony_id=body.get("ceremony_id"), credential=body.get("credential")
+    )
+    return jsonify(
+        status="approved", continue_url=f"{current_app.config['ISSUER']}/login/{tx.id}/continue"
+    )
+
+
+@bp.get("/q/<login_id>")
+def phone(login_id: str) -> Any:
+    """What the phone opens from the QR code: who asks, what they get, type the number."""
+    cookie = PHONE_COOKIE.format(login_id=login_id)
+    tx, binding = service.mark_scanned(
+        login_id,
+        t=request.args.get("t"),
+        h=request.args.get("h"),
+        binding=request.cookies.get(cookie),
+        phone_ip=client_address(),
+    )
+    context = service.display_context(tx)
+    labels = [str(CLAIM_LABELS[c]) for c in context["claims"] if CLAIM_LABELS.get(c)]
+    page = render_template(
+        "login/phone.html", tx=tx, context=context, claim_labels=labels, binding=binding
+    )
+    response = Response(page, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        cookie,
+        binding,
+        max_age=current_app.config["LOGIN_TTL_SECONDS"],
+        path=f"/q/{tx.id}",
+        secure=current_app.config["ISSUER"].startswith("https://"),
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
