@@ -1,0 +1,1 @@
+"""``/api/v1``: the JSON API for phones (browser pages and native apps alike)."""

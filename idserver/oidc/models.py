@@ -1,0 +1,180 @@
+"""Relying parties, authorization codes and tokens, shaped for Authlib's mixins."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import TokenMixin
+from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oidc.core import AuthorizationCodeMixin as OIDCCodeMixin
+from sqlalchemy import JSON
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from ..db import Base
+from ..db import UTCDateTime
+from ..db import db
+from ..db import utcnow
+
+AUTH_METHODS = ("client_secret_basic", "private_key_jwt")
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 of a high-entropy server-generated secret (codes, tokens, client secrets)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Client(Base, ClientMixin):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(String(500))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(40))
+    jwks_uri: Mapped[str | None] = mapped_column(String(500))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris or [])}
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return None  # OIDC Core §3.1.2.1: redirect_uri is always required
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = set(scope_to_list(self.scope))
+        return " ".join(s for s in scope_to_list(scope) or [] if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # RFC 9700 §4.1.3: exact string match
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.client_secret_hash:
+            return False
+        return hmac.compare_digest(hash_secret(client_secret), self.client_secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if endpoint == "token":
+            return method == self.token_endpoint_auth_method
+        return True
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "authorization_code"
+
+
+class AuthorizationCode(Base, OIDCCodeMixin):
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    scope: Mapped[str] = mapped_column(String(500))
+    nonce: Mapped[str | None] = mapped_column(String(500))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(10))
+    auth_time: Mapped[int] = mapped_column(Integer)
+    acr: Mapped[str | None] = mapped_column(String(100))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    login_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # Authlib's nonce-replay check looks codes up by (client, nonce) on every login.
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr or [])
+
+
+class Token(Base, TokenMixin):
+    """An issued access token (stored hashed) and the claims it released."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(500))
+    claims: Mapped[list[str]] = mapped_column(JSON, default=list)
+    code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("authorization_codes.id", ondelete="SET NULL")
+    )
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_tokens_citizen", "citizen_id"),)
+
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.expires_at - self.issued_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return utcnow() >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def get_client(self) -> Client | None:
+        return db.session.get(Client, self.client_id)
+
+    def get_user(self) -> Any:
+        from ..citizens.models import Citizen
+
+        return db.session.get(Citizen, self.citizen_id)
+
+
+class UsedAssertion(Base):
+    """A ``private_key_jwt`` ``jti`` already seen (RFC 7523 §3 item 7: single use)."""
+
+    __tablename__ = "used_client_assertions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    jti: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)

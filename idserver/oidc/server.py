@@ -1,0 +1,402 @@
+"""The OpenID Connect provider: Authlib's authorization server with our small hooks.
+
+Only the authorization code flow exists, always with PKCE S256 (RFC 9700 §2.1.1), exact
+redirect URIs, ``iss`` in the authorization response (RFC 9207), ID tokens signed ES256 with
+``kid``, pairwise ``sub`` (OIDC Core §8.1), and client authentication by ``client_secret_basic``
+or ``private_key_jwt`` (RFC 7523, single-use ``jti``, issuer as the only audience).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidGrantError
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidScopeError
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core import UserInfoEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from flask import Flask
+from flask import current_app
+from flask import g
+from joserfc import jws
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from ..audit import record_event
+from ..citizens.models import Citizen
+from ..db import db
+from ..db import utcnow
+from .claims import claim_names
+from .claims import claims_for_scope
+from .keys import key_store
+from .models import AuthorizationCode
+from .models import Client
+from .models import Token
+from .models import UsedAssertion
+from .models import hash_secret
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Authentication",
+    "StoredAuthorizationRequest",
+    "authorization",
+    "require_oauth",
+]
+
+ASSERTION_ALGORITHMS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
+MAX_ASSERTION_LIFETIME = 300  # seconds between a client assertion's iat and exp
+HEADER_KEY_PARAMETERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256")
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """Who approved a login, how and when: the ``grant_user`` of an authorization."""
+
+    citizen: Citizen
+    auth_time: int
+    amr: list[str]
+    acr: str
+    login_id: str | None = None
+
+
+class StoredAuthorizationRequest(OAuth2Request):
+    """An authorization request replayed from the parameters saved with a login transaction."""
+
+    def __init__(self, params: dict[str, str]) -> None:
+        issuer = current_app.config["ISSUER"]
+        super().__init__("GET", f"{issuer}/authorize", headers={})
+        self.payload = BasicOAuth2Payload(params)
+        self._params = params
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._params
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {}
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """An OpenID provider only: every request asks for ``openid`` (OIDC Core §3.1.2.1)."""
+        if "openid" not in (scope or "").split():
+            raise InvalidScopeError("The scope must include 'openid'.")
+        super().validate_requested_scope(scope)
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
+class S256Challenge(CodeChallenge):
+    """PKCE for every client, S256 only (RFC 9700 §2.1.1, FAPI 2.0 §5.3.2.2)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("Missing 'code_challenge': PKCE is required")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("'code_challenge_method' must be 'S256'")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "private_key_jwt"]
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        auth: Authentication = request.user
+        data = request.payload.data
+        ttl = current_app.config["AUTH_CODE_TTL_SECONDS"]
+        record = AuthorizationCode(
+            code_hash=hash_secret(code),
+            client_id=request.client.get_client_id(),
+            citizen_id=auth.citizen.id,
+            redirect_uri=request.payload.redirect_uri,
+            scope=request.client.get_allowed_scope(request.payload.scope),
+            nonce=data.get("nonce"),
+            code_challenge=data["code_challenge"],
+            code_challenge_method=data["code_challenge_method"],
+            auth_time=auth.auth_time,
+            acr=auth.acr,
+            amr=auth.amr,
+            login_id=auth.login_id,
+            expires_at=utcnow() + dt.timedelta(seconds=ttl),
+        )
+        db.session.add(record)
+        db.session.commit()
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        record = db.session.scalars(
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == hash_secret(code))
+        ).first()
+        if record is None or record.client_id != client.client_id:
+            return None
+        if record.used_at is not None:
+            # RFC 6749 §4.1.2: a reused code revokes what it issued.
+            revoke_tokens_of_code(record.id)
+            log.warning("authorization code %s reused; its tokens are revoked", record.id)
+            return None
+        if record.expires_at <= utcnow():
+            return None
+        return record
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
+        # Runs after PKCE passed: now burn the code, exactly once, in the database.
+        session = db.session
+        burned = session.execute(
+            update(AuthorizationCode)
+            .where(
+                AuthorizationCode.id == authorization_code.id, AuthorizationCode.used_at.is_(None)
+            )
+            .values(used_at=utcnow())
+        )
+        if burned.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            raise InvalidGrantError("Invalid 'code' in request.")
+        citizen = session.get(Citizen, authorization_code.citizen_id)
+        if citizen is None or not citizen.active:
+            session.rollback()
+            return None
+        return citizen
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to do: the code was burned in ``authenticate_user`` and is kept as evidence."""
+
+
+def revoke_tokens_of_code(code_id: int) -> None:
+    db.session.execute(
+        update(Token)
+        .where(Token.code_id == code_id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    db.session.commit()
+
+
+class IdToken(OpenIDCode):
+    """ID tokens: ES256 with the active key's ``kid``, claims by scope, pairwise ``sub``."""
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        found = db.session.scalars(
+            select(AuthorizationCode.id).where(
+                AuthorizationCode.client_id == request.payload.client_id,
+                AuthorizationCode.nonce == nonce,
+            )
+        ).first()
+        return found is not None
+
+    def resolve_client_private_key(self, client: Client) -> Any:
+        return key_store().signing_key()
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return "ES256"
+
+    def get_encode_header(self, client: Client) -> dict[str, str]:
+        return {"alg": "ES256", "kid": key_store().signing_key().kid or "", "typ": "JWT"}
+
+    def get_client_claims(self, client: Client) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "iss": current_app.config["ISSUER"],
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + current_app.config["ID_TOKEN_TTL_SECONDS"],
+        }
+
+    def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
+        return claims_for_scope(user, scope, client_id=g.oidc_client_id)
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        g.oidc_client_id = grant.request.client.client_id  # the hook has no request argument
+        return super().process_token(grant, response)
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """``private_key_jwt`` (OIDC Core §9): registered keys only, single-use ``jti``."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+
+    def get_audiences(self) -> list[str]:
+        return [current_app.config["ISSUER"]]  # FAPI 2.0 §5.3.2.1: the issuer, nothing else
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        from authlib.oauth2.rfc6749 import InvalidClientError
+
+        try:
+            header = jws.extract_compact(assertion.encode()).headers()
+            # Keys come from the client's registration only, never from the assertion itself
+            # (RFC 7515 §10.7, RFC 8725 §3.10): refuse header-supplied keys and key URLs.
+            if any(name in header for name in HEADER_KEY_PARAMETERS):
+                raise InvalidClientError(description="Keys in the assertion header are refused.")
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidClientError(description="Invalid client assertion.") from exc
+        claims = token.claims
+        now = int(time.time())
+        exp, iat = claims.get("exp"), claims.get("iat", now)
+        if not isinstance(exp, int) or not isinstance(iat, int):
+            raise InvalidClientError(description="Client assertion needs numeric exp and iat.")
+        if iat > now + self.leeway or exp - iat > MAX_ASSERTION_LIFETIME:
+            raise InvalidClientError(description="Client assertion lifetime is out of bounds.")
+        self.verify_claims(claims)
+        return claims
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        if not isinstance(jti, str) or not 0 < len(jti) <= 200:
+            return False
+        expires = dt.datetime.fromtimestamp(int(claims["exp"]) + self.leeway, dt.UTC)
+        session = db.session
+        session.add(UsedAssertion(client_id=claims["sub"], jti=jti, expires_at=expires))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+        return True
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if client.jwks:
+            return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+        if client.jwks_uri:
+            try:
+                response = requests.get(client.jwks_uri, timeout=5, allow_redirects=False)
+                response.raise_for_status()
+                return KeySet.import_key_set(response.json())
+            except (requests.RequestException, JoseError, ValueError, TypeError, KeyError):
+                # An unreachable or broken JWKS verifies nothing: invalid_client, not a 500.
+                log.warning("client %s: JWKS at %s unusable", client.client_id, client.jwks_uri)
+        return KeySet([])
+
+
+class AccessTokenValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> Token | None:
+        return db.session.scalars(
+            select(Token).where(Token.access_token_hash == hash_secret(token_string))
+        ).first()
+
+
+class UserInfoView(UserInfoEndpoint):
+    def get_issuer(self) -> str:
+        return current_app.config["ISSUER"]
+
+    def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
+        token = self.resource_protector.acquire_token("openid")
+        return claims_for_scope(user, scope, client_id=token.client_id)
+
+    def resolve_private_key(self) -> Any:
+        return key_store().signing_key()
+
+
+class EndSession(EndSessionEndpoint):
+    """RP-Initiated Logout 1.0: end the browser's session; redirect only where registered."""
+
+    def get_server_jwks(self) -> dict[str, Any]:
+        return key_store().jwks()
+
+    def get_algorithms(self) -> list[str]:
+        return ["ES256"]
+
+    def end_session(self, end_session_request: Any) -> None:
+        from ..account.service import end_session
+
+        end_session()
+
+
+class RFC9207(IssuerParameter):
+    def get_issuer(self) -> str:
+        return current_app.config["ISSUER"]
+
+
+def _query_client(client_id: Any) -> Client | None:
+    if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
+        return None  # NUL: no such client, and PostgreSQL could not even look it up
+    return db.session.get(Client, client_id)
+
+
+def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+    code: AuthorizationCode | None = request.authorization_code
+    now = utcnow()
+    scope = token.get("scope", "")
+    record = Token(
+        access_token_hash=hash_secret(token["access_token"]),
+        client_id=request.client.get_client_id(),
+        citizen_id=request.user.id,
+        scope=scope,
+        claims=claim_names(scope),
+        code_id=code.id if code is not None else None,
+        issued_at=now,
+        expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
+    )
+    db.session.add(record)
+    db.session.flush()
+    record_event(
+        "token_issued",
+        actor=f"client:{record.client_id}",
+        subject=record.citizen_id,
+        client_id=record.client_id,
+        token_id=record.id,
+        claims=record.claims,
+        acr=code.acr if code is not None else None,
+    )
+    db.session.commit()
+
+
+def _generate_access_token(**_kwargs: Any) -> str:
+    return secrets.token_urlsafe(32)
+
+
+def authorization() -> AuthorizationServer:
+    """The current application's authorization server."""
+    return current_app.extensions["idserver.oidc"][0]
+
+
+def require_oauth() -> ResourceProtector:
+    return current_app.extensions["idserver.oidc"][1]
+
+
+def init_app(app: Flask) -> None:
+    authorization = AuthorizationServer()
+    protector = ResourceProtector()
+    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
+        "authorization_code": app.config["ACCESS_TOKEN_TTL_SECONDS"]
+    }
+    app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = _generate_access_token
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = False
+    authorization.init_app(app, query_client=_query_client, save_token=_save_token)
+    authorization.scopes_supported = ["openid", "profile", "email", "address", "birthdate"]
+    authorization.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])
+    authorization.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
+    authorization.register_extension(RFC9207())
+    authorization.register_endpoint(UserInfoView(resource_protector=protector))
+    authorization.register_endpoint(EndSession())
+    protector.register_token_validator(AccessTokenValidator())
+    app.extensions["idserver.oidc"] = (authorization, protector)

@@ -1,0 +1,175 @@
+"""OpenID Connect endpoints: discovery, JWKS, authorize, token, userinfo."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from authlib.oidc.core.errors import RequestNotSupportedError
+from authlib.oidc.core.errors import RequestURINotSupportedError
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask_babel import lazy_gettext as _l
+
+from .claims import SCOPE_CLAIMS
+from .keys import key_store
+from .server import authorization
+
+bp = Blueprint("oidc", __name__)
+
+
+def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
+    """An error authorization response, with ``iss`` (RFC 9207 §2) and ``state``."""
+    params = [("error", error.error), ("iss", current_app.config["ISSUER"])]
+    if error.description:
+        params.append(("error_description", error.description))
+    if error.state:
+        params.append(("state", error.state))
+    return redirect(add_params_to_uri(redirect_uri, params), code=303)
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    issuer = current_app.config["ISSUER"]
+    response = jsonify(
+        issuer=issuer,
+        authorization_endpoint=f"{issuer}/authorize",
+        token_endpoint=f"{issuer}/token",
+        userinfo_endpoint=f"{issuer}/userinfo",
+        jwks_uri=f"{issuer}/jwks.json",
+        end_session_endpoint=f"{issuer}/logout",
+        scopes_supported=list(SCOPE_CLAIMS),
+        claims_supported=sorted(
+            {c for cs in SCOPE_CLAIMS.values() for c in cs}
+            | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}
+        ),
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code"],
+        subject_types_supported=["pairwise"],
+        id_token_signing_alg_values_supported=["ES256"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
+        token_endpoint_auth_signing_alg_values_supported=[
+            "ES256",
+            "ES384",
+            "PS256",
+            "RS256",
+            "EdDSA",
+        ],
+        code_challenge_methods_supported=["S256"],
+        acr_values_supported=[
+            "urn:buergerid:acr:phone-number-matching",
+            "urn:buergerid:acr:passkey",
+        ],
+        authorization_response_iss_parameter_supported=True,
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
+        claims_parameter_supported=False,
+        ui_locales_supported=["de", "en"],
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/jwks.json")
+def jwks() -> Response:
+    response = jsonify(key_store().jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/authorize")
+def authorize() -> Any:
+    """Validate the request (Authlib), then hand the browser to a QR-code login transaction."""
+    from ..crosslogin.views import begin_login
+
+    server = authorization()
+    try:
+        grant = server.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return redirect_with_error(error.redirect_uri, error)
+        description = error.description or error.error
+        return render_template(
+            "error.html",
+            error=error.error,
+            description=_l(
+                "The application that sent you here made a faulty request: %(why)s", why=description
+            ),
+            status=400,
+        ), 400
+    except ValueError:
+        # Authlib refuses to build an error whose description would echo non-ASCII input
+        # (RFC 6749 §4.1.2.1); the request is faulty either way, and nothing is echoed.
+        return render_template(
+            "error.html",
+            error="invalid_request",
+            description=_l("The application that sent you here made a faulty request."),
+            status=400,
+        ), 400
+    # Discovery says request_parameter_supported/request_uri_parameter_supported are false: a
+    # request object is refused, not silently ignored (OIDC Core 1.0 §6.1, §6.2).
+    for name, unsupported in (
+        ("request", RequestNotSupportedError),
+        ("request_uri", RequestURINotSupportedError),
+    ):
+        if name in request.args:
+            refusal = unsupported()
+            refusal.state = request.args.get("state")
+            return redirect_with_error(grant.redirect_uri, refusal)
+    params = {key: request.args[key] for key in request.args}
+    return begin_login(grant.client, params)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    """RP-initiated logout: ends the Bürger-ID session, then returns to the application."""
+    server = authorization()
+    try:
+        end_request = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return render_template(
+            "error.html", error=error.error, description=error.description, status=400
+        ), 400
+    response = server.create_endpoint_response("end_session", end_request)
+    if response is not None:
+        response.status_code = 303
+        return response
+    return render_template("logged_out.html")
+
+
+def _basic_credentials_readable() -> bool:
+    """RFC 6749 §2.3.1: Basic credentials are UTF-8 after base64; anything else cannot match."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return True
+    try:
+        base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return False
+    return True
+
+
+@bp.post("/token")
+def token() -> Response:
+    if not _basic_credentials_readable():
+        response = jsonify(
+            error="invalid_client", error_description="Malformed client credentials."
+        )
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="token"'
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return authorization().create_token_response()
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    return authorization().create_endpoint_response("userinfo")
