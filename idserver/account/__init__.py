@@ -1,0 +1,1 @@
+"""The citizen's own Bürger-ID session and self-service pages."""

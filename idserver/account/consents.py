@@ -1,0 +1,108 @@
+"""The services a citizen has logged in to, what each received, and withdrawing that consent.
+
+The record is the ``tokens`` table: each token names its client and the claims it released.
+Withdrawing consent revokes the client's tokens for this citizen (its access to userinfo ends
+at once), burns authorization codes not yet exchanged, and hides the earlier logins from the
+list; logging in to that service again is a new consent and shows it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import update
+
+from ..audit import record_event
+from ..db import db
+from ..db import utcnow
+from ..errors import NotFound
+from ..oidc.models import AuthorizationCode
+from ..oidc.models import Client
+from ..oidc.models import Token
+from .models import ConsentWithdrawal
+from .service import SELF_CLIENT_ID
+
+__all__ = ["Service", "list_services", "withdraw_consent"]
+
+
+@dataclass(frozen=True)
+class Service:
+    client_id: str
+    name: str
+    claims: list[str]  # every claim released since consent was last withdrawn
+    last_login: dt.datetime
+
+
+def _withdrawn_at(citizen_id: str) -> dict[str, dt.datetime]:
+    rows = db.session.execute(
+        select(ConsentWithdrawal.client_id, func.max(ConsentWithdrawal.withdrawn_at))
+        .where(ConsentWithdrawal.citizen_id == citizen_id)
+        .group_by(ConsentWithdrawal.client_id)
+    ).all()
+    return {client_id: at for client_id, at in rows}
+
+
+def list_services(citizen_id: str) -> list[Service]:
+    """Relying parties with tokens for this citizen since the last withdrawal; latest first."""
+    withdrawn = _withdrawn_at(citizen_id)
+    rows = db.session.execute(
+        select(Token.client_id, Client.name, Token.claims, Token.issued_at)
+        .join(Client, Client.client_id == Token.client_id)
+        .where(Token.citizen_id == citizen_id, Token.client_id != SELF_CLIENT_ID)
+        .order_by(Token.issued_at)
+    ).all()
+    found: dict[str, Service] = {}
+    for client_id, name, claims, issued_at in rows:
+        since = withdrawn.get(client_id)
+        if since is not None and issued_at <= since:
+            continue
+        earlier = found.get(client_id)
+        names = list(earlier.claims) if earlier else []
+        names.extend(c for c in claims or [] if c not in names)
+        found[client_id] = Service(client_id, name, names, issued_at)
+    return sorted(found.values(), key=lambda s: s.last_login, reverse=True)
+
+
+def withdraw_consent(citizen_id: str, client_id: str) -> int:
+    """Revoke the service's tokens and codes for this citizen; returns how many tokens."""
+    if not any(s.client_id == client_id for s in list_services(citizen_id)):
+        raise NotFound(_l("You have not logged in to this service."), error="unknown_service")
+    session = db.session
+    now = utcnow()
+    tokens = session.execute(
+        update(Token)
+        .where(
+            Token.citizen_id == citizen_id,
+            Token.client_id == client_id,
+            Token.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.citizen_id == citizen_id,
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    count: int = tokens.rowcount  # type: ignore[attr-defined]
+    session.add(
+        ConsentWithdrawal(
+            citizen_id=citizen_id, client_id=client_id, withdrawn_at=now, tokens_revoked=count
+        )
+    )
+    record_event(
+        "consent_withdrawn",
+        actor=f"citizen:{citizen_id}",
+        subject=citizen_id,
+        client_id=client_id,
+        tokens_revoked=count,
+    )
+    session.commit()
+    return count

@@ -1,0 +1,234 @@
+"""A citizen's enrolled devices: listing, renaming, revoking, and the lost-phone code.
+
+Every change is one conditional ``UPDATE`` scoped to the citizen, audited in the same
+transaction. The lost-phone revocation code (shown once at enrolment, stored as SHA-256) works
+without a login and only once: burning it is ``UPDATE … WHERE used_at IS NULL``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy import update
+
+from ..audit import record_event
+from ..citizens.models import RevocationCode
+from ..citizens.service import DEVICE_NAME_MAX
+from ..citizens.service import hash_code
+from ..crosslogin.models import LoginTransaction
+from ..db import db
+from ..db import utcnow
+from ..errors import IdServerError
+from ..errors import NotFound
+from ..oidc.models import Token
+from ..passkeys.aaguids import authenticator_name
+from ..passkeys.models import Credential
+from .models import BrowserSession
+from .pairing import cancel_pairings
+from .service import end_all_sessions
+
+__all__ = [
+    "Device",
+    "clean_device_name",
+    "find_device",
+    "list_devices",
+    "rename_device",
+    "revoke_device",
+    "revoke_devices_with_code",
+    "session_credential",
+]
+
+REVOCATION_CODE_MAX = 64
+
+
+@dataclass(frozen=True)
+class Device:
+    """One row of the device list."""
+
+    id: int
+    name: str
+    kind: str  # passkey | app
+    product: str | None  # from the AAGUID, when known
+    synced: bool  # a passkey that may be copied to the citizen's other devices (BE flag)
+    backed_up: bool  # … and currently is (BS flag)
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    current: bool  # the device this session was logged in with
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.suspended_at is not None:
+            return "suspended"
+        return "active"
+
+
+def session_credential(browser_session: BrowserSession) -> int | None:
+    """The credential whose approval started this session, if it is known."""
+    if not browser_session.login_id:
+        return None
+    return db.session.scalar(
+        select(LoginTransaction.credential_pk).where(
+            LoginTransaction.id == browser_session.login_id
+        )
+    )
+
+
+def list_devices(citizen_id: str, *, current: int | None = None) -> list[Device]:
+    """Usable devices first, then blocked ones, then revoked ones; newest first in each."""
+    rows = db.session.scalars(
+        select(Credential).where(Credential.citizen_id == citizen_id).order_by(Credential.id)
+    ).all()
+    devices = [
+        Device(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            product=authenticator_name(row.aaguid),
+            synced=row.backup_eligible,
+            backed_up=row.backed_up,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            suspended_at=row.suspended_at,
+            revoked_at=row.revoked_at,
+            current=row.id == current,
+        )
+        for row in rows
+    ]
+    order = {"active": 0, "suspended": 1, "revoked": 2}
+    return sorted(devices, key=lambda d: (order[d.state], -d.created_at.timestamp()))
+
+
+def clean_device_name(name: Any) -> str:
+    """A name the citizen recognises the device by: 1–60 printable characters."""
+    if not isinstance(name, str):
+        raise IdServerError(_l("Please give the device a name."), error="invalid_name")
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise IdServerError(_l("Please give the device a name."), error="invalid_name")
+    if len(cleaned) > DEVICE_NAME_MAX:
+        raise IdServerError(
+            _l("Please use at most %(max)d characters for the name.", max=DEVICE_NAME_MAX),
+            error="invalid_name",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in cleaned):
+        raise IdServerError(
+            _l("The name contains characters that are not allowed."), error="invalid_name"
+        )
+    return cleaned
+
+
+def _not_found() -> NotFound:
+    return NotFound(_l("This device does not exist or has been removed."), error="unknown_device")
+
+
+def rename_device(citizen_id: str, device_id: int, name: Any) -> None:
+    """Rename one of the citizen's devices that is not revoked."""
+    cleaned = clean_device_name(name)
+    session = db.session
+    result = session.execute(
+        update(Credential)
+        .where(
+            Credential.id == device_id,
+            Credential.citizen_id == citizen_id,
+            Credential.revoked_at.is_(None),
+        )
+        .values(name=cleaned)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise _not_found()
+    # Names are personal data: the audit log keeps only which device changed.
+    record_event(
+        "device_renamed", actor=f"citizen:{citizen_id}", subject=citizen_id, credential_id=device_id
+    )
+    session.commit()
+
+
+def find_device(citizen_id: str, device_id: int) -> Credential:
+    """One of the citizen's devices that is not revoked (for the confirmation page)."""
+    stored = db.session.get(Credential, device_id)
+    if stored is None or stored.citizen_id != citizen_id or stored.revoked_at is not None:
+        raise _not_found()
+    return stored
+
+
+def revoke_device(citizen_id: str, device_id: int) -> None:
+    """Revoke one device: it can no longer log in or approve; pairings it approved end."""
+    session = db.session
+    result = session.execute(
+        update(Credential)
+        .where(
+            Credential.id == device_id,
+            Credential.citizen_id == citizen_id,
+            Credential.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise _not_found()
+    cancel_pairings(citizen_id, reason="device_revoked", approved_by=device_id)
+    record_event(
+        "device_revoked", actor=f"citizen:{citizen_id}", subject=citizen_id, credential_id=device_id
+    )
+    session.commit()
+
+
+def revoke_devices_with_code(code: Any) -> str | None:
+    """Lost phone: a revocation code revokes all the citizen's devices, pairings, sessions and
+    access tokens at once.
+
+    Returns the citizen's id, or None for a wrong, unknown or used code. All three take the
+    same path (hash, one conditional UPDATE that matches nothing, rollback), so neither the
+    answer nor its timing says whether a code exists. Using a code uses up all the citizen's
+    codes: each new enrolment hands out a new one.
+    """
+    text = code if isinstance(code, str) and len(code) <= REVOCATION_CODE_MAX else ""
+    session = db.session
+    now = utcnow()
+    burned = session.execute(
+        update(RevocationCode)
+        .where(RevocationCode.code_hash == hash_code(text), RevocationCode.used_at.is_(None))
+        .values(used_at=now)
+        .returning(RevocationCode.id, RevocationCode.citizen_id)
+    ).first()
+    if burned is None:
+        session.rollback()
+        return None
+    code_id, citizen_id = burned
+    session.execute(
+        update(RevocationCode)
+        .where(RevocationCode.citizen_id == citizen_id, RevocationCode.used_at.is_(None))
+        .values(used_at=now)
+    )
+    revoked = session.execute(
+        update(Credential)
+        .where(Credential.citizen_id == citizen_id, Credential.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    pairings = cancel_pairings(citizen_id, reason="lost_phone")
+    tokens = session.execute(
+        update(Token)
+        .where(Token.citizen_id == citizen_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    record_event(
+        "devices_revoked_with_code",
+        actor=f"citizen:{citizen_id}",
+        subject=citizen_id,
+        revocation_code_id=code_id,
+        credentials_revoked=revoked.rowcount,  # type: ignore[attr-defined]
+        pairings_cancelled=pairings,
+        tokens_revoked=tokens.rowcount,  # type: ignore[attr-defined]
+    )
+    end_all_sessions(citizen_id)  # commits the whole transaction
+    return str(citizen_id)

@@ -1,0 +1,279 @@
+"""The clerk console at ``/admin``: residents, activation letters, devices, the audit log.
+
+Every request needs a Bürger-ID session (a QR/passkey login to Bürger-ID itself) whose citizen
+is an enabled clerk. Anonymous browsers are sent through that login first; anyone else gets a
+403 page. Forms post with the session's CSRF token (``idserver.csrf``) and answer 303.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from ..account.service import current_session
+from ..account.views import require_session
+from ..audit import verify_chain
+from ..audit.service import EVENTS
+from ..citizens.service import CITIZEN_FIELDS
+from ..citizens.service import activation_url
+from ..clerks import active_clerk
+from ..clerks import may
+from ..errors import IdServerError
+from ..web import SUPPORTED_LANGUAGES
+from . import service
+from .letter import LETTER_LANGUAGE
+from .letter import Sender
+from .letter import activation_letter_pdf
+
+bp = Blueprint("admin", __name__)
+
+HOME = "/admin"
+REQUIRED_FIELDS = ("given_name", "family_name", "birthdate", "street", "postcode", "city")
+FIELD_LIMITS = {"postcode": 20, "email": 320}
+LANGUAGE_NAMES = {"de": "Deutsch", "en": "English"}
+
+
+class NotAClerk(IdServerError):
+    status = 403
+    error = "not_a_clerk"
+    description = _l("This page is only for staff of the citizens' office.")
+
+
+class NotAllowed(IdServerError):
+    status = 403
+    error = "not_allowed"
+    description = _l("Your role does not allow this. Please ask a supervisor.")
+
+
+def _home() -> str:
+    return current_app.config["ISSUER"] + HOME
+
+
+@bp.before_request
+def _require_clerk() -> Any:
+    """Log anonymous browsers in (GET) or send them to the console's start (other methods)."""
+    if request.method != "GET" and current_session() is None:
+        return redirect(_home(), code=303)
+    session, login = require_session(request.path)
+    if login is not None:
+        return login
+    clerk = active_clerk(session.citizen_id)
+    if clerk is None:
+        raise NotAClerk()
+    g.clerk = clerk
+    return None
+
+
+@bp.context_processor
+def _console() -> dict[str, Any]:
+    return {
+        "clerk": g.get("clerk"),
+        "municipality": current_app.config["MUNICIPALITY_NAME"],
+        "may": lambda action: g.get("clerk") is not None and may(g.clerk, action),
+    }
+
+
+def _allow(action: str) -> None:
+    if not may(g.clerk, action):
+        raise NotAllowed()
+
+
+def _parse_date(value: str) -> dt.date | None:
+    """ISO (what ``<input type=date>`` sends) or the German ``TT.MM.JJJJ``."""
+    value = value.strip()
+    for pattern in ("%Y-%m-%d", "%d.%m.%Y"):
+        try:
+            return dt.datetime.strptime(value, pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+# -- residents ----------------------------------------------------------------------------
+@bp.get(HOME)
+def residents() -> str:
+    """Search residents by name, postcode and birthdate."""
+    _allow("search")
+    args = request.args
+    name = args.get("name", "").strip()[:200]
+    postcode = args.get("postcode", "").strip()[:20]
+    raw_birthdate = args.get("birthdate", "").strip()[:20]
+    birthdate = _parse_date(raw_birthdate) if raw_birthdate else None
+    query = service.ResidentQuery(name=name, postcode=postcode, birthdate=birthdate)
+    errors = {}
+    if raw_birthdate and birthdate is None:
+        errors["birthdate"] = _("Please enter the date of birth as DD.MM.YYYY.")
+    page = None
+    if not query.empty and not errors:
+        page = service.search_residents(g.clerk, query, page=service.page_number(args.get("page")))
+    return render_template(
+        "admin/residents.html",
+        form={"name": name, "postcode": postcode, "birthdate": raw_birthdate},
+        errors=errors,
+        page=page,
+    )
+
+
+@bp.get(f"{HOME}/residents/new")
+def new_resident() -> str:
+    _allow("register")
+    return render_template("admin/resident_new.html", form={}, errors={})
+
+
+def _validate_resident(form: dict[str, str]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for name in REQUIRED_FIELDS:
+        if not form.get(name):
+            errors[name] = _("Please fill in this field.")
+        elif len(form[name]) > FIELD_LIMITS.get(name, 200):
+            errors[name] = _("This is too long.")
+    if form.get("birthdate") and "birthdate" not in errors:
+        birthdate = _parse_date(form["birthdate"])
+        if birthdate is None:
+            errors["birthdate"] = _("Please enter the date of birth as DD.MM.YYYY.")
+        elif birthdate > dt.date.today() or birthdate.year < 1880:
+            errors["birthdate"] = _("This date of birth is not possible.")
+        else:
+            form["birthdate"] = birthdate.isoformat()
+    email = form.get("email", "")
+    if email and ("@" not in email or len(email) > FIELD_LIMITS["email"] or " " in email):
+        errors["email"] = _("Please enter a valid e-mail address, or leave the field empty.")
+    return errors
+
+
+@bp.post(f"{HOME}/residents")
+def register_resident() -> Any:
+    _allow("register")
+    form = {name: request.form.get(name, "").strip() for name in CITIZEN_FIELDS}
+    errors = _validate_resident(form)
+    if not errors:
+        try:
+            citizen = service.register_resident(g.clerk, **form)
+        except IdServerError as exc:
+            errors["form"] = str(exc.description)
+    if errors:
+        return render_template("admin/resident_new.html", form=form, errors=errors), 400
+    flash(_("The resident has been registered. You can now print an activation letter."))
+    return redirect(f"{_home()}/residents/{citizen.id}", code=303)
+
+
+@bp.get(f"{HOME}/residents/<citizen_id>")
+def resident(citizen_id: str) -> str:
+    _allow("view_resident")
+    citizen = service.resident(citizen_id)
+    service.record_resident_view(g.clerk, citizen)
+    return render_template(
+        "admin/resident.html",
+        citizen=citizen,
+        devices=service.devices_of(citizen),
+        codes=service.activation_codes_of(citizen),
+        device_state=service.device_state,
+        code_state=service.code_state,
+        languages=[(lang, LANGUAGE_NAMES[lang]) for lang in SUPPORTED_LANGUAGES],
+        letter_language=LETTER_LANGUAGE,
+        is_clerk=active_clerk(citizen.id) is not None,
+    )
+
+
+@bp.post(f"{HOME}/residents/<citizen_id>/letter")
+def activation_letter(citizen_id: str) -> Response:
+    """Issue a new activation code and hand it out as a printable PDF letter (never stored)."""
+    _allow("issue_letter")
+    citizen = service.resident(citizen_id)
+    language = request.form.get("language", LETTER_LANGUAGE)
+    if language not in SUPPORTED_LANGUAGES:
+        language = LETTER_LANGUAGE
+    record, code = service.issue_letter_code(g.clerk, citizen)
+    config = current_app.config
+    pdf = activation_letter_pdf(
+        citizen=citizen,
+        code=code,
+        activation_url=activation_url(record),
+        expires_at=record.expires_at,
+        sender=Sender(
+            municipality=config["MUNICIPALITY_NAME"],
+            office=config["OFFICE_NAME"],
+            street=config["OFFICE_STREET"],
+            postcode=config["OFFICE_POSTCODE"],
+            city=config["OFFICE_CITY"],
+            contact=config["OFFICE_CONTACT"],
+        ),
+        font_dir=config["LETTER_FONT_DIR"],
+        language=language,
+    )
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="activation-letter-{record.id[:8]}.pdf"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post(f"{HOME}/residents/<citizen_id>/revoke-devices")
+def revoke_devices(citizen_id: str) -> Any:
+    _allow("revoke_devices")
+    citizen = service.resident(citizen_id)
+    devices, sessions = service.revoke_all_devices(g.clerk, citizen)
+    flash(
+        _(
+            "%(devices)s device(s) revoked and %(sessions)s session(s) ended.",
+            devices=devices,
+            sessions=sessions,
+        )
+    )
+    return redirect(f"{_home()}/residents/{citizen.id}", code=303)
+
+
+@bp.post(f"{HOME}/residents/<citizen_id>/delete")
+def delete_resident(citizen_id: str) -> Any:
+    _allow("delete_resident")
+    citizen = service.resident(citizen_id)
+    if request.form.get("confirm") != "yes":
+        flash(_("Please tick the box to confirm the deletion."), "error")
+        return redirect(f"{_home()}/residents/{citizen.id}", code=303)
+    if service.mark_resident_deleted(g.clerk, citizen):
+        days = current_app.config["RETENTION_DAYS"]
+        flash(
+            _(
+                "The resident has been marked deleted. Their data will be erased in %(days)s days.",
+                days=days,
+            )
+        )
+    else:
+        flash(_("This resident had already been deleted."))
+    return redirect(f"{_home()}/residents/{citizen.id}", code=303)
+
+
+# -- the audit log ------------------------------------------------------------------------
+@bp.get(f"{HOME}/audit")
+def audit() -> str:
+    """The audit log, newest first, with the result of verifying the whole chain."""
+    _allow("view_audit")
+    event = request.args.get("event", "")
+    event = event if event in EVENTS else ""
+    subject = request.args.get("subject", "").strip()[:80]
+    problems = verify_chain()
+    page = service.audit_page(
+        g.clerk,
+        event=event or None,
+        subject=subject or None,
+        page=service.page_number(request.args.get("page")),
+    )
+    return render_template(
+        "admin/audit.html",
+        page=page,
+        problems=problems,
+        events=sorted(EVENTS),
+        form={"event": event, "subject": subject},
+    )

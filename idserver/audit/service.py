@@ -1,0 +1,198 @@
+"""Appending to the hash-chained audit log, checkpointing it, and verifying it.
+
+Each entry stores ``hash = SHA-256(prev_hash ‖ canonical JSON of the entry)`` and the previous
+entry's hash, so editing, deleting or reordering a row breaks the chain at that row. Every
+``AUDIT_CHECKPOINT_EVERY`` entries (and on ``idserver audit checkpoint``) the head is signed
+with the server's ES256 key, so even a rewrite of the whole chain is detected up to the last
+checkpoint. An append runs inside the caller's transaction, after taking the database's write
+lock (an advisory lock on PostgreSQL), so the chain stays linear under concurrent writers and
+the event commits or rolls back together with the change it records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
+
+from ..db import db
+from ..db import utcnow
+from ..oidc.keys import key_store
+from .models import AuditCheckpoint
+from .models import AuditEvent
+
+__all__ = ["Problem", "export_events", "record_event", "verify_chain", "write_checkpoint"]
+
+GENESIS = "0" * 64
+ADVISORY_LOCK_KEY = 0x42_49_44  # "BID"
+EVENTS = frozenset(
+    {
+        "activation_issued",
+        "enrolment",
+        "login_approved",
+        "login_denied",
+        "login_expired",
+        "token_issued",
+        "device_revoked",
+        "device_renamed",
+        "device_suspended",
+        "devices_revoked_with_code",
+        "consent_withdrawn",
+        "clerk_action",
+        "clerk_added",
+        "clerk_disabled",
+        "key_rotated",
+        "key_retired",
+        "residents_purged",
+        "audit_checkpoint",
+    }
+)
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _entry_hash(prev_hash: str, event: AuditEvent) -> str:
+    body = {
+        "at": event.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "event": event.event,
+        "actor": event.actor,
+        "subject": event.subject,
+        "data": event.data,
+    }
+    return hashlib.sha256(prev_hash.encode() + _canonical(body)).hexdigest()
+
+
+def _lock_chain() -> None:
+    """Serialise appends until the caller's transaction ends."""
+    session = db.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    else:
+        # Any write statement takes SQLite's single writer lock for the rest of the transaction.
+        session.execute(update(AuditEvent).where(text("0")).values(event="lock"))
+
+
+def record_event(event: str, *, actor: str, subject: str | None = None, **data: Any) -> AuditEvent:
+    """Append ``event`` in the current transaction; the caller commits."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+    session = db.session
+    _lock_chain()
+    head = session.scalars(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    entry = AuditEvent(at=utcnow(), event=event, actor=actor, subject=subject, data=data)
+    entry.prev_hash = head or GENESIS
+    entry.hash = _entry_hash(entry.prev_hash, entry)
+    session.add(entry)
+    session.flush()
+    every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
+    if every and entry.id % every == 0:
+        _sign_checkpoint(entry)
+    return entry
+
+
+def _sign_checkpoint(entry: AuditEvent) -> AuditCheckpoint:
+    now = utcnow()
+    key = key_store().signing_key()
+    payload = _canonical(
+        {"event_id": entry.id, "event_hash": entry.hash, "at": int(now.timestamp())}
+    )
+    signature = jws.serialize_compact({"alg": "ES256", "kid": key.kid or ""}, payload, key)
+    checkpoint = AuditCheckpoint(
+        event_id=entry.id, event_hash=entry.hash, created_at=now, signature=signature
+    )
+    db.session.add(checkpoint)
+    return checkpoint
+
+
+def write_checkpoint() -> AuditCheckpoint | None:
+    """Sign the current head now (the CLI and the periodic job call this)."""
+    session = db.session
+    _lock_chain()
+    head = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
+    if head is None:
+        session.rollback()
+        return None
+    checkpoint = _sign_checkpoint(head)
+    session.commit()
+    return checkpoint
+
+
+@dataclass(frozen=True)
+class Problem:
+    event_id: int | None
+    reason: str
+
+
+def _verification_keys() -> KeySet:
+    """Every key in the keys folder, retired ones too: old checkpoints must stay verifiable."""
+    directory = key_store().directory
+    keys = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".pem"):
+            with open(os.path.join(directory, name), "rb") as handle:
+                keys.append(ECKey.import_key(handle.read(), {"kid": name[:-4]}))
+    return KeySet(keys)  # type: ignore[arg-type]
+
+
+def verify_chain() -> list[Problem]:
+    """Walk every entry and checkpoint; returns the problems found (first one first)."""
+    session = db.session
+    problems: list[Problem] = []
+    previous: AuditEvent | None = None
+    hashes: dict[int, str] = {}
+    for entry in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
+        expected_prev = previous.hash if previous is not None else GENESIS
+        if entry.prev_hash != expected_prev:
+            reason = "missing entry before this one, or entries reordered"
+            problems.append(Problem(entry.id, reason))
+        elif entry.hash != _entry_hash(entry.prev_hash, entry):
+            problems.append(Problem(entry.id, "entry was changed"))
+        hashes[entry.id] = entry.hash
+        previous = entry
+    keys = _verification_keys()
+    for checkpoint in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
+        try:
+            signed = jws.deserialize_compact(checkpoint.signature, keys, algorithms=["ES256"])
+            claims = json.loads(signed.payload)
+        except (JoseError, ValueError) as exc:
+            problems.append(Problem(checkpoint.event_id, f"checkpoint signature invalid: {exc}"))
+            continue
+        if claims.get("event_id") != checkpoint.event_id or claims.get("event_hash") != (
+            checkpoint.event_hash
+        ):
+            problems.append(Problem(checkpoint.event_id, "checkpoint row differs from signature"))
+        elif hashes.get(checkpoint.event_id) != checkpoint.event_hash:
+            problems.append(
+                Problem(checkpoint.event_id, "entry differs from the signed checkpoint")
+            )
+    problems.sort(key=lambda p: (p.event_id is None, p.event_id or 0))
+    return problems
+
+
+def export_events() -> Iterator[dict[str, Any]]:
+    for entry in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
+        yield {
+            "id": entry.id,
+            "at": entry.at.isoformat(),
+            "event": entry.event,
+            "actor": entry.actor,
+            "subject": entry.subject,
+            "data": entry.data,
+            "prev_hash": entry.prev_hash,
+            "hash": entry.hash,
+        }
