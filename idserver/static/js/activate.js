@@ -1,0 +1,48 @@
+/* Bürger-ID: register this phone with the activation code from the letter. EUPL-1.2 */
+(function () {
+  "use strict";
+  const form = document.getElementById("activate-form");
+  const status = document.getElementById("status");
+  const api = window.BuergerWebAuthn;
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("status-error", Boolean(isError));
+  }
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    if (!api.supported()) { say(form.dataset.msgUnsupported, true); return; }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const begun = await api.postJSON(form.dataset.beginUrl, {
+        activation_id: form.dataset.activationId,
+        code: document.getElementById("code").value
+      });
+      if (!begun.ok) { say(begun.body.error_description || form.dataset.msgFailed, true); return; }
+      say(form.dataset.msgWorking, false);
+      let credential;
+      try {
+        credential = await api.create(begun.body.options);
+      } catch (e) {
+        say(form.dataset.msgFailed, true);
+        return;
+      }
+      const finished = await api.postJSON(form.dataset.beginUrl + "/" + begun.body.enrolment_id, {
+        credential: credential,
+        name: document.getElementById("device-name").value
+      });
+      if (!finished.ok) { say(finished.body.error_description || form.dataset.msgFailed, true); return; }
+      form.hidden = true;
+      say("", false);
+      document.getElementById("revocation-code").textContent = finished.body.revocation_code;
+      document.getElementById("done").hidden = false;
+      document.getElementById("done-heading").focus();
+    } catch (e) {
+      say(form.dataset.msgFailed, true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();
