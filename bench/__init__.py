@@ -1,0 +1,1 @@
+"""Bürger-ID load and sizing benchmark: ``python -m bench --help``."""

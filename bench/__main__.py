@@ -1,0 +1,271 @@
+"""``python -m bench``: load Bürger-ID under gunicorn on 127.0.0.1 and report what it costs.
+
+::
+
+    python -m bench                          # logins + waiting desktops, SQLite (+ PostgreSQL
+                                             # when IDSERVER_TEST_DATABASE_URL is set)
+    python -m bench run --scenario logins --database sqlite --users 4 --seconds 20
+    python -m bench run --scenario waiting --desktops 1000 --wait-seconds 20
+    python -m bench run --scenario logins --citizens 1000,1000000   # CPU/login vs. size
+    python -m bench seed --citizens 1000000 --database-url sqlite:///bench/results/1m.sqlite3
+    python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
+
+Every scenario is bounded in time; results go to stdout and ``bench/results/*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from typing import Any
+
+from .environment import machine
+from .environment import prepared
+from .stats import write_results
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command")
+
+    run = commands.add_parser("run", help="run scenarios (the default)")
+    run.add_argument("--scenario", choices=("logins", "waiting", "all"), default="all")
+    run.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql", "all"),
+        default="all",
+        help="all: SQLite, plus PostgreSQL when IDSERVER_TEST_DATABASE_URL is set",
+    )
+    run.add_argument(
+        "--database-url", help="use this (already seeded) database instead of a fresh one"
+    )
+    run.add_argument(
+        "--redis-url",
+        default=os.environ.get("IDSERVER_TEST_REDIS_URL"),
+        help="give the server IDSERVER_REDIS_URL (default: $IDSERVER_TEST_REDIS_URL)",
+    )
+    run.add_argument(
+        "--citizens",
+        type=_sizes,
+        default=[1000],
+        help="residents to bulk-load; a list (1000,1000000) runs the logins scenario per size",
+    )
+    run.add_argument("--phones", type=int, default=16, help="enrolled soft phones")
+    run.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="past logins' authorization codes to bulk-load first (a server in service)",
+    )
+    run.add_argument("--users", type=int, default=4, help="concurrent virtual users")
+    run.add_argument("--seconds", type=float, default=20.0, help="measured time per scenario")
+    run.add_argument("--warmup", type=float, default=5.0)
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--threads", type=int, help="gunicorn threads per worker (logins)")
+    run.add_argument("--desktops", type=int, default=1000, help="waiting desktops")
+    run.add_argument("--wait-seconds", type=float, default=20.0)
+    run.add_argument(
+        "--ramp-seconds",
+        type=float,
+        help="spread the desktops' first long polls over this time (default: the long-poll "
+        "timeout, so their re-polls are evenly spread, as in steady state)",
+    )
+    run.add_argument("--sample", type=int, default=100, help="desktops approved while waiting")
+    run.add_argument(
+        "--long-poll-seconds",
+        type=int,
+        help="the server's IDSERVER_LONG_POLL_SECONDS (default: the server's own default)",
+    )
+    run.add_argument(
+        "--waiting-threads",
+        type=int,
+        help="gunicorn threads per worker for the waiting scenario (default: idserver's)",
+    )
+
+    seed = commands.add_parser("seed", help="bulk-load residents into a database")
+    seed.add_argument("--citizens", type=int, required=True)
+    seed.add_argument(
+        "--database-url",
+        default="sqlite:///bench/results/seeded.sqlite3",
+        help="SQLAlchemy URL (created and migrated if needed)",
+    )
+    return parser
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _databases(choice: str) -> list[str]:
+    have_pg = bool(os.environ.get("IDSERVER_TEST_DATABASE_URL"))
+    if choice == "all":
+        return ["sqlite", "postgresql"] if have_pg else ["sqlite"]
+    if choice == "postgresql" and not have_pg:
+        raise SystemExit("PostgreSQL needs IDSERVER_TEST_DATABASE_URL")
+    return [choice]
+
+
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    if args.long_poll_seconds is None:
+        return {}
+    return {"IDSERVER_LONG_POLL_SECONDS": str(args.long_poll_seconds)}
+
+
+def _by_size(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median server CPU per login for each number of citizens, and its ratio to the smallest."""
+    sizes: dict[int, list[float]] = {}
+    for run in runs:
+        if run["server_cpu_ms_per_login"]:
+            sizes.setdefault(run["environment"]["citizens"], []).append(
+                run["server_cpu_ms_per_login"]
+            )
+    medians = {size: statistics.median(values) for size, values in sorted(sizes.items())}
+    smallest = next(iter(medians.values()))
+    return {
+        str(size): {
+            "runs_ms": sizes[size],
+            "median_ms": round(median, 2),
+            "ratio_to_smallest": round(median / smallest, 3),
+        }
+        for size, median in medians.items()
+    }
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if result["scenario"] == "logins":
+        steps = result["steps_ms"]
+        return (
+            f"  {result['logins']} logins ({result['failed']} failed) in "
+            f"{result['measured_seconds']} s = {result['logins_per_second']}/s; server CPU "
+            f"{result['server_cpu_ms_per_login']} ms/login; login p50/p95 "
+            f"{steps['login_total']['p50']}/{steps['login_total']['p95']} ms; approval→desktop "
+            f"p95 {result['approval_to_desktop_ms']['p95']} ms"
+        )
+    return (
+        f"  {result['desktops_waiting_at_end']} desktops waiting, "
+        f"{result['long_polls_renewed_in_window']} long polls renewed: server CPU "
+        f"{result['server_cpu_percent_of_one_core']} % of a core, +{result['extra_rss_mb']} MB "
+        f"RSS; approval→desktop p95 {result['approval_to_desktop_ms']['p95']} ms"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .scenarios import run_logins
+    from .waiting import run_waiting
+
+    base_url = os.environ.get("IDSERVER_TEST_DATABASE_URL")
+    kinds = ["custom"] if args.database_url else _databases(args.database)
+    outcome: list[dict[str, Any]] = []
+    for kind in kinds:
+        if args.scenario in ("logins", "all"):
+            runs = []
+            for citizens in args.citizens:
+                with prepared(
+                    kind,
+                    citizens=citizens,
+                    phones=max(args.phones, args.users),
+                    workers=args.workers,
+                    threads=args.threads,
+                    database_url=args.database_url,
+                    base_url=base_url,
+                    redis_url=args.redis_url,
+                    history=args.history,
+                    extra_env=_server_env(args),
+                    log=_log,
+                ) as env:
+                    _log(f"[{env.database.kind}] logins: {args.users} users, {args.seconds} s …")
+                    result = run_logins(
+                        env, users=args.users, seconds=args.seconds, warmup=args.warmup
+                    )
+                    result = {"environment": env.describe(), **result}
+                    runs.append(result)
+                    _log(_summary(result))
+            document: dict[str, Any] = {"machine": machine(), "runs": runs}
+            if len({r["environment"]["citizens"] for r in runs}) > 1:
+                by_size = _by_size(runs)
+                document["cpu_per_login_by_citizens"] = by_size
+                _log(f"  CPU per login by number of citizens: {by_size}")
+            path = write_results(f"logins-{runs[0]['environment']['database']}", document)
+            _log(f"  → {path}")
+            outcome.append(document)
+        if args.scenario in ("waiting", "all"):
+            with prepared(
+                kind,
+                citizens=args.citizens[0],
+                phones=max(4, min(args.phones, args.sample)),
+                workers=args.workers,
+                threads=args.waiting_threads,
+                database_url=args.database_url,
+                base_url=base_url,
+                redis_url=args.redis_url,
+                extra_env=_server_env(args),
+                log=_log,
+            ) as env:
+                _log(
+                    f"[{env.database.kind}] waiting: {args.desktops} desktops, "
+                    f"{args.wait_seconds} s …"
+                )
+                result = run_waiting(
+                    env,
+                    desktops=args.desktops,
+                    seconds=args.wait_seconds,
+                    ramp=args.ramp_seconds,
+                    sample=args.sample,
+                    log=_log,
+                )
+                document = {"machine": machine(), "environment": env.describe(), **result}
+                _log(_summary(result))
+                path = write_results(f"waiting-{env.database.kind}", document)
+                _log(f"  → {path}")
+                outcome.append(document)
+    print(json.dumps(outcome, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    import secrets
+    import tempfile
+    from pathlib import Path
+
+    from idserver.db import db
+
+    from .seed import bulk_load_citizens
+    from .seed import count_citizens
+    from .seed import make_app
+
+    with tempfile.TemporaryDirectory() as keys:
+        app = make_app(
+            database_url=args.database_url,
+            issuer="http://localhost:5000",
+            keys_dir=Path(keys),
+            secret_key=secrets.token_urlsafe(32),
+        )
+        with app.app_context():
+            loaded = bulk_load_citizens(db.engine, args.citizens, seed=secrets.randbits(32))
+            db.engine.dispose()
+    loaded.pop("sample_ids")
+    loaded["total_citizens"] = count_citizens(app)
+    loaded["database_url"] = args.database_url
+    print(json.dumps(loaded, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]  # "run" is the default command
+    args = _parser().parse_args(argv)
+    if args.command == "seed":
+        return _seed(args)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
