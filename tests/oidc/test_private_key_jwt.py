@@ -1,0 +1,117 @@
+"""``private_key_jwt`` client authentication (RFC 7523, OIDC Core §9)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+from conftest import changed_tables
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+
+def _assertion(key, client_id, **overrides):
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": "http://localhost",
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
+
+
+def _exchange(client, rp, code, assertion):
+    return client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": rp.redirect_uri,
+            "code_verifier": rp.verifier,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
+
+
+def test_private_key_jwt_exchanges_the_code(client, jwt_client, rp_key, enrolled_phone):
+    code = jwt_client.approved_code(client, enrolled_phone)
+    response = _exchange(client, jwt_client, code, _assertion(rp_key, jwt_client.client_id))
+    assert response.status_code == 200, response.json
+    jwt_client.verify_id_token(client, response.json["id_token"])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"aud": "http://localhost/token"},  # FAPI 2.0: the issuer is the only audience
+        {"aud": "https://other.example"},
+        {"exp": int(time.time()) - 120},
+        {"iat": int(time.time()) + 600, "exp": int(time.time()) + 660},
+        {"exp": int(time.time()) + 3600},  # lifetime beyond five minutes
+        {"jti": None},
+        {"sub": "someone-else"},
+    ],
+)
+def test_rejects_bad_client_assertion(
+    client, jwt_client, rp_key, enrolled_phone, db_state, overrides
+):
+    code = jwt_client.approved_code(client, enrolled_phone)
+    before = db_state()
+    response = _exchange(
+        client, jwt_client, code, _assertion(rp_key, jwt_client.client_id, **overrides)
+    )
+    assert response.status_code in (400, 401), response.json  # RFC 6749 §5.2
+    assert response.json["error"] == "invalid_client"
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
+
+
+def test_rejects_replayed_client_assertion_jti(
+    client, jwt_client, rp_key, enrolled_phone, db_state
+):
+    assertion = _assertion(rp_key, jwt_client.client_id)
+    first = _exchange(
+        client, jwt_client, jwt_client.approved_code(client, enrolled_phone), assertion
+    )
+    assert first.status_code == 200
+    code = jwt_client.approved_code(client, enrolled_phone)
+    before = db_state()
+    replay = _exchange(client, jwt_client, code, assertion)
+    assert replay.json["error"] == "invalid_client"
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
+
+
+def test_rejects_assertion_signed_by_an_unregistered_key(
+    client, jwt_client, enrolled_phone, db_state
+):
+    code = jwt_client.approved_code(client, enrolled_phone)
+    stranger = ECKey.generate_key("P-256", parameters={"kid": "rp-1", "alg": "ES256"})
+    before = db_state()
+    response = _exchange(client, jwt_client, code, _assertion(stranger, jwt_client.client_id))
+    assert response.json["error"] == "invalid_client"
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
+
+
+def test_rejects_client_secret_for_a_private_key_jwt_client(
+    client, jwt_client, enrolled_phone, db_state
+):
+    code = jwt_client.approved_code(client, enrolled_phone)
+    before = db_state()
+    response = client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": jwt_client.redirect_uri,
+            "code_verifier": jwt_client.verifier,
+        },
+        auth=(jwt_client.client_id, "guess"),
+    )
+    assert response.status_code == 401
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters"}

@@ -1,0 +1,1 @@
+"""Adversarial tests: one attack per test, each asserting the refusal and the unchanged state."""
