@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import ISSUER
-from conftest import ORIGIN
-from conftest import Phone
-from conftest import desktop_status
 from flask.testing import FlaskClient
+from harness import ISSUER
+from harness import ORIGIN
+from harness import Phone
+from harness import desktop_status
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 SHOWN_NUMBER = re.compile(r'<strong class="number"[^>]*>([0-9]{2})</strong>')

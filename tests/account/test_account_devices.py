@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 from account_browser import CitizenBrowser
-from conftest import ISSUER
-from conftest import ORIGIN
-from conftest import Phone
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import ISSUER
+from harness import ORIGIN
+from harness import Phone
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

@@ -8,10 +8,10 @@ import pytest
 from account_browser import CitizenBrowser
 from account_browser import NewDevice
 from account_browser import csrf_token
-from conftest import ORIGIN
-from conftest import Phone
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import ORIGIN
+from harness import Phone
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import select
 from sqlalchemy import update
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from account_browser import CitizenBrowser
-from conftest import ISSUER
-from conftest import changed_tables
-from conftest import complete_login
+from harness import ISSUER
+from harness import changed_tables
+from harness import complete_login
 from sqlalchemy import select
 
 from idserver.audit.models import AuditEvent

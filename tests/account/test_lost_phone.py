@@ -7,10 +7,10 @@ import re
 import pytest
 from account_browser import CitizenBrowser
 from account_browser import csrf_token
-from conftest import ISSUER
-from conftest import changed_tables
-from conftest import complete_login
-from conftest import desktop_status
+from harness import ISSUER
+from harness import changed_tables
+from harness import complete_login
+from harness import desktop_status
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

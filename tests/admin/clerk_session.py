@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import ISSUER
-from conftest import Phone
-from conftest import desktop_status
 from flask import Flask
 from flask.testing import FlaskClient
+from harness import ISSUER
+from harness import Phone
+from harness import desktop_status
 
 from idserver.phone.authenticator import SoftAuthenticator
 

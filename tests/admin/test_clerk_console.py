@@ -12,8 +12,8 @@ import re
 from clerk_session import log_in
 from clerk_session import run_cli
 from clerk_session import sign_in_clerk
-from conftest import complete_login
-from conftest import desktop_status
+from harness import complete_login
+from harness import desktop_status
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

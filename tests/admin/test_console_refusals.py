@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from clerk_session import log_in
 from clerk_session import sign_in_clerk
-from conftest import changed_tables
+from harness import changed_tables
 
 ROUTES = [
     ("GET", "/admin"),

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
-from conftest import Phone
-from conftest import desktop_status
+from harness import Phone
+from harness import desktop_status
 from referencing import Registry
 from referencing import Resource
 from referencing.jsonschema import DRAFT202012

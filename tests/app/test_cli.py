@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import citizen_count
+from harness import citizen_count
 
 
 def _run(runner, *args):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import complete_login
+from harness import complete_login
 from sqlalchemy import select
 from sqlalchemy import text
 

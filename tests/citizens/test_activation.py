@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import changed_tables
+from harness import changed_tables
 from sqlalchemy import select
 from sqlalchemy import update
 

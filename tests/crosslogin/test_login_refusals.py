@@ -7,9 +7,9 @@ import re
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
-from conftest import Phone
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import Phone
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import select
 from sqlalchemy import update
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import ISSUER
-from conftest import complete_login
-from conftest import desktop_status
+from harness import ISSUER
+from harness import complete_login
+from harness import desktop_status
 
 
 def test_qr_login_issues_id_token_with_requested_claims(client, relying_party, enrolled_phone):

@@ -15,7 +15,7 @@ from dataclasses import field
 from html.parser import HTMLParser
 
 import pytest
-from conftest import desktop_status
+from harness import desktop_status
 
 LANGUAGES = ("de", "en")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}

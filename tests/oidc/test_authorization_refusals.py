@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ISSUER
-from conftest import changed_tables
-from conftest import complete_login
+from harness import ISSUER
+from harness import changed_tables
+from harness import complete_login
 
 
 @pytest.mark.parametrize(

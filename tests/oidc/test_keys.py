@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from conftest import complete_login
+from harness import complete_login
 from joserfc import jwt
 from joserfc.jwk import KeySet
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from conftest import complete_login
+from harness import complete_login
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

@@ -6,7 +6,7 @@ import secrets
 import time
 
 import pytest
-from conftest import changed_tables
+from harness import changed_tables
 from joserfc import jwt
 from joserfc.jwk import ECKey
 

@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
-from conftest import RelyingParty
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import RelyingParty
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import select
 from werkzeug.serving import make_server
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import RP_REDIRECT
-from conftest import Phone
+from harness import RP_REDIRECT
+from harness import Phone
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from scale_instances import NEEDS_PG

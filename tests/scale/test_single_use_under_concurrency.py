@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import desktop_status
+from harness import desktop_status
 from sqlalchemy import create_engine
 from sqlalchemy import func
 from sqlalchemy import select

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import Phone
-from conftest import desktop_status
 from flask import Flask
 from flask.testing import FlaskClient
+from harness import Phone
+from harness import desktop_status
 
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen

@@ -19,7 +19,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import changed_tables
+from harness import changed_tables
 from OpenSSL.crypto import FILETYPE_ASN1
 from OpenSSL.crypto import FILETYPE_PEM
 from OpenSSL.crypto import X509Store

@@ -10,7 +10,7 @@ import base64
 import json
 
 import pytest
-from conftest import changed_tables
+from harness import changed_tables
 
 from idserver.citizens.service import issue_activation_code
 from idserver.oidc.clients import register_client

@@ -11,8 +11,8 @@ import copy
 from typing import Any
 from urllib.parse import urlencode
 
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import changed_tables
+from harness import desktop_status
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings

@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from conftest import changed_tables
-from conftest import complete_login
+from harness import changed_tables
+from harness import complete_login
 from joserfc import jws
 from joserfc.jwk import KeySet
 

@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ISSUER
-from conftest import b64
-from conftest import changed_tables
+from harness import ISSUER
+from harness import b64
+from harness import changed_tables
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import update

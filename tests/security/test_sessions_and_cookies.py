@@ -9,11 +9,11 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ISSUER
-from conftest import RP_REDIRECT
-from conftest import RelyingParty
-from conftest import changed_tables
-from conftest import desktop_status
+from harness import ISSUER
+from harness import RP_REDIRECT
+from harness import RelyingParty
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import update
 
 from idserver import create_app

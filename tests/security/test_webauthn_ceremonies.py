@@ -12,7 +12,7 @@ import json
 
 import cbor2
 import pytest
-from conftest import changed_tables
+from harness import changed_tables
 from sqlalchemy import select
 
 from idserver.citizens.models import ActivationCode

@@ -1,4 +1,7 @@
-"""A live Bürger-ID on a real socket, the two demo portals, residents with soft phones.
+"""Fixtures: a live Bürger-ID on a real socket, the two demo portals, residents with soft phones.
+
+A pytest plugin (``pytest_plugins`` in tests/conftest.py): the portal tests and the security
+suite's attacks on the portals use the same fixtures.
 
 The portals' Authlib clients fetch discovery, JWKS and tokens over real HTTP from the live
 Bürger-ID. The browser is two halves that share nothing but the URLs they pass on: a
@@ -8,7 +11,6 @@ Bürger-ID. The browser is two halves that share nothing but the URLs they pass 
 from __future__ import annotations
 
 import re
-import sys
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -34,20 +36,9 @@ from idserver.db import db
 from idserver.oidc.clients import register_client
 from idserver.phone import PhoneClient
 
-SUITE_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 PORTAL_URLS = {"parking": "http://localhost:8101", "jobs": "http://localhost:8102"}
 SCOPES = {"parking": "openid profile address", "jobs": "openid profile email birthdate"}
 HTTP_TIMEOUT = 15
-
-
-def pytest_plugin_registered(plugin: Any, plugin_name: str) -> None:
-    """Keep ``from conftest import …`` in other test folders pointing at tests/conftest.py.
-
-    pytest imports every conftest.py outside a package under the one module name
-    ``conftest``; loading this one would otherwise hide the suite's shared helpers.
-    """
-    if plugin_name == str(SUITE_CONFTEST):
-        sys.modules["conftest"] = plugin
 
 
 # -- Bürger-ID, served ----------------------------------------------------------------------
@@ -291,7 +282,7 @@ def second_browser(idp: LiveIdp) -> Browser:
 
 
 # -- state snapshots: refusals change nothing ---------------------------------------------------
-def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+def portal_snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table of a portal."""
     with app.app_context():
         state = {}
@@ -305,4 +296,4 @@ def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
 @pytest.fixture
 def portal_rows() -> Callable[[Flask], dict[str, list[tuple[Any, ...]]]]:
     """``before = portal_rows(app)`` … ``assert portal_rows(app) == before``."""
-    return snapshot
+    return portal_snapshot
