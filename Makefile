@@ -23,10 +23,11 @@ test: install lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff format --check idserver demo_portal bench tests
-	$(BIN)/ruff check idserver demo_portal bench tests
+	$(BIN)/ruff format --check idserver demo_portal bench tests tools
+	$(BIN)/ruff check idserver demo_portal bench tests tools
 	$(BIN)/mypy idserver
 	$(BIN)/bandit -r idserver demo_portal -q -ll
+	$(BIN)/python tools/dependency_audit.py
 
 format: install
 	$(BIN)/ruff format idserver demo_portal bench tests

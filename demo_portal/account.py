@@ -20,6 +20,7 @@ from .web import external_url
 from .web import local_path
 from .web import login_required
 from .web import sign_in
+from .web import sign_out
 
 bp = Blueprint("account", __name__)
 
@@ -57,7 +58,7 @@ def callback() -> Any:
 def logout() -> Any:
     """End the session here, then at Bürger-ID (OpenID Connect RP-Initiated Logout 1.0)."""
     resident = current_resident()
-    session.clear()
+    sign_out()
     if resident is None:
         return redirect(external_url("account.logged_out"), 303)
     state = secrets.token_urlsafe(16)

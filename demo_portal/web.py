@@ -12,11 +12,16 @@ from urllib.parse import urlsplit
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
 from flask_babel import get_locale
+
+from idserver.web import has_kern_stylesheet
+
+from . import sessions
 
 __all__ = [
     "Resident",
@@ -26,6 +31,7 @@ __all__ = [
     "local_path",
     "login_required",
     "sign_in",
+    "sign_out",
 ]
 
 SESSION_KEY = "resident"
@@ -54,6 +60,10 @@ def current_resident() -> Resident | None:
     stored = session.get(SESSION_KEY)
     if not isinstance(stored, dict):
         return None
+    if "resident_session_open" not in g:  # one look-up per request
+        g.resident_session_open = sessions.session_is_open(stored.get("sid"))
+    if not g.resident_session_open:
+        return None  # logged out (or expired) on the server: a copied cookie is anonymous
     return Resident(sub=stored["sub"], claims=stored["claims"], id_token=stored["id_token"])
 
 
@@ -61,7 +71,22 @@ def sign_in(claims: dict[str, Any], id_token: str) -> None:
     """A fresh session for the resident (session rotation: nothing from before survives)."""
     session.clear()
     session.permanent = True  # expires SESSION_LIFETIME after the last request
-    session[SESSION_KEY] = {"sub": claims["sub"], "claims": claims, "id_token": id_token}
+    session[SESSION_KEY] = {
+        "sid": sessions.start_session(),
+        "sub": claims["sub"],
+        "claims": claims,
+        "id_token": id_token,
+    }
+    g.resident_session_open = True
+
+
+def sign_out() -> None:
+    """End the session here and on the server, so copies of the cookie end with it."""
+    stored = session.get(SESSION_KEY)
+    if isinstance(stored, dict):
+        sessions.end_session(stored.get("sid"))
+    session.clear()
+    g.resident_session_open = False
 
 
 def external_url(endpoint: str, **values: Any) -> str:
@@ -90,6 +115,7 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def init_app(app: Flask) -> None:
+    sessions.sessions_table(app.config["PORTAL"].metadata)  # before the tables are created
     secure = app.config["BASE_URL"].startswith("https://")
     app.config.update(
         # Cookies ignore ports: on localhost, Bürger-ID and both portals share one cookie jar.
@@ -100,6 +126,8 @@ def init_app(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+
+    app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

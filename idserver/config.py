@@ -103,6 +103,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_TTL_SECONDS", 1800, "Lifetime of a citizen's session at Bürger-ID.", int),
     Setting("SESSION_IDLE_SECONDS", 900, "A session unused this long ends (idle timeout).", int),
     Setting(
+        "CLERK_SESSION_IDLE_SECONDS",
+        600,
+        "Idle timeout of a clerk's session (privileged); the shorter of this and "
+        "SESSION_IDLE_SECONDS applies.",
+        int,
+    ),
+    Setting(
         "REDIS_URL",
         "",
         "Redis for counters all workers share (rate limits). Empty: the database.",
@@ -115,6 +122,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATE_LIMIT_LOGIN", "30/minute;300/hour", "New QR-code logins per client address."),
     Setting("RATE_LIMIT_APPROVAL", "10/minute;60/hour", "Approved logins per citizen."),
     Setting("RATE_LIMIT_TOKEN", "20/minute;200/hour", "Failed token requests per client address."),
+    Setting(
+        "RATE_LIMIT_CLERK_SEARCH",
+        "20/minute;200/hour",
+        "Resident searches in the clerk console per clerk (against enumeration).",
+    ),
     Setting("MAX_CHALLENGES_PER_LOGIN", 5, "WebAuthn challenges one login may hand out.", int),
     Setting("AUDIT_CHECKPOINT_EVERY", 100, "Sign the audit chain's head every N events.", int),
     Setting(

@@ -42,6 +42,16 @@ def available_languages(app: Flask) -> tuple[str, ...]:
     )
 
 
+def has_kern_stylesheet(app: Flask) -> bool:
+    """Whether ``make install`` could fetch the KERN UX stylesheet (``tools/vendor.py``).
+
+    Decided once at start: with it the pages link KERN before their own stylesheet, without it
+    they look tidy with their own stylesheet alone.
+    """
+    folder = app.static_folder or ""
+    return os.path.isfile(os.path.join(folder, "vendor", "kern", "kern.min.css"))
+
+
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     chosen = request.args.get("lang") or request.cookies.get("lang")
@@ -123,6 +133,8 @@ def init_app(app: Flask) -> None:
     )
     if app.config["TRUST_PROXY"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+
+    app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -34,7 +34,14 @@ from ..oidc.keys import key_store
 from .models import AuditCheckpoint
 from .models import AuditEvent
 
-__all__ = ["Problem", "export_events", "record_event", "verify_chain", "write_checkpoint"]
+__all__ = [
+    "Problem",
+    "export_events",
+    "record_event",
+    "verify_chain",
+    "verify_since_checkpoint",
+    "write_checkpoint",
+]
 
 GENESIS = "0" * 64
 ADVISORY_LOCK_KEY = 0x42_49_44  # "BID"
@@ -149,39 +156,89 @@ def _verification_keys() -> KeySet:
     return KeySet(keys)  # type: ignore[arg-type]
 
 
-def verify_chain() -> list[Problem]:
-    """Walk every entry and checkpoint; returns the problems found (first one first)."""
-    session = db.session
-    problems: list[Problem] = []
-    previous: AuditEvent | None = None
+def _walk(entries: Any, previous_hash: str, problems: list[Problem]) -> dict[int, str]:
+    """Check each entry's link to the one before and its own hash; returns id → hash."""
     hashes: dict[int, str] = {}
-    for entry in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
-        expected_prev = previous.hash if previous is not None else GENESIS
-        if entry.prev_hash != expected_prev:
+    for entry in entries:
+        if entry.prev_hash != previous_hash:
             reason = "missing entry before this one, or entries reordered"
             problems.append(Problem(entry.id, reason))
         elif entry.hash != _entry_hash(entry.prev_hash, entry):
             problems.append(Problem(entry.id, "entry was changed"))
         hashes[entry.id] = entry.hash
-        previous = entry
+        previous_hash = entry.hash
+    return hashes
+
+
+def _checkpoint_problem(
+    checkpoint: AuditCheckpoint, keys: KeySet, hashes: dict[int, str]
+) -> Problem | None:
+    """Why ``checkpoint`` does not vouch for the entry it names, or None if it does."""
+    try:
+        signed = jws.deserialize_compact(checkpoint.signature, keys, algorithms=["ES256"])
+        claims = json.loads(signed.payload)
+    except (JoseError, ValueError) as exc:
+        return Problem(checkpoint.event_id, f"checkpoint signature invalid: {exc}")
+    if claims.get("event_id") != checkpoint.event_id or claims.get("event_hash") != (
+        checkpoint.event_hash
+    ):
+        return Problem(checkpoint.event_id, "checkpoint row differs from signature")
+    if hashes.get(checkpoint.event_id) != checkpoint.event_hash:
+        return Problem(checkpoint.event_id, "entry differs from the signed checkpoint")
+    return None
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.event_id is None, p.event_id or 0))
+
+
+def verify_chain() -> list[Problem]:
+    """Walk every entry and checkpoint; returns the problems found (first one first)."""
+    session = db.session
+    problems: list[Problem] = []
+    entries = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000)
+    hashes = _walk(entries, GENESIS, problems)
     keys = _verification_keys()
     for checkpoint in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
-        try:
-            signed = jws.deserialize_compact(checkpoint.signature, keys, algorithms=["ES256"])
-            claims = json.loads(signed.payload)
-        except (JoseError, ValueError) as exc:
-            problems.append(Problem(checkpoint.event_id, f"checkpoint signature invalid: {exc}"))
-            continue
-        if claims.get("event_id") != checkpoint.event_id or claims.get("event_hash") != (
-            checkpoint.event_hash
-        ):
-            problems.append(Problem(checkpoint.event_id, "checkpoint row differs from signature"))
-        elif hashes.get(checkpoint.event_id) != checkpoint.event_hash:
-            problems.append(
-                Problem(checkpoint.event_id, "entry differs from the signed checkpoint")
-            )
-    problems.sort(key=lambda p: (p.event_id is None, p.event_id or 0))
-    return problems
+        problem = _checkpoint_problem(checkpoint, keys, hashes)
+        if problem is not None:
+            problems.append(problem)
+    return _sorted(problems)
+
+
+def verify_since_checkpoint() -> tuple[list[Problem], AuditCheckpoint | None]:
+    """Verify the chain from the newest valid signed checkpoint on (the clerk viewer's check).
+
+    The checkpoint's signature vouches for its entry's hash, so the walk starts at that entry
+    (its own hash recomputed) and follows every later one. Newer checkpoints that fail are
+    reported and an older one is tried; without any valid checkpoint the whole chain is walked.
+    Entries *before* the checkpoint are not re-hashed: ``verify_chain`` (``idserver audit
+    verify``, or the viewer's "whole log" link) still checks those. Returns the problems and
+    the checkpoint the walk started from (None: the whole chain was walked).
+    """
+    session = db.session
+    problems: list[Problem] = []
+    keys = _verification_keys()
+    newest_first = select(AuditCheckpoint).order_by(
+        AuditCheckpoint.event_id.desc(), AuditCheckpoint.id.desc()
+    )
+    for checkpoint in session.scalars(newest_first):
+        anchor = session.get(AuditEvent, checkpoint.event_id)
+        hashes = {anchor.id: anchor.hash} if anchor is not None else {}
+        problem = _checkpoint_problem(checkpoint, keys, hashes)
+        if problem is None and anchor is not None:
+            if anchor.hash != _entry_hash(anchor.prev_hash, anchor):
+                problems.append(Problem(anchor.id, "entry was changed"))
+            later = (
+                session.scalars(
+                    select(AuditEvent).where(AuditEvent.id > anchor.id).order_by(AuditEvent.id)
+                )
+            ).yield_per(1000)
+            _walk(later, anchor.hash, problems)
+            return _sorted(problems), checkpoint
+        if problem is not None:
+            problems.append(problem)
+    return verify_chain(), None  # it reports the failed checkpoints as well
 
 
 def export_events() -> Iterator[dict[str, Any]]:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import changed_tables
-from conftest import desktop_status
+import pytest
+from harness import changed_tables
+from harness import desktop_status
 from sqlalchemy import select
 from sqlalchemy import update
 
+from idserver.account.devices import revoke_device
+from idserver.account.devices import revoke_devices_with_code
+from idserver.admin.service import revoke_all_devices
+from idserver.citizens.models import Citizen
+from idserver.clerks import add_clerk
 from idserver.crosslogin import qr
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
@@ -235,3 +241,47 @@ def test_rejects_approval_after_the_phone_denied(app, scanned, db_state):
     assert response.status_code == 400
     assert db_state() == before
     assert _tx(app, scanned.login_id).state == "denied"
+
+
+def _revoke_on_the_account_page(app, citizen_id):
+    with app.app_context():
+        device = db.session.scalars(select(Credential).where(Credential.citizen_id == citizen_id))
+        revoke_device(citizen_id, device.one().id)
+
+
+def _revoke_with_the_revocation_code(app, citizen_id, phone):
+    with app.app_context():
+        assert revoke_devices_with_code(phone.revocation_code) == citizen_id
+
+
+def _revoke_by_a_clerk(app, citizen_id):
+    with app.app_context():
+        added = add_clerk(given_name="Clara", family_name="Schreiber", email="c@example.org")
+        revoke_all_devices(added.clerk, db.session.get(Citizen, citizen_id))
+
+
+@pytest.mark.parametrize("revocation", ["account_page", "revocation_code", "clerk"])
+def test_rejects_continuing_a_login_approved_by_a_device_revoked_since(
+    app, scanned, db_state, revocation
+):
+    """A thief's approval on a phone reported lost in the meantime buys no code and no session."""
+    options = scanned.challenge().json["options"]
+    credential = scanned.phone.authenticator.get_assertion(options, origin=scanned.phone.origin)
+    assert scanned.approve(credential).status_code == 200
+    status = scanned.status()
+    assert status["status"] == "approved"
+    citizen_id = _tx(app, scanned.login_id).citizen_id
+    if revocation == "account_page":
+        _revoke_on_the_account_page(app, citizen_id)
+    elif revocation == "revocation_code":
+        _revoke_with_the_revocation_code(app, citizen_id, scanned.phone)
+    else:
+        _revoke_by_a_clerk(app, citizen_id)
+    before = db_state()
+    refused = scanned.browser.get(status["continue_url"])
+    assert refused.status_code == 400
+    assert "login_ended" in refused.get_data(as_text=True)
+    assert db_state() == before  # no code, no session, the login not consumed
+    with app.app_context():
+        assert db.session.scalars(select(AuthorizationCode)).first() is None
+    assert _tx(app, scanned.login_id).state == "approved"
