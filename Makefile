@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# The KERN UX stylesheet and fonts and axe-core, pinned in package-lock.json; without npm the
+# pages use their own stylesheet and the accessibility checks are skipped (tools/vendor.py).
 install: $(STAMP)
+	$(BIN)/python tools/vendor.py
 
 demo: install
 	$(BIN)/python -m demo_portal
@@ -46,4 +49,4 @@ screenshots: install
 	E2E_DOCS_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache node_modules idserver/static/vendor demo_portal/static/vendor

@@ -10,10 +10,16 @@ authenticator – so a WebAuthn call on that page is answered without a person.
 Pages are in German (``de-DE``, ``Accept-Language: de``). Every step can be photographed
 into ``tests/e2e/artifacts/<test>/``; with ``E2E_DOCS_SCREENSHOTS=1`` the curated ones are
 also copied to ``docs/screenshots/`` for the README.
+
+Every screenshot is also an accessibility check: axe-core (``node_modules/axe-core``, fetched
+by ``make install``) runs on the page with the WCAG 2.1 A and AA rules, and a violation is a
+problem like a CSP violation – the test fails listing each one. Without axe-core the checks are
+skipped, and ``tests/e2e/test_accessibility.py`` says why.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import threading
@@ -33,9 +39,11 @@ from demo_portal import create_portal
 from demo_portal.jobs import PORTAL as JOBS
 from demo_portal.parking import PORTAL as PARKING
 from idserver import create_app
+from idserver.citizens.models import ActivationCode
 from idserver.citizens.service import activation_url
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
+from idserver.clerks import add_clerk
 from idserver.db import db
 from idserver.oidc.clients import register_client
 from idserver.passkeys.models import Credential
@@ -43,6 +51,16 @@ from idserver.passkeys.models import Credential
 from .chromium import launch_chromium
 
 ARTIFACTS = Path(__file__).with_name("artifacts")
+AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# Runs in the page after axe.min.js; the violations as plain data, one entry per element.
+RUN_AXE = """async (tags) => {
+  const only = {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]};
+  const result = await axe.run(document, only);
+  return result.violations.flatMap((rule) => rule.nodes.map((node) => ({
+    id: rule.id, impact: rule.impact, help: rule.help, target: node.target.join(" "),
+    summary: node.failureSummary})));
+}"""
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TIMEOUT_MS = 15_000
 PORTALS = {"parking": (PARKING, "Bewohnerparkausweis"), "jobs": (JOBS, "Bewerberportal")}
@@ -51,6 +69,12 @@ GERMAN = {
     "timezone_id": "Europe/Berlin",
     "extra_http_headers": {"Accept-Language": "de"},
 }
+ENGLISH = {
+    "locale": "en-GB",
+    "timezone_id": "Europe/Berlin",
+    "extra_http_headers": {"Accept-Language": "en"},
+}
+LANGUAGES = {"de": GERMAN, "en": ENGLISH}
 VIRTUAL_AUTHENTICATOR = {
     "protocol": "ctap2",
     "transport": "internal",
@@ -109,6 +133,20 @@ class Stack:
             citizen = register_citizen(**fields)
             record, code = issue_activation_code(citizen.id)
             return Letter(citizen.id, activation_url(record), code)
+
+    def add_clerk(self, **fields: str) -> Letter:
+        """Register a clerk of the citizens' office, with the letter for their own phone."""
+        with self.idp.app_context():
+            added = add_clerk(role="supervisor", **fields)
+            return Letter(added.clerk.citizen_id, activation_url(added.activation), added.code)
+
+    def expire_letter(self, letter: Letter) -> None:
+        """Let the letter's activation code run out, as if weeks had passed."""
+        with self.idp.app_context():
+            query = select(ActivationCode).where(ActivationCode.citizen_id == letter.citizen_id)
+            for record in db.session.scalars(query):
+                record.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+            db.session.commit()
 
     def passkey_count(self, citizen_id: str, *, active_only: bool = False) -> int:
         with self.idp.app_context():
@@ -216,6 +254,8 @@ class Device:
     album: Album
     full_page: bool = False
     problems: list[str] = field(default_factory=list)
+    axe: str | None = None  # axe-core's source, if installed
+    checked: list[str] = field(default_factory=list)  # where axe ran, for the record
 
     def shoot(self, step: str, *, docs_name: str | None = None) -> bytes:
         """Screenshot into the artifacts; ``docs_name`` also for the README.
@@ -223,12 +263,32 @@ class Device:
         A computer's screenshot is its viewport – what a camera pointed at it sees; a phone's
         is the whole page, as a person scrolling it would read it.
         """
+        self.check_accessibility(step)
         path = self.album.path(self.name, step)
         png: bytes = self.page.screenshot(path=path, scale="css", full_page=self.full_page)
         if docs_name and os.environ.get("E2E_DOCS_SCREENSHOTS") == "1":
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS_SCREENSHOTS / docs_name)
         return png
+
+    def check_accessibility(self, step: str) -> None:
+        """Run axe-core's WCAG 2.1 A/AA rules on the page as it is now; violations are problems.
+
+        The script goes in through DevTools (``page.evaluate``), which the page's CSP does not
+        govern – the pages themselves allow no inline script.
+        """
+        if self.axe is None:
+            return
+        self.page.wait_for_load_state()
+        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
+            self.page.evaluate(self.axe)
+        violations = self.page.evaluate(RUN_AXE, WCAG_21_AA)
+        self.checked.append(f"{step}: {self.page.url}")
+        for found in violations:
+            self.problems.append(
+                f"axe {found['id']} ({found['impact']}) on {step} {self.page.url}: "
+                f"{found['target']} – {found['help']}. {found['summary']}"
+            )
 
     def set_user_verified(self, verified: bool) -> None:
         """Whether the next fingerprint/face/screen-lock check succeeds."""
@@ -260,15 +320,22 @@ class Device:
         self.page.on("response", response)
 
 
-def open_device(browser: Any, name: str, album: Album, options: dict[str, Any]) -> Device:
-    context = browser.new_context(**GERMAN, **options)
+def axe_source() -> str | None:
+    """axe-core as ``make install`` fetched it (``tools/vendor.py``); None without npm."""
+    return AXE_SCRIPT.read_text(encoding="utf-8") if AXE_SCRIPT.is_file() else None
+
+
+def open_device(
+    browser: Any, name: str, album: Album, options: dict[str, Any], *, language: str = "de"
+) -> Device:
+    context = browser.new_context(**LANGUAGES[language], **options)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable", {"enableUI": False})
     added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
-    device = Device(name, context, page, cdp, added["authenticatorId"], album)
+    device = Device(name, context, page, cdp, added["authenticatorId"], album, axe=axe_source())
     device.watch()
     return device
 
@@ -289,14 +356,23 @@ def close_device(device: Device, request: pytest.FixtureRequest) -> None:
     device.context.close()
     call = request.node.stash.get(CALL_REPORT, None)
     if device.problems and call is not None and call.passed:
-        pytest.fail(f"{device.name}: " + "; ".join(device.problems))
+        pytest.fail(f"{device.name}:\n  " + "\n  ".join(device.problems))
     for problem in device.problems:
         print(f"{device.name}: {problem}")  # shown with the test's own failure
 
 
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+
+
+def phone_profile(playwright_driver: Any) -> dict[str, Any]:
+    profile = dict(playwright_driver.devices["Pixel 7"])
+    profile.pop("default_browser_type", None)
+    return profile
+
+
 @pytest.fixture
 def desktop(chromium: Any, album: Album, request: pytest.FixtureRequest) -> Iterator[Device]:
-    device = open_device(chromium, "desktop", album, {"viewport": {"width": 1280, "height": 900}})
+    device = open_device(chromium, "desktop", album, DESKTOP)
     yield device
     close_device(device, request)
 
@@ -305,9 +381,7 @@ def desktop(chromium: Any, album: Album, request: pytest.FixtureRequest) -> Iter
 def phone(
     chromium: Any, playwright_driver: Any, album: Album, request: pytest.FixtureRequest
 ) -> Iterator[Device]:
-    profile = dict(playwright_driver.devices["Pixel 7"])
-    profile.pop("default_browser_type", None)
-    device = open_device(chromium, "phone", album, profile)
+    device = open_device(chromium, "phone", album, phone_profile(playwright_driver))
     device.full_page = True
     yield device
     close_device(device, request)

@@ -433,9 +433,13 @@
     }
     var svg = doc.createElementNS(SVG_NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + extent + " " + extent);
-    svg.setAttribute("role", "img");
     svg.setAttribute("shape-rendering", "crispEdges");
-    if (opts.label) svg.setAttribute("aria-label", opts.label);
+    if (opts.label) {
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", opts.label);
+    } else {
+      svg.setAttribute("aria-hidden", "true"); // the caller's container names the image
+    }
     if (opts.light !== null) {
       // The quiet zone must stay light even on a dark page background.
       var bg = doc.createElementNS(SVG_NS, "rect");
