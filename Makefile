@@ -33,8 +33,8 @@ lint: install
 	$(BIN)/python tools/dependency_audit.py
 
 format: install
-	$(BIN)/ruff format idserver demo_portal bench tests
-	$(BIN)/ruff check --fix idserver demo_portal bench tests
+	$(BIN)/ruff format idserver demo_portal bench tests tools
+	$(BIN)/ruff check --fix idserver demo_portal bench tests tools
 
 bench: install
 	$(BIN)/python -m bench
