@@ -12,12 +12,14 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from ..db import db
 from ..db import utcnow
 from ..errors import PortalError
+from ..records import change_owned
+from ..records import find_owned
+from ..records import list_owned
 from .models import SUBMITTED
 from .models import WITHDRAWN
 from .models import Application
@@ -143,13 +145,7 @@ def submit_application(
 
 
 def list_applications(applicant_sub: str) -> list[Application]:
-    return list(
-        db.session.scalars(
-            select(Application)
-            .where(Application.applicant_sub == applicant_sub)
-            .order_by(Application.submitted_at.desc())
-        )
-    )
+    return list_owned(Application.applicant_sub, applicant_sub, newest=Application.submitted_at)
 
 
 def open_application(applicant_sub: str, position_id: str) -> Application | None:
@@ -164,22 +160,16 @@ def open_application(applicant_sub: str, position_id: str) -> Application | None
 
 def find_application(application_id: str, *, applicant_sub: str) -> Application | None:
     """The applicant's own application; anyone else's is as good as missing."""
-    application = db.session.get(Application, application_id)
-    if application is None or application.applicant_sub != applicant_sub:
-        return None
-    return application
+    return find_owned(Application, application_id, Application.applicant_sub, applicant_sub)
 
 
 def withdraw_application(application_id: str, *, applicant_sub: str) -> bool:
     """Withdraw a submitted application; False if it was not (or no longer) submitted."""
-    result = db.session.execute(
-        update(Application)
-        .where(
-            Application.id == application_id,
-            Application.applicant_sub == applicant_sub,
-            Application.state == SUBMITTED,
-        )
-        .values(state=WITHDRAWN, withdrawn_at=utcnow())
+    return change_owned(
+        Application.applicant_sub,
+        applicant_sub,
+        application_id,
+        only_if=Application.state == SUBMITTED,
+        state=WITHDRAWN,
+        withdrawn_at=utcnow(),
     )
-    db.session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]

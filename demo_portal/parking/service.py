@@ -20,6 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from ..db import db
 from ..db import utcnow
 from ..errors import PortalError
+from ..records import change_owned
+from ..records import find_owned
+from ..records import list_owned
 from .models import ACTIVE
 from .models import CANCELLED
 from .models import LAPSED
@@ -189,30 +192,24 @@ def active_permit(holder_sub: str) -> Permit | None:
 
 
 def list_permits(holder_sub: str) -> list[Permit]:
-    return list(
-        db.session.scalars(
-            select(Permit).where(Permit.holder_sub == holder_sub).order_by(Permit.issued_at.desc())
-        )
-    )
+    return list_owned(Permit.holder_sub, holder_sub, newest=Permit.issued_at)
 
 
 def find_permit(permit_id: str, *, holder_sub: str) -> Permit | None:
     """The resident's own permit; another resident's is as good as missing."""
-    permit = db.session.get(Permit, permit_id)
-    if permit is None or permit.holder_sub != holder_sub:
-        return None
-    return permit
+    return find_owned(Permit, permit_id, Permit.holder_sub, holder_sub)
 
 
 def cancel_permit(permit_id: str, *, holder_sub: str) -> bool:
     """Cancel an active permit of this holder; False if there was none to cancel."""
-    result = db.session.execute(
-        update(Permit)
-        .where(Permit.id == permit_id, Permit.holder_sub == holder_sub, Permit.state == ACTIVE)
-        .values(state=CANCELLED, cancelled_at=utcnow())
+    return change_owned(
+        Permit.holder_sub,
+        holder_sub,
+        permit_id,
+        only_if=Permit.state == ACTIVE,
+        state=CANCELLED,
+        cancelled_at=utcnow(),
     )
-    db.session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # -- tokens -----------------------------------------------------------------------------------
