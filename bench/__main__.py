@@ -9,6 +9,7 @@
     python -m bench run --scenario logins --citizens 1000,1000000   # CPU/login vs. size
     python -m bench seed --citizens 1000000 --database-url sqlite:///bench/results/1m.sqlite3
     python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
+    python -m bench profile --logins 200 --cprofile   # in-process: CPU and SQL per login step
 
 Every scenario is bounded in time; results go to stdout and ``bench/results/*.json``.
 """
@@ -74,14 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ramp-seconds",
         type=float,
-        help="spread the desktops' first long polls over this time (default: the long-poll "
-        "timeout, so their re-polls are evenly spread, as in steady state)",
+        help="spread the desktops' first long polls over this time (default: the shorter of "
+        "the keep-alive period and the hold, so blanks and re-polls are evenly spread)",
     )
     run.add_argument("--sample", type=int, default=100, help="desktops approved while waiting")
     run.add_argument(
         "--long-poll-seconds",
         type=int,
         help="the server's IDSERVER_LONG_POLL_SECONDS (default: the server's own default)",
+    )
+    run.add_argument(
+        "--keepalive-seconds",
+        type=int,
+        help="the server's IDSERVER_LONG_POLL_KEEPALIVE_SECONDS (default: the server's own)",
     )
     run.add_argument(
         "--waiting-threads",
@@ -96,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         default="sqlite:///bench/results/seeded.sqlite3",
         help="SQLAlchemy URL (created and migrated if needed)",
     )
+    profile = commands.add_parser(
+        "profile", help="in-process: CPU, SQL statements and commits per login step (cProfile)"
+    )
+    profile.add_argument("--logins", type=int, default=200)
+    profile.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    profile.add_argument("--cprofile", action="store_true", help="also print a cProfile report")
+    profile.add_argument("--top", type=int, default=40, help="cProfile lines per ordering")
     return parser
 
 
@@ -113,9 +126,12 @@ def _databases(choice: str) -> list[str]:
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
-    if args.long_poll_seconds is None:
-        return {}
-    return {"IDSERVER_LONG_POLL_SECONDS": str(args.long_poll_seconds)}
+    env = {}
+    if args.long_poll_seconds is not None:
+        env["IDSERVER_LONG_POLL_SECONDS"] = str(args.long_poll_seconds)
+    if args.keepalive_seconds is not None:
+        env["IDSERVER_LONG_POLL_KEEPALIVE_SECONDS"] = str(args.keepalive_seconds)
+    return env
 
 
 def _by_size(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,6 +273,23 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from .profile import profile_logins
+
+    result = profile_logins(
+        logins=args.logins,
+        database=args.database,
+        base_url=os.environ.get("IDSERVER_TEST_DATABASE_URL"),
+        cprofile=args.cprofile,
+        top=args.top,
+    )
+    report = result.pop("profile", None)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    if report:
+        print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
@@ -264,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "seed":
         return _seed(args)
+    if args.command == "profile":
+        return _profile(args)
     return _run(args)
 
 

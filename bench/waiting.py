@@ -1,11 +1,12 @@
 """The "waiting desktops" scenario: many QR pages open at once, each holding a long poll.
 
 The animated QR code is drawn by the browser, so all a waiting desktop costs the server is its
-long poll (``GET /login/<id>?seen=<v>``, held up to ``LONG_POLL_SECONDS`` and then renewed).
+long poll (``GET /login/<id>?seen=<v>``, held until the login changes or for at most
+``LONG_POLL_SECONDS``, then renewed; a blank every ``LONG_POLL_KEEPALIVE_SECONDS`` meanwhile).
 
 1. setup: each desktop runs ``/authorize`` and loads its QR page (not measured);
-2. ramp: desktops start their long polls spread over one long-poll period, so that their
-   renewals are spread evenly, as in steady state;
+2. ramp: desktops start their long polls spread over one keep-alive period (or one hold, if
+   shorter), so that blanks and renewals are spread evenly, as in steady state;
 3. window: server CPU and memory over ``seconds`` while all of them wait;
 4. sample: phones approve some desktops one by one while the rest keep waiting; the time from
    the phone's 200 for ``/approve`` to that desktop's answer is the notification latency.
@@ -50,6 +51,7 @@ class Desktop:
     step_seconds: int
     number: str
     polls: int = 0
+    blanks: int = 0  # keep-alive blanks received while held
     in_flight: bool = False
     approved_at: float | None = None
     failures: int = 0
@@ -95,16 +97,29 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     length = 0
+    chunked = False
     close = False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
         if name == "content-length":
             length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
         elif name == "connection" and value.strip().lower() == "close":
             close = True
-    body = await reader.readexactly(length) if length else b""
-    return status, body, close
+    if not chunked:
+        body = await reader.readexactly(length) if length else b""
+        return status, body, close
+    # A held long poll is streamed: keep-alive blanks, then the status (RFC 9112 §7.1).
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")  # no trailers
+            return status, b"".join(parts), close
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
 
 
 async def _wait_on(
@@ -145,6 +160,7 @@ async def _wait_on(
             desktop.failures += 1
             await asyncio.sleep(1)
             continue
+        desktop.blanks += len(body) - len(body.lstrip())
         state = json.loads(body)
         desktop.version = state["version"]
         if state["status"] == "approved":
@@ -188,11 +204,20 @@ async def _scenario(
     ]
     peak_rss = baseline.total_rss_kib()
 
-    async def watch_memory(until: float) -> None:
+    trace: list[float] = []  # server CPU, % of one core, per second of the measured window
+
+    async def watch_memory(until: float, *, record: bool = False) -> None:
         nonlocal peak_rss
+        last = sample(pids)
+        last_at = time.perf_counter()
         while time.perf_counter() < until:
-            peak_rss = max(peak_rss, sample(pids).total_rss_kib())
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5 if not record else 1.0)
+            now = sample(pids)
+            peak_rss = max(peak_rss, now.total_rss_kib())
+            if record:
+                at = time.perf_counter()
+                trace.append(round(100 * now.cpu_since(last) / (at - last_at), 1))
+                last, last_at = now, at
 
     log(f"  ramp: {len(desktops)} long polls starting over {ramp:.0f} s …")
     await watch_memory(time.perf_counter() + ramp)
@@ -209,15 +234,17 @@ async def _scenario(
             break
     in_flight_start = sum(d.in_flight for d in desktops)
     polls_before = sum(d.polls for d in desktops)
+    blanks_before = sum(d.blanks for d in desktops)
     before = sample(pids)
     side_before = {name: sample(p) for name, p in side.items()}
     t0 = time.perf_counter()
-    await watch_memory(t0 + seconds)
+    await watch_memory(t0 + seconds, record=True)
     t1 = time.perf_counter()
     load = [round(x, 2) for x in os.getloadavg()]
     after = sample(pids)
     side_after = {name: sample(p) for name, p in side.items()}
     polls_in_window = sum(d.polls for d in desktops) - polls_before
+    blanks_in_window = sum(d.blanks for d in desktops) - blanks_before
     in_flight_end = sum(d.in_flight for d in desktops)
     cpu = after.cpu_since(before)
 
@@ -270,8 +297,11 @@ async def _scenario(
         "desktops_waiting_at_start": in_flight_start,
         "desktops_waiting_at_end": in_flight_end,
         "long_polls_renewed_in_window": polls_in_window,
+        # counted when their poll ends; blanks of polls still held at the end are not in here
+        "keepalive_blanks_received_in_window": blanks_in_window,
         "server_cpu_seconds": round(cpu, 3),
         "server_cpu_percent_of_one_core": round(100 * cpu / (t1 - t0), 2),
+        "server_cpu_percent_per_second": trace,
         # an upper bound: the holding itself is included
         "server_cpu_ms_per_renewal": (
             round(cpu * 1000 / polls_in_window, 2) if polls_in_window else None
@@ -300,9 +330,18 @@ def run_waiting(
     sample: int,
     log: Any = print,
 ) -> dict[str, Any]:
-    default = next(s.default for s in SETTINGS if s.name == "LONG_POLL_SECONDS")
-    long_poll = float(env.server.env.get("IDSERVER_LONG_POLL_SECONDS", default))
-    ramp = long_poll if ramp is None else ramp
+    defaults = {s.name: s.default for s in SETTINGS}
+    long_poll = float(
+        env.server.env.get("IDSERVER_LONG_POLL_SECONDS", defaults["LONG_POLL_SECONDS"])
+    )
+    keepalive = float(
+        env.server.env.get(
+            "IDSERVER_LONG_POLL_KEEPALIVE_SECONDS", defaults["LONG_POLL_KEEPALIVE_SECONDS"]
+        )
+    )
+    # Spread the first polls over the shorter of one hold and one keep-alive period, so that
+    # renewals and keep-alive blanks are spread as evenly as in steady state.
+    ramp = min(long_poll, keepalive) if ramp is None else ramp
     log(f"  setup: opening {desktops} logins …")
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -313,4 +352,5 @@ def run_waiting(
     )
     result["setup_seconds"] = round(setup_seconds, 1)
     result["long_poll_seconds"] = long_poll
+    result["long_poll_keepalive_seconds"] = keepalive
     return result

@@ -159,7 +159,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder with DejaVuSans.ttf, DejaVuSans-Bold.ttf and DejaVuSansMono.ttf for letters. "
         "Without them letters use PDF core fonts (Latin-1 only; other letters are simplified).",
     ),
-    Setting("LONG_POLL_SECONDS", 25, "How long a waiting desktop's request is held open.", int),
+    Setting(
+        "LONG_POLL_SECONDS",
+        150,
+        "Longest hold of a waiting desktop's request; it answers at once when its login changes "
+        "or ends, so the default outlasts a login and a desktop asks again only after news.",
+        int,
+    ),
+    Setting(
+        "LONG_POLL_KEEPALIVE_SECONDS",
+        20,
+        "While a desktop's request is held, a blank is sent this often, so proxies with a read "
+        "timeout above it keep the request open.",
+        int,
+    ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
@@ -216,6 +229,10 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("IDSERVER_RP_ID must be the issuer's host or a parent domain of it")
     if config["QR_MAX_AGE_SECONDS"] < config["QR_STEP_SECONDS"]:
         raise ConfigError("IDSERVER_QR_MAX_AGE_SECONDS must be at least IDSERVER_QR_STEP_SECONDS")
+    if config["LONG_POLL_SECONDS"] < 1 or config["LONG_POLL_KEEPALIVE_SECONDS"] < 1:
+        raise ConfigError(
+            "IDSERVER_LONG_POLL_SECONDS and IDSERVER_LONG_POLL_KEEPALIVE_SECONDS must be at least 1"
+        )
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEMO_SECRET_KEY or len(config["SECRET_KEY"]) < 32:

@@ -15,6 +15,8 @@ RATE_LIMIT_LOGIN       every new login          login transactions created      
 RATE_LIMIT_APPROVAL    phone and passkey        approved logins                      citizen
                        approvals
 RATE_LIMIT_TOKEN       POST /token              failed client authentications        address
+RATE_LIMIT_CLERK_      GET /admin (search)      resident searches                    clerk
+SEARCH
 =====================  =======================  ===================================  ===========
 
 Only outcomes an attacker could use are counted: wrong guesses, work that creates rows, and
@@ -64,7 +66,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LIMITS", "DatabaseStorage", "RateLimitCounter", "consume", "init_app"]
 
-LIMITS = ("RATE_LIMIT_ACTIVATION", "RATE_LIMIT_LOGIN", "RATE_LIMIT_APPROVAL", "RATE_LIMIT_TOKEN")
+LIMITS = (
+    "RATE_LIMIT_ACTIVATION",
+    "RATE_LIMIT_LOGIN",
+    "RATE_LIMIT_APPROVAL",
+    "RATE_LIMIT_TOKEN",
+    "RATE_LIMIT_CLERK_SEARCH",  # per clerk, counted by idserver.admin.views through consume()
+)
 DATABASE_SCHEME = "idserver+database"
 PURGE_EVERY = 1000  # increments between two sweeps of expired counters
 JSON_ONLY_ENDPOINTS = ("oidc.token",)  # OAuth clients expect JSON errors (RFC 6749 §5.2)

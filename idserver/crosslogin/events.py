@@ -1,7 +1,9 @@
 """How a waiting desktop learns that its login changed, cheaply and across processes.
 
-A desktop's long poll calls ``wait_for_change``; every state transition calls ``notify``.
-A waiter costs one blocked thread and no database work while it waits::
+A desktop's long poll calls ``watch_for_change`` (``wait_for_change`` without keep-alives);
+every transition the desktop can see calls ``notify``. A waiter costs one blocked thread and no
+database work while it waits; the poll's answer is streamed, with a blank every keep-alive
+period, so it can be held until the login changes::
 
     notify(login_id) ──▶ waiters in this process wake at once
           │
@@ -28,6 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Generator
 from typing import Any
 from typing import Protocol
 
@@ -43,7 +46,7 @@ from .models import LoginTransaction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHANNEL", "notify", "wait_for_change"]
+__all__ = ["CHANNEL", "notify", "wait_for_change", "watch_for_change"]
 
 CHANNEL = "idserver_login_changed"
 SQLITE_POLL_SECONDS = 0.05
@@ -403,25 +406,53 @@ def wait_for_change(
     Returns the version last read (``seen`` when nothing changed). ``read_version`` should not
     keep a database connection checked out: the caller is about to sleep.
     """
+    changes = watch_for_change(login_id, read_version, seen=seen, timeout=timeout)
+    try:
+        for version in changes:
+            if version is not None:
+                return version
+        return seen  # not reached: the generator always ends with a version
+    finally:
+        changes.close()
+
+
+def watch_for_change(
+    login_id: str,
+    read_version: Callable[[], int],
+    *,
+    seen: int,
+    timeout: float,
+    heartbeat_seconds: float | None = None,
+) -> Generator[int | None, None, None]:
+    """``wait_for_change`` as a generator, for a response that is sent while it waits.
+
+    Yields ``None`` every ``heartbeat_seconds`` while nothing has changed (the caller sends a
+    keep-alive), then the version last read, once. Closing it early unregisters the waiter.
+    """
     hub = _hub()
     waiter = _Waiter(login_id, seen)
     hub.add(waiter)
     try:
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        beat_at = deadline if heartbeat_seconds is None else now + heartbeat_seconds
         listening = hub.listening()
         version = read_version()
         while version == seen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 break
-            woken = waiter.event.wait(
-                remaining if listening else min(remaining, FALLBACK_POLL_SECONDS)
-            )
+            if now >= beat_at:
+                yield None
+                beat_at = time.monotonic() + (heartbeat_seconds or timeout)
+                continue
+            pause = min(deadline, beat_at) - now
+            woken = waiter.event.wait(pause if listening else min(pause, FALLBACK_POLL_SECONDS))
             waiter.event.clear()
             if not woken and listening:
-                break  # the listener heard nothing for this login: it has not changed
+                continue  # the listener heard nothing for this login: it has not changed
             version = read_version()
             listening = hub.ready.is_set() or hub.backend is None
-        return version
+        yield version
     finally:
         hub.remove(waiter)

@@ -10,7 +10,8 @@
 
 Each transition is one conditional ``UPDATE … WHERE state IN (…)`` whose row count says
 whether this caller won; nothing is decided by a read followed by a write. Every transition
-bumps ``version`` and notifies the waiting desktop (``crosslogin.events``).
+the desktop can see bumps ``version`` and notifies the waiting desktop (``crosslogin.events``);
+counting a handed-out challenge does neither.
 
 The desktop that started the login holds a secret in an HttpOnly cookie (only its hash is
 stored); the first phone that scans a fresh QR frame gets a binding secret the same way. The
@@ -32,7 +33,9 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..audit import record_event
 from ..citizens.models import Citizen
@@ -94,13 +97,17 @@ def _transition(
     from_states: tuple[str, ...],
     audit: tuple[str, str, dict[str, Any]] | None = None,
     where: tuple[Any, ...] = (),
+    announce: bool = True,
     **values: Any,
 ) -> bool:
     """Move ``login_id`` out of ``from_states`` if it is still live; True for the one winner.
 
     ``audit`` = (event, actor, data) is appended to the audit log in the same transaction;
-    ``where`` adds conditions to the UPDATE.
+    ``where`` adds conditions to the UPDATE. ``announce=False`` is for changes the desktop
+    cannot see (a challenge counted): the version stays, and no waiting desktop is woken.
     """
+    if announce:
+        values["version"] = LoginTransaction.version + 1
     session = db.session
     result = session.execute(
         update(LoginTransaction)
@@ -110,7 +117,8 @@ def _transition(
             LoginTransaction.expires_at > utcnow(),
             *where,
         )
-        .values(version=LoginTransaction.version + 1, **values)
+        .values(**values)
+        .execution_options(synchronize_session=False)  # callers use what they know has won
     )
     won = result.rowcount == 1  # type: ignore[attr-defined]
     if won and audit is not None:
@@ -119,9 +127,15 @@ def _transition(
             event, actor=actor, subject=values.get("citizen_id"), login_id=login_id, **data
         )
     session.commit()
-    if won:
+    if won and announce:
         events.notify(login_id)
     return won
+
+
+def _remember(tx: LoginTransaction, **values: Any) -> None:
+    """Our transition won, so the row now holds ``values``: no need to read it back."""
+    for key, value in values.items():
+        set_committed_value(tx, key, value)
 
 
 def _load(login_id: Any) -> LoginTransaction:
@@ -193,8 +207,20 @@ def qr_key(tx: LoginTransaction) -> bytes:
 
 
 def consume(tx: LoginTransaction) -> bool:
-    """approved → consumed: the one request that may continue the OIDC flow."""
-    return _transition(tx.id, from_states=("approved",), state="consumed")
+    """approved → consumed: the one request that may continue the OIDC flow.
+
+    Only while the device that approved it is still active: one removed or blocked since
+    (account page, revocation code, clerk) yields no code and no session.
+    """
+    active = select(Credential.id).where(
+        Credential.revoked_at.is_(None), Credential.suspended_at.is_(None)
+    )
+    return _transition(
+        tx.id,
+        from_states=("approved",),
+        where=(LoginTransaction.credential_pk.in_(active),),
+        state="consumed",
+    )
 
 
 def consume_denied(tx: LoginTransaction) -> bool:
@@ -291,7 +317,7 @@ def mark_scanned(
         raise LoginRejected(
             _l("This login is already being confirmed on another phone."), error="already_scanned"
         )
-    db.session.refresh(tx)
+    _remember(tx, state="scanned", phone_hash=_hash(new_binding), phone_ip=phone_ip)
     return tx, new_binding
 
 
@@ -402,6 +428,7 @@ def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **va
         tx.id,
         from_states=from_states,
         where=(LoginTransaction.challenges_issued < limit,),
+        announce=False,
         challenges_issued=LoginTransaction.challenges_issued + 1,
         **values,
     ):
@@ -475,6 +502,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
             LoginTransaction.challenge_nonce == nonce,
         )
         .values(challenge_nonce=None)
+        .execution_options(synchronize_session=False)
     )
     session.commit()
     if burned.rowcount != 1:  # type: ignore[attr-defined]
@@ -500,7 +528,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     )
     if not won:
         raise LoginRejected(_l("This login has already ended."), error="login_ended")
-    session.refresh(tx)
+    _remember(tx, state="approved", citizen_id=stored.citizen_id, acr=ACR_PHONE)
     return tx
 
 

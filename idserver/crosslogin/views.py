@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +17,10 @@ from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import stream_with_context
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import Row
+from sqlalchemy import bindparam
 from sqlalchemy import select
 
 from .. import limits
@@ -25,6 +29,7 @@ from ..account.service import safe_next
 from ..account.service import start_session
 from ..citizens.models import Citizen
 from ..db import db
+from ..db import utcnow
 from ..errors import LoginRejected
 from ..errors import wants_json
 from ..oidc.models import Client
@@ -91,9 +96,10 @@ def _browser_tx(login_id: str) -> LoginTransaction:
     return service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
 
 
-def _status(tx: LoginTransaction) -> dict[str, Any]:
+def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
+    """The desktop's view of its login (from the row or from ``STATUS_COLUMNS``)."""
     issuer = current_app.config["ISSUER"]
-    key = service.qr_key(tx)
+    key = qr.login_key(current_app.config["SECRET_KEY"], tx.id)
     step = qr.current_step(current_app.config["QR_STEP_SECONDS"])
     body: dict[str, Any] = {
         "login_id": tx.id,
@@ -116,16 +122,12 @@ def desktop(login_id: str) -> Any:
     tx = _browser_tx(login_id)
     if wants_json():
         seen = request.args.get("seen", type=int)
-        if seen is not None and tx.state in ("pending", "scanned"):
-            timeout = min(
-                current_app.config["LONG_POLL_SECONDS"],
-                max(0.0, tx.expires_at.timestamp() - time.time()) + 0.5,
+        if seen == tx.version and tx.state in ("pending", "scanned"):
+            return Response(
+                stream_with_context(_status_after_change(tx, seen)),
+                mimetype="application/json",
+                headers={"Cache-Control": "no-store"},
             )
-            version = events.wait_for_change(
-                tx.id, lambda: _version(login_id), seen=seen, timeout=timeout
-            )
-            if version != seen:  # otherwise tx, read before the wait, is still current
-                tx = _browser_tx(login_id)
         response = jsonify(_status(tx))
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -154,11 +156,62 @@ def _origin(uri: object) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _version(login_id: str) -> int:
-    query = select(LoginTransaction.version).where(LoginTransaction.id == login_id)
-    version = db.session.scalar(query)
+# What the desktop's status shows; the long poll reads only these columns while it waits.
+STATUS_COLUMNS = select(
+    LoginTransaction.id,
+    LoginTransaction.state,
+    LoginTransaction.version,
+    LoginTransaction.number,
+    LoginTransaction.expires_at,
+    LoginTransaction.deny_reason,
+).where(LoginTransaction.id == bindparam("login_id"))
+
+
+def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
+    """The long poll: the status once the login has changed, ended or the hold is over.
+
+    The request is held until then (up to ``LONG_POLL_SECONDS``, never past the login's
+    expiry), so a waiting desktop asks again only after news. While it waits, a blank goes out
+    every ``LONG_POLL_KEEPALIVE_SECONDS`` (leading whitespace is valid JSON), so proxies keep
+    the request open. Each read is one narrow query on a connection that is given back at once.
+    """
+    config = current_app.config
+    timeout = min(
+        config["LONG_POLL_SECONDS"], max(0.0, tx.expires_at.timestamp() - time.time()) + 0.5
+    )
     db.session.close()  # a waiting desktop holds no database connection
-    return -1 if version is None else version
+    latest: Any = tx
+    engine = db.engine
+
+    def read_version() -> int:
+        nonlocal latest
+        with engine.connect() as connection:
+            row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+        if row is None:
+            return -1
+        latest = row
+        return int(row.version)
+
+    for version in events.watch_for_change(
+        tx.id,
+        read_version,
+        seen=seen,
+        timeout=timeout,
+        heartbeat_seconds=config["LONG_POLL_KEEPALIVE_SECONDS"],
+    ):
+        if version is None:
+            yield b" "
+        elif version == -1:
+            yield current_app.json.dumps(
+                {
+                    "error": "login_not_found",
+                    "error_description": str(_l("This login does not exist or has ended.")),
+                }
+            ).encode()
+            return
+    if latest.state in ("pending", "scanned") and latest.expires_at <= utcnow():
+        latest = _browser_tx(tx.id)  # ends it as expired
+    yield current_app.json.dumps(_status(latest)).encode() + b"\n"
 
 
 @bp.get("/login/<login_id>/continue")

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import RP_REDIRECT
+from harness import RP_REDIRECT
 from scale_instances import NEEDS_PG
 from scale_instances import REDIS_URL
 from scale_instances import instance_config
@@ -92,8 +92,9 @@ def test_change_in_another_process_wakes_the_waiter(
         waiter.start()
         try:
             assert first_read.wait(10)
-            # fork: the child has the modules loaded already, so it starts in milliseconds
-            other = multiprocessing.get_context("fork").Process(
+            # spawn, not fork: a child forked while another thread (the listener, logging its
+            # failure) holds a stream's lock would hang on its first log line
+            other = multiprocessing.get_context("spawn").Process(
                 target=change_in_this_process, args=(config, login_id)
             )
             other.start()

@@ -9,9 +9,10 @@ import threading
 from urllib.parse import urlencode
 
 import pytest
-from conftest import changed_tables
-from conftest import desktop_status
-from conftest import snapshot
+from harness import changed_tables
+from harness import desktop_status
+from harness import snapshot
+from sqlalchemy import event
 from sqlalchemy import select
 
 from idserver import create_app
@@ -190,3 +191,39 @@ def test_concurrent_hits_cannot_race_past_the_limit(app):
     assert sorted(counts) == list(range(1, 41))
     with app.app_context():
         assert storage.get(key) == 40
+
+
+def test_only_counted_requests_touch_the_rate_limit_counters(
+    app, client, relying_party, enrolled_phone
+):
+    # Limits cost something only where they count: other requests neither read nor write one.
+    with app.app_context():
+        engine = db.engine
+    touched: list[str] = []
+
+    def _statement(_conn, _cursor, statement, *_args) -> None:
+        if "rate_limit_counters" in statement:
+            touched.append(statement.split(None, 1)[0])
+
+    event.listen(engine, "before_cursor_execute", _statement)
+    try:
+        login_id = relying_party.start_login(client)  # counted: a new login
+        assert touched
+        touched.clear()
+        status = desktop_status(client, login_id).json
+        assert client.get(f"/login/{login_id}").status_code == 200
+        assert client.get("/jwks.json").status_code == 200
+        assert client.get("/.well-known/openid-configuration").status_code == 200
+        login_id, scanned = enrolled_phone.scan(status["phone_url"])
+        binding = scanned.json["binding"]
+        assert enrolled_phone.challenge(login_id, binding, status["number"]).status_code == 200
+        assert touched == []
+        refused = client.post(
+            "/token",
+            data={"grant_type": "authorization_code", "code": "x", "redirect_uri": "x"},
+            auth=(relying_party.client_id, "wrong-secret"),
+        )
+        assert refused.status_code == 401
+        assert "SELECT" in touched and "INSERT" in touched  # checked, then counted
+    finally:
+        event.remove(engine, "before_cursor_execute", _statement)
