@@ -3,8 +3,8 @@
 One walk per language and device (a computer and a Pixel 7 phone): a resident registers with the
 letter, opens the portals, logs in, applies, looks at what the portal knows, manages the
 Bürger-ID account, blocks a lost phone; a clerk uses the console; and the error pages a person
-may meet (404, a used and an expired activation link, a cancelled login, wrong input).
-The stale QR code and the refused logins are checked on their way in ``test_browser.py``. Every
+may meet (404, a used and an expired activation link, a cancelled login, a QR code the phone
+may not use, wrong input). ``test_browser.py`` checks its pages too (in German). Every
 ``shoot`` runs axe on the page as shown (``conftest.Device.check_accessibility``); the test
 fails listing each violation with rule, element and help text.
 """
@@ -139,9 +139,14 @@ def test_every_page_meets_wcag_21_aa(stack: Stack, device: Device, language: str
     page.goto(stack.portals["parking"])
     page.locator("main a.button[href^='/login']").first.click()
     page.wait_for_url(re.compile(re.escape(issuer) + r"/login/[^/?]+$"))
+    cancelled_login = page.url.rsplit("/", 1)[-1]
     page.locator("form[action$='/cancel'] button").click()
     expect(page.locator("[data-error=access_denied]")).to_be_visible(timeout=TIMEOUT_MS)
     device.shoot("portal-login-cancelled")
+    # A QR code the phone may not use (forged, stale, of an ended login): the phone's error page.
+    page.goto(f"{issuer}/q/{cancelled_login}?t=1&h={'A' * 43}")
+    expect(page.locator(".error-code code")).not_to_be_empty()
+    device.shoot("phone-qr-refused")
 
     # The phone's confirmation page, opened from "Can't scan the code?".
     page.goto(stack.portals["parking"])
