@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,11 @@ from flask import request
 from flask import session
 from flask import url_for
 from flask_babel import get_locale
+from jinja2 import ChoiceLoader
+from jinja2 import FileSystemLoader
+from jinja2 import PrefixLoader
 
+import idserver
 from idserver.web import has_kern_stylesheet
 
 from . import sessions
@@ -35,6 +40,7 @@ __all__ = [
 ]
 
 SESSION_KEY = "resident"
+IDSERVER_TEMPLATES = Path(idserver.__file__).with_name("templates")
 SESSION_LIFETIME = dt.timedelta(hours=1)
 
 CSP = (
@@ -128,6 +134,11 @@ def init_app(app: Flask) -> None:
     )
 
     app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
+    # Markup shared with Bürger-ID (the KERN header bar) is included as "idserver/<name>".
+    assert app.jinja_loader is not None
+    app.jinja_loader = ChoiceLoader(
+        [app.jinja_loader, PrefixLoader({"idserver": FileSystemLoader(IDSERVER_TEMPLATES)})]
+    )
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

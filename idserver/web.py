@@ -52,6 +52,12 @@ def has_kern_stylesheet(app: Flask) -> bool:
     return os.path.isfile(os.path.join(folder, "vendor", "kern", "kern.min.css"))
 
 
+def no_store(response: Response) -> Response:
+    """Mark a response as never to be cached (pages and answers about one person or login)."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     chosen = request.args.get("lang") or request.cookies.get("lang")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +19,9 @@ from harness import JWT_REDIRECT
 from harness import RP_REDIRECT
 from harness import Phone
 from harness import RelyingParty
+from harness import postgres_schema
 from harness import snapshot
 from joserfc.jwk import ECKey
-from sqlalchemy import create_engine
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from idserver import create_app
 from idserver.citizens.models import Citizen
@@ -45,17 +42,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/idserver.sqlite3"
         return
-    base = make_url(os.environ["IDSERVER_TEST_DATABASE_URL"])
-    schema = "t_" + secrets.token_hex(6)
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -132,6 +120,24 @@ def enrolled_phone(phone: Phone, activation: tuple[str, str]) -> Phone:
 
 
 # -- a relying party ----------------------------------------------------------------------------
+@pytest.fixture
+def other_citizen_phone(app: Flask, tmp_path: Any) -> Phone:
+    """A second resident, Max, with an enrolled phone of his own ("Max Telefon")."""
+    with app.app_context():
+        other = register_citizen(
+            given_name="Max",
+            family_name="Mustermann",
+            birthdate="1979-02-03",
+            street="Hansastraße 3",
+            postcode="44137",
+            city="Dortmund",
+        )
+        record, code = issue_activation_code(other.id)
+    phone = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "max.json"))
+    assert phone.enrol(record.id, code, name="Max Telefon").status_code == 201
+    return phone
+
+
 @pytest.fixture
 def relying_party(app: Flask) -> RelyingParty:
     with app.app_context():

@@ -8,10 +8,14 @@ Fixtures that hand these out live in tests/conftest.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
+from types import EllipsisType
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
@@ -21,9 +25,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import create_engine
 from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from idserver.citizens.models import Citizen
 from idserver.db import db
@@ -39,6 +45,24 @@ def b64(data: bytes) -> str:
 
 
 JWT_REDIRECT = "http://localhost:8003/callback"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "t_") -> Iterator[str]:
+    """A fresh, empty schema in the test PostgreSQL database; its URL. Dropped afterwards."""
+    base = make_url(os.environ["IDSERVER_TEST_DATABASE_URL"])
+    schema = prefix + secrets.token_hex(6)
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
@@ -152,16 +176,31 @@ class RelyingParty:
         location = browser.get(continue_url).headers["Location"]
         return parse_qs(urlsplit(location).query)["code"][0]
 
-    def exchange(self, browser: FlaskClient, code: str, **overrides: Any) -> Any:
+    def exchange(
+        self,
+        browser: FlaskClient,
+        code: str,
+        *,
+        auth: tuple[str, str] | None | EllipsisType = ...,
+        assertion: str | None = None,
+        **overrides: Any,
+    ) -> Any:
+        """POST /token for ``code``: HTTP Basic with the registered secret unless ``auth`` says
+        otherwise (``None``: none), or a ``private_key_jwt`` ``assertion``; ``overrides`` change
+        or (``None``) drop form fields."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": self.redirect_uri,
             "code_verifier": self.verifier,
         }
+        if assertion is not None:
+            form.update(client_assertion_type=ASSERTION_TYPE, client_assertion=assertion)
+            auth = None if auth is ... else auth
         form.update(overrides)
         form = {k: v for k, v in form.items() if v is not None}
-        return browser.post("/token", data=form, auth=(self.client_id, self.client_secret))
+        basic = (self.client_id, self.client_secret) if auth is ... else auth
+        return browser.post("/token", data=form, auth=basic)
 
     def verify_id_token(self, browser: FlaskClient, id_token: str) -> dict[str, Any]:
         jwks = KeySet.import_key_set(browser.get("/jwks.json").json)

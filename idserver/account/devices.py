@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import ColumnElement
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -130,18 +131,21 @@ def _not_found() -> NotFound:
     return NotFound(_l("This device does not exist or has been removed."), error="unknown_device")
 
 
+def _own_active_device(citizen_id: str, device_id: int) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of an UPDATE that may touch only this citizen's device, while not revoked."""
+    return (
+        Credential.id == device_id,
+        Credential.citizen_id == citizen_id,
+        Credential.revoked_at.is_(None),
+    )
+
+
 def rename_device(citizen_id: str, device_id: int, name: Any) -> None:
     """Rename one of the citizen's devices that is not revoked."""
     cleaned = clean_device_name(name)
     session = db.session
     result = session.execute(
-        update(Credential)
-        .where(
-            Credential.id == device_id,
-            Credential.citizen_id == citizen_id,
-            Credential.revoked_at.is_(None),
-        )
-        .values(name=cleaned)
+        update(Credential).where(*_own_active_device(citizen_id, device_id)).values(name=cleaned)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
@@ -166,11 +170,7 @@ def revoke_device(citizen_id: str, device_id: int) -> None:
     session = db.session
     result = session.execute(
         update(Credential)
-        .where(
-            Credential.id == device_id,
-            Credential.citizen_id == citizen_id,
-            Credential.revoked_at.is_(None),
-        )
+        .where(*_own_active_device(citizen_id, device_id))
         .values(revoked_at=utcnow())
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

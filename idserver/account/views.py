@@ -30,6 +30,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import limits
+from ..api.views import enrolment_response
 from ..citizens.models import Citizen
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
@@ -37,6 +38,7 @@ from ..db import db
 from ..errors import IdServerError
 from ..passkeys.models import Credential
 from ..web import client_address
+from ..web import no_store
 from . import consents
 from . import devices
 from . import pairing as pairings
@@ -91,13 +93,8 @@ def _to(path: str) -> WerkzeugResponse:
     return redirect(current_app.config["ISSUER"] + path, code=303)
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _page(template: str, **context: Any) -> Response:
-    return _no_store(Response(render_template(template, **context)))
+    return no_store(Response(render_template(template, **context)))
 
 
 def _json_body() -> dict[str, Any]:
@@ -240,14 +237,14 @@ def pairing_page(pairing_id: str) -> Any:
 @bp.get("/account/pairings/<pairing_id>/status")
 def pairing_status(pairing_id: str) -> Any:
     found = pairings.for_citizen(pairing_id, _json_session().citizen_id)
-    return _no_store(jsonify(pairings.status(found)))
+    return no_store(jsonify(pairings.status(found)))
 
 
 @bp.post("/account/pairings/<pairing_id>/options")
 def pairing_options(pairing_id: str) -> Any:
     found = pairings.for_citizen(pairing_id, _json_session().citizen_id)
     started = pairings.begin_approval(found, number=_json_body().get("number"))
-    return _no_store(jsonify(started))
+    return no_store(jsonify(started))
 
 
 @bp.post("/account/pairings/<pairing_id>/approve")
@@ -260,7 +257,7 @@ def pairing_approve(pairing_id: str) -> Any:
         ceremony_id=body.get("ceremony_id"),
         credential=body.get("credential"),
     )
-    return _no_store(jsonify(pairings.status(approved)))
+    return no_store(jsonify(pairings.status(approved)))
 
 
 @bp.post("/account/pairings/<pairing_id>/cancel")
@@ -313,13 +310,13 @@ def claim(pairing_id: str) -> Any:
 @bp.get("/pair/<pairing_id>/status")
 def join_status(pairing_id: str) -> Any:
     found = pairings.for_device(pairing_id, _binding())
-    return _no_store(jsonify(pairings.status(found)))
+    return no_store(jsonify(pairings.status(found)))
 
 
 @bp.post("/pair/<pairing_id>/enrolment/options")
 def join_options(pairing_id: str) -> Any:
     found = pairings.for_device(pairing_id, _binding())
-    return _no_store(jsonify(pairings.begin_device_enrolment(found)))
+    return no_store(jsonify(pairings.begin_device_enrolment(found)))
 
 
 @bp.post("/pair/<pairing_id>/enrolment")
@@ -332,13 +329,7 @@ def join_finish(pairing_id: str) -> Any:
         credential=body.get("credential"),
         name=body.get("name"),
     )
-    device = enrolment.credential
-    response = jsonify(
-        device={"id": device.id, "name": device.name, "kind": device.kind},
-        revocation_code=enrolment.revocation_code,
-    )
-    response.status_code = 201
-    return _no_store(response)
+    return enrolment_response(enrolment)
 
 
 # -- lost phone -------------------------------------------------------------------------------

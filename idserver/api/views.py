@@ -20,6 +20,7 @@ from ..citizens import service as citizens
 from ..crosslogin import service as crosslogin
 from ..errors import IdServerError
 from ..web import client_address
+from ..web import no_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -35,9 +36,15 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def enrolment_response(enrolment: citizens.Enrolment) -> Response:
+    """201 with the new device and its one-time revocation code (activation and pairing alike)."""
+    device = enrolment.credential
+    response = jsonify(
+        device={"id": device.id, "name": device.name, "kind": device.kind},
+        revocation_code=enrolment.revocation_code,
+    )
+    response.status_code = 201
+    return no_store(response)
 
 
 @bp.post("/enrolments")
@@ -46,7 +53,7 @@ def begin_enrolment() -> Response:
     started = citizens.begin_enrolment(
         body.get("activation_id"), body.get("code"), address=client_address()
     )
-    return _no_store(jsonify(started))
+    return no_store(jsonify(started))
 
 
 @bp.post("/enrolments/<enrolment_id>")
@@ -55,13 +62,7 @@ def finish_enrolment(enrolment_id: str) -> Response:
     enrolment = citizens.finish_enrolment(
         enrolment_id, body.get("credential"), name=body.get("name")
     )
-    device = enrolment.credential
-    response = jsonify(
-        device={"id": device.id, "name": device.name, "kind": device.kind},
-        revocation_code=enrolment.revocation_code,
-    )
-    response.status_code = 201
-    return _no_store(response)
+    return enrolment_response(enrolment)
 
 
 @bp.post("/logins/<login_id>/scan")
@@ -75,7 +76,7 @@ def scan(login_id: str) -> Response:
         binding=body.get("binding"),
         phone_ip=client_address(),
     )
-    return _no_store(
+    return no_store(
         jsonify(binding=binding, status=tx.state, context=crosslogin.display_context(tx))
     )
 
@@ -84,7 +85,7 @@ def scan(login_id: str) -> Response:
 def read_login(login_id: str) -> Response:
     """The context the phone shows; never the number."""
     tx = crosslogin.for_phone(login_id, request.headers.get(BINDING_HEADER))
-    return _no_store(jsonify(status=tx.state, context=crosslogin.display_context(tx)))
+    return no_store(jsonify(status=tx.state, context=crosslogin.display_context(tx)))
 
 
 @bp.post("/logins/<login_id>/challenge")
@@ -93,7 +94,7 @@ def challenge(login_id: str) -> Response:
     issued = crosslogin.issue_challenge(
         login_id, binding=body.get("binding"), number=body.get("number")
     )
-    return _no_store(jsonify(issued))
+    return no_store(jsonify(issued))
 
 
 @bp.post("/logins/<login_id>/approve")
@@ -105,14 +106,14 @@ def approve(login_id: str) -> Response:
         number=body.get("number"),
         credential=body.get("credential"),
     )
-    return _no_store(jsonify(status=tx.state))
+    return no_store(jsonify(status=tx.state))
 
 
 @bp.post("/logins/<login_id>/deny")
 def deny(login_id: str) -> Response:
     body = _body()
     crosslogin.deny(login_id, binding=body.get("binding"))
-    return _no_store(jsonify(status="denied"))
+    return no_store(jsonify(status="denied"))
 
 
 @bp.get("/openapi.json")

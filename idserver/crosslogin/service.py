@@ -263,20 +263,8 @@ def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: An
     if challenge.subject != tx.id:
         raise LoginRejected(_l("This step has expired. Please start again."))
     stored, verified = _verify(credential, challenge.challenge)
-    won = _transition(
-        tx.id,
-        from_states=LIVE,
-        audit=_approved_audit(tx, stored, ACR_PASSKEY),
-        state="approved",
-        citizen_id=stored.citizen_id,
-        credential_pk=stored.id,
-        approved_at=utcnow(),
-        amr=_amr(stored),
-        acr=ACR_PASSKEY,
-        evidence={"credential": credential, "challenge": _b64(challenge.challenge)},
-    )
-    if not won:
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+    evidence = {"credential": credential, "challenge": _b64(challenge.challenge)}
+    _approve(tx, stored, from_states=LIVE, acr=ACR_PASSKEY, evidence=evidence)
 
 
 # -- phone side -----------------------------------------------------------------------------
@@ -448,11 +436,30 @@ def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, An
     return {"options": options, "challenge_inputs": {"nonce": _b64(nonce), "context": context}}
 
 
-def _approved_audit(
-    tx: LoginTransaction, stored: Credential, acr: str
-) -> tuple[str, str, dict[str, Any]]:
+def _approve(
+    tx: LoginTransaction,
+    stored: Credential,
+    *,
+    from_states: tuple[str, ...],
+    acr: str,
+    evidence: dict[str, Any],
+) -> None:
+    """→ approved by ``stored``'s owner, the assertion kept as evidence; audited. Once only."""
     data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr}
-    return ("login_approved", f"citizen:{stored.citizen_id}", data)
+    won = _transition(
+        tx.id,
+        from_states=from_states,
+        audit=("login_approved", f"citizen:{stored.citizen_id}", data),
+        state="approved",
+        citizen_id=stored.citizen_id,
+        credential_pk=stored.id,
+        approved_at=utcnow(),
+        amr=_amr(stored),
+        acr=acr,
+        evidence=evidence,
+    )
+    if not won:
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
 
 
 def _amr(stored: Credential) -> list[str]:
@@ -509,25 +516,8 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
         raise LoginRejected(_l("Please type the number again."), error="no_challenge")
     context = display_context(tx)
     stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
-    won = _transition(
-        tx.id,
-        from_states=("scanned",),
-        audit=_approved_audit(tx, stored, ACR_PHONE),
-        state="approved",
-        citizen_id=stored.citizen_id,
-        credential_pk=stored.id,
-        approved_at=utcnow(),
-        amr=_amr(stored),
-        acr=ACR_PHONE,
-        evidence={
-            "credential": credential,
-            "context": context,
-            "number": typed,
-            "nonce": _b64(nonce),
-        },
-    )
-    if not won:
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+    evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
+    _approve(tx, stored, from_states=("scanned",), acr=ACR_PHONE, evidence=evidence)
     _remember(tx, state="approved", citizen_id=stored.citizen_id, acr=ACR_PHONE)
     return tx
 

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from idserver.account.models import BrowserSession
 from idserver.audit.models import AuditEvent
 from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 from idserver.passkeys.aaguids import authenticator_name
@@ -125,19 +124,7 @@ def test_rejects_rename_without_csrf_token(app, browser, enrolled_phone, db_stat
     assert db_state() == before
 
 
-def test_rejects_changes_to_another_citizens_device(app, browser, tmp_path, db_state):
-    with app.app_context():
-        other = register_citizen(
-            given_name="Max",
-            family_name="Muster",
-            birthdate="1970-01-01",
-            street="Hauptstraße 1",
-            postcode="44135",
-            city="Dortmund",
-        )
-        record, code = issue_activation_code(other.id)
-    stranger = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "max.json"))
-    assert stranger.enrol(record.id, code, name="Max Telefon").status_code == 201
+def test_rejects_changes_to_another_citizens_device(app, browser, db_state, other_citizen_phone):
     foreign = _device(app, "Max Telefon")
     before = db_state()
     assert browser.client.get(f"/account/devices/{foreign.id}/revoke").status_code == 404

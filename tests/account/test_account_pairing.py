@@ -19,7 +19,6 @@ from idserver.account.models import Pairing
 from idserver.audit.models import AuditEvent
 from idserver.citizens.models import ActivationCode
 from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.db import db
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
@@ -198,19 +197,10 @@ def test_rejects_a_second_device_claiming_the_pairing(app, browser, new_device, 
     assert new_device.client.get(f"/pair/{pairing_id}").status_code == 200
 
 
-def test_rejects_approval_by_another_citizens_device(app, browser, new_device, tmp_path, db_state):
-    with app.app_context():
-        other = register_citizen(
-            given_name="Max",
-            family_name="Muster",
-            birthdate="1970-01-01",
-            street="Hauptstraße 1",
-            postcode="44135",
-            city="Dortmund",
-        )
-        record, code = issue_activation_code(other.id)
-    stranger = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "max.json"))
-    assert stranger.enrol(record.id, code, name="Max Telefon").status_code == 201
+def test_rejects_approval_by_another_citizens_device(
+    app, browser, new_device, db_state, other_citizen_phone
+):
+    stranger = other_citizen_phone
     pairing_id, number = _claimed(browser, new_device)
     begun = browser.post_json(f"/account/pairings/{pairing_id}/options", {"number": number})
     options = dict(begun.json["options"], allowCredentials=[])  # a hostile client ignores it

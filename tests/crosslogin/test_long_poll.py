@@ -111,13 +111,15 @@ def test_poll_with_an_old_version_answers_without_waiting(
     assert news.json["status"] == "scanned"
 
 
-def test_held_poll_is_refused_to_another_browser(app, client, relying_party):
+def test_held_poll_is_refused_to_another_browser(app, client, relying_party, db_state):
     app.config["LONG_POLL_SECONDS"] = 60
     login_id = relying_party.start_login(client)
     seen = desktop_status(client, login_id).json["version"]
     stranger = app.test_client()
+    before = db_state()
     started = time.monotonic()
     refused = desktop_status(stranger, login_id, seen=seen)
     assert time.monotonic() - started < 5  # refused before anything is held
     assert refused.status_code == 404
     assert refused.json["error"] == "login_not_found"
+    assert db_state() == before

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from portals import ERIKA  # the resident inside a parking zone, as in tests/demo_portal
 from sqlalchemy import func
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -388,15 +389,6 @@ def phone(
 
 
 # -- residents ------------------------------------------------------------------------------
-ERIKA = {
-    "given_name": "Erika",
-    "family_name": "Mustermann",
-    "birthdate": "1984-08-12",
-    "street": "Kreuzstraße 5",
-    "postcode": "44139",
-    "city": "Dortmund",
-    "email": "erika@example.org",
-}
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from portals import ERIKA
 
 from .chromium import missing_requirement
 from .conftest import AXE_SCRIPT
@@ -32,7 +33,6 @@ if not AXE_SCRIPT.is_file():
 from playwright.sync_api import expect  # noqa: E402
 
 from .conftest import DESKTOP  # noqa: E402
-from .conftest import ERIKA  # noqa: E402
 from .conftest import TIMEOUT_MS  # noqa: E402
 from .conftest import Album  # noqa: E402
 from .conftest import Device  # noqa: E402

@@ -103,16 +103,7 @@ def test_rejects_redirect_uri_mismatch_at_token(client, relying_party, enrolled_
 def test_rejects_wrong_client_secret(client, relying_party, enrolled_phone, db_state):
     code = relying_party.approved_code(client, enrolled_phone)
     before = db_state()
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": relying_party.redirect_uri,
-            "code_verifier": relying_party.verifier,
-        },
-        auth=(relying_party.client_id, "wrong"),
-    )
+    response = relying_party.exchange(client, code, auth=(relying_party.client_id, "wrong"))
     assert response.status_code == 401
     assert response.json["error"] == "invalid_client"
     # only the failed-authentication rate limit counted it
@@ -143,16 +134,7 @@ def test_rejects_code_for_another_client(app, client, relying_party, enrolled_ph
         )
     code = relying_party.approved_code(client, enrolled_phone)
     before = db_state()
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": relying_party.redirect_uri,
-            "code_verifier": relying_party.verifier,
-        },
-        auth=(other.client_id, secret),
-    )
+    response = relying_party.exchange(client, code, auth=(other.client_id, secret))
     assert response.status_code == 400
     assert response.json["error"] == "invalid_grant"
     assert db_state() == before

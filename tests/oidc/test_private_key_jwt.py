@@ -26,23 +26,9 @@ def _assertion(key, client_id, **overrides):
     return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
 
 
-def _exchange(client, rp, code, assertion):
-    return client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": rp.redirect_uri,
-            "code_verifier": rp.verifier,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion,
-        },
-    )
-
-
 def test_private_key_jwt_exchanges_the_code(client, jwt_client, rp_key, enrolled_phone):
     code = jwt_client.approved_code(client, enrolled_phone)
-    response = _exchange(client, jwt_client, code, _assertion(rp_key, jwt_client.client_id))
+    response = jwt_client.exchange(client, code, assertion=_assertion(rp_key, jwt_client.client_id))
     assert response.status_code == 200, response.json
     jwt_client.verify_id_token(client, response.json["id_token"])
 
@@ -64,8 +50,8 @@ def test_rejects_bad_client_assertion(
 ):
     code = jwt_client.approved_code(client, enrolled_phone)
     before = db_state()
-    response = _exchange(
-        client, jwt_client, code, _assertion(rp_key, jwt_client.client_id, **overrides)
+    response = jwt_client.exchange(
+        client, code, assertion=_assertion(rp_key, jwt_client.client_id, **overrides)
     )
     assert response.status_code in (400, 401), response.json  # RFC 6749 §5.2
     assert response.json["error"] == "invalid_client"
@@ -76,13 +62,13 @@ def test_rejects_replayed_client_assertion_jti(
     client, jwt_client, rp_key, enrolled_phone, db_state
 ):
     assertion = _assertion(rp_key, jwt_client.client_id)
-    first = _exchange(
-        client, jwt_client, jwt_client.approved_code(client, enrolled_phone), assertion
+    first = jwt_client.exchange(
+        client, jwt_client.approved_code(client, enrolled_phone), assertion=assertion
     )
     assert first.status_code == 200
     code = jwt_client.approved_code(client, enrolled_phone)
     before = db_state()
-    replay = _exchange(client, jwt_client, code, assertion)
+    replay = jwt_client.exchange(client, code, assertion=assertion)
     assert replay.json["error"] == "invalid_client"
     assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
 
@@ -93,7 +79,9 @@ def test_rejects_assertion_signed_by_an_unregistered_key(
     code = jwt_client.approved_code(client, enrolled_phone)
     stranger = ECKey.generate_key("P-256", parameters={"kid": "rp-1", "alg": "ES256"})
     before = db_state()
-    response = _exchange(client, jwt_client, code, _assertion(stranger, jwt_client.client_id))
+    response = jwt_client.exchange(
+        client, code, assertion=_assertion(stranger, jwt_client.client_id)
+    )
     assert response.json["error"] == "invalid_client"
     assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
 
@@ -103,15 +91,6 @@ def test_rejects_client_secret_for_a_private_key_jwt_client(
 ):
     code = jwt_client.approved_code(client, enrolled_phone)
     before = db_state()
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": jwt_client.redirect_uri,
-            "code_verifier": jwt_client.verifier,
-        },
-        auth=(jwt_client.client_id, "guess"),
-    )
+    response = jwt_client.exchange(client, code, auth=(jwt_client.client_id, "guess"))
     assert response.status_code == 401
     assert changed_tables(before, db_state()) <= {"rate_limit_counters"}

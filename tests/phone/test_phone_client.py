@@ -404,9 +404,8 @@ def _invoke(key_file, *args: str) -> tuple[int, Any]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def test_cli_enrols_shows_and_approves(live_server, tmp_path):
-    app, issuer = live_server
-    key_file = tmp_path / "cli" / "phone.json"
+def _letter(app: Any) -> tuple[str, str]:
+    """A new resident's activation link and code, as the citizens' office would mail them."""
     with app.app_context():
         citizen = register_citizen(
             given_name="Max",
@@ -418,7 +417,13 @@ def test_cli_enrols_shows_and_approves(live_server, tmp_path):
             email="max@example.org",
         )
         record, code = issue_activation_code(citizen.id)
-        url = activation_url(record)
+        return activation_url(record), code
+
+
+def test_cli_enrols_shows_and_approves(live_server, tmp_path):
+    app, issuer = live_server
+    key_file = tmp_path / "cli" / "phone.json"
+    url, code = _letter(app)
     assert url.startswith(f"{issuer}/activate/")
 
     exit_code, enrolled = _invoke(key_file, "enrol", url, "--code", code, "--name", "CLI")
@@ -454,18 +459,7 @@ def test_cli_enrols_shows_and_approves(live_server, tmp_path):
 def test_cli_denies_and_reports_refusals_as_json(live_server, tmp_path):
     app, issuer = live_server
     key_file = tmp_path / "cli" / "phone.json"
-    with app.app_context():
-        citizen = register_citizen(
-            given_name="Max",
-            family_name="Mustermann",
-            birthdate="1980-01-02",
-            street="Hauptstraße 1",
-            postcode="10115",
-            city="Berlin",
-            email="max@example.org",
-        )
-        record, code = issue_activation_code(citizen.id)
-        url = activation_url(record)
+    url, code = _letter(app)
 
     exit_code, refused = _invoke(key_file, "enrol", url, "--code", "WRON-GCOD-EWRO-NGXX")
     assert exit_code == 1

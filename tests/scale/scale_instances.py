@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from harness import postgres_schema
 from werkzeug.serving import make_server
 
 from idserver import create_app
@@ -30,30 +27,12 @@ NEEDS_REDIS = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL database; its URL."""
-    assert PG_URL
-    base = make_url(PG_URL)
-    schema = "scale_" + secrets.token_hex(6)
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-@contextlib.contextmanager
 def shared_database(kind: str, tmp_path: Any) -> Iterator[str]:
     """``sqlite`` (one file) or ``postgresql`` (one schema) for several instances."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path}/shared.sqlite3"
     else:
-        with postgres_schema() as url:
+        with postgres_schema("scale_") as url:
             yield url
 
 

@@ -9,7 +9,6 @@ request succeeds and the rows show exactly one effect.
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -19,11 +18,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from harness import desktop_status
-from sqlalchemy import create_engine
+from harness import postgres_schema
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from idserver.audit.models import AuditEvent
 from idserver.db import db
@@ -49,18 +46,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/race.sqlite3"
         return
-    assert PG_URL
-    base = make_url(PG_URL)
-    schema = "race_" + secrets.token_hex(6)
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema("race_") as url:
+        yield url
 
 
 def race(app: Any, send: Callable[[Any], Any]) -> list[Any]:

@@ -6,14 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from harness import Phone
 from harness import desktop_status
-
-from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
-from idserver.phone.authenticator import SoftAuthenticator
 
 
 @dataclass
@@ -84,24 +79,6 @@ def scan_login(browser: FlaskClient, relying_party: Any, phone: Phone) -> Scanne
 @pytest.fixture
 def scanned(client: FlaskClient, relying_party: Any, enrolled_phone: Phone) -> ScannedLogin:
     return scan_login(client, relying_party, enrolled_phone)
-
-
-@pytest.fixture
-def other_citizen_phone(app: Flask, tmp_path: Any) -> Phone:
-    """A second resident with an enrolled phone of their own."""
-    with app.app_context():
-        other = register_citizen(
-            given_name="Max",
-            family_name="Mustermann",
-            birthdate="1979-02-03",
-            street="Hansastraße 3",
-            postcode="44137",
-            city="Dortmund",
-        )
-        record, code = issue_activation_code(other.id)
-    phone = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "max.json"))
-    assert phone.enrol(record.id, code).status_code == 201
-    return phone
 
 
 def wrong_number(number: str) -> str:

@@ -24,8 +24,6 @@ from sqlalchemy import update
 from idserver.db import db
 from idserver.oidc.models import AuthorizationCode
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
 
 def _claims(client_id):
     now = int(time.time())
@@ -39,20 +37,6 @@ def _claims(client_id):
     }
 
 
-def _exchange_with_assertion(browser, rp, code, assertion):
-    return browser.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": rp.redirect_uri,
-            "code_verifier": rp.verifier,
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": assertion,
-        },
-    )
-
-
 def _unsigned(header, claims):
     def part(value):
         return b64(json.dumps(value).encode())
@@ -63,7 +47,7 @@ def _unsigned(header, claims):
 def _refused_assertion(client, jwt_client, enrolled_phone, db_state, assertion_for):
     code = jwt_client.approved_code(client, enrolled_phone)
     before = db_state()
-    response = _exchange_with_assertion(client, jwt_client, code, assertion_for())
+    response = jwt_client.exchange(client, code, assertion=assertion_for())
     assert response.status_code in (400, 401)
     assert response.json["error"] == "invalid_client"
     # only the failed-authentication counter moved; the code is still unused
