@@ -194,6 +194,13 @@ def client_group() -> None:
 @click.option("--jwks-uri", default=None)
 @click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
+@click.option(
+    "--proximity-policy",
+    type=click.Choice(["warn", "deny"]),
+    default=None,
+    help="When phone and computer are in different networks: warn the citizen or refuse the "
+    "login (default: IDSERVER_PROXIMITY_POLICY).",
+)
 @with_appcontext
 def client_add(
     name: str,
@@ -204,6 +211,7 @@ def client_add(
     jwks_uri: str | None,
     jwks_file: str | None,
     client_id: str | None,
+    proximity_policy: str | None,
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -218,6 +226,7 @@ def client_add(
             jwks_file=jwks_file,
             post_logout_redirect_uris=list(logout_uris),
             client_id=client_id,
+            proximity_policy=proximity_policy,
         )
     except IdServerError as exc:
         _fail(exc)
@@ -230,6 +239,7 @@ def client_add(
             "redirect_uris": client.redirect_uris,
             "scope": client.scope,
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )

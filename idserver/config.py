@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 PREFIX = "IDSERVER_"
 DEMO_SECRET_KEY = "demo-secret-key-change-me"  # noqa: S105 -- the known value production refuses
 ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
+PROXIMITY_POLICIES = ("warn", "deny")
 
 
 class ConfigError(ValueError):
@@ -128,6 +129,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Resident searches in the clerk console per clerk (against enumeration).",
     ),
     Setting("MAX_CHALLENGES_PER_LOGIN", 5, "WebAuthn challenges one login may hand out.", int),
+    Setting(
+        "PROXIMITY_POLICY",
+        "warn",
+        "When the phone that scans a QR code is in another network than the computer that shows "
+        "it (the QR-relay attack): `warn` (the phone warns the citizen prominently) or `deny` "
+        "(the login is refused). A relying party may override it (`idserver client add "
+        "--proximity-policy`).",
+    ),
+    Setting(
+        "PROXIMITY_IPV4_PREFIX",
+        24,
+        "IPv4 addresses of phone and computer in the same /N count as one network.",
+        int,
+    ),
+    Setting(
+        "PROXIMITY_IPV6_PREFIX",
+        56,
+        "IPv6 addresses of phone and computer in the same /N count as one network.",
+        int,
+    ),
     Setting("AUDIT_CHECKPOINT_EVERY", 100, "Sign the audit chain's head every N events.", int),
     Setting(
         "RETENTION_DAYS",
@@ -221,6 +242,12 @@ def validate_config(config: Mapping[str, Any]) -> None:
             f"IDSERVER_ATTESTATION_POLICY={config['ATTESTATION_POLICY']} "
             "needs IDSERVER_AAGUID_ALLOWLIST"
         )
+    if config["PROXIMITY_POLICY"] not in PROXIMITY_POLICIES:
+        raise ConfigError(f"IDSERVER_PROXIMITY_POLICY must be one of {PROXIMITY_POLICIES}")
+    if not 8 <= config["PROXIMITY_IPV4_PREFIX"] <= 32:
+        raise ConfigError("IDSERVER_PROXIMITY_IPV4_PREFIX must be between 8 and 32")
+    if not 16 <= config["PROXIMITY_IPV6_PREFIX"] <= 128:
+        raise ConfigError("IDSERVER_PROXIMITY_IPV6_PREFIX must be between 16 and 128")
     if config["ATTESTATION_ROOTS"] and not os.path.exists(config["ATTESTATION_ROOTS"]):
         raise ConfigError("IDSERVER_ATTESTATION_ROOTS names no file or folder")
     rp_id = config["RP_ID"]

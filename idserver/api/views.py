@@ -77,7 +77,12 @@ def scan(login_id: str) -> Response:
         phone_ip=client_address(),
     )
     return no_store(
-        jsonify(binding=binding, status=tx.state, context=crosslogin.display_context(tx))
+        jsonify(
+            binding=binding,
+            status=tx.state,
+            context=crosslogin.display_context(tx),
+            warnings=crosslogin.phone_warnings(tx),
+        )
     )
 
 
@@ -85,7 +90,13 @@ def scan(login_id: str) -> Response:
 def read_login(login_id: str) -> Response:
     """The context the phone shows; never the number."""
     tx = crosslogin.for_phone(login_id, request.headers.get(BINDING_HEADER))
-    return no_store(jsonify(status=tx.state, context=crosslogin.display_context(tx)))
+    return no_store(
+        jsonify(
+            status=tx.state,
+            context=crosslogin.display_context(tx),
+            warnings=crosslogin.phone_warnings(tx),
+        )
+    )
 
 
 @bp.post("/logins/<login_id>/challenge")

@@ -17,7 +17,11 @@ from ..db import UTCDateTime
 
 
 class AuditEvent(Base):
-    """One event. Holds ids, never names or addresses, so it can outlive personal data."""
+    """One event. Holds ids, never names or full addresses, so it can outlive personal data.
+
+    The phone's login events hold both devices' networks (``203.0.113.0/24``): the evidence of
+    a relayed QR code (``crosslogin.proximity``), no more precise than the check that used it.
+    """
 
     __tablename__ = "audit_events"
 

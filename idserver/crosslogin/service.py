@@ -5,6 +5,7 @@
     pending ──mark_scanned──▶ scanned ──approve──▶ approved ──consume──▶ consumed
        │                        │  │
        │                        │  └──deny (wrong number, citizen says no)──▶ denied
+       ├──mark_scanned from another network, policy deny───────────────▶ denied
        ├──approve_on_desktop────┼───────────────▶ approved
        └──────expire────────────┴──▶ expired       (any live state after expires_at)
 
@@ -17,6 +18,10 @@ The desktop that started the login holds a secret in an HttpOnly cookie (only it
 stored); the first phone that scans a fresh QR frame gets a binding secret the same way. The
 WebAuthn challenge for approval is ``SHA-256(nonce ‖ canonical JSON of what the phone showed
 and the typed number)``, so the signed assertion is evidence of exactly that consent.
+
+What the phone shows includes whether it scanned from the computer's network
+(``crosslogin.proximity``); if not, the citizen is warned, or under the ``deny`` policy the
+login ends at the scan. The phone's events in the audit log name both devices' networks.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
 from . import events
+from . import proximity
 from . import qr
 from .models import LoginTransaction
 
@@ -63,6 +69,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ACR_PASSKEY",
     "ACR_PHONE",
+    "OTHER_NETWORK",
     "approve",
     "approve_on_desktop",
     "begin_desktop_passkey",
@@ -75,12 +82,21 @@ __all__ = [
     "for_phone",
     "issue_challenge",
     "mark_scanned",
+    "phone_warnings",
 ]
 
 LIVE = ("pending", "scanned")
 TERMINAL = ("denied", "expired", "consumed")
 ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
 ACR_PASSKEY = "urn:buergerid:acr:passkey"
+OTHER_NETWORK = "other_network"
+OTHER_NETWORK_WARNING = _l(
+    "The computer that asked for this login is in a different network than your phone. "
+    "Only confirm if you are sitting at that computer yourself."
+)
+OTHER_NETWORK_HINT = _l(
+    "This can also happen if your phone uses mobile data while the computer is on Wi-Fi."
+)
 
 
 def _hash(secret: str) -> str:
@@ -294,6 +310,7 @@ def mark_scanned(
         )
     if tx.state != "pending":
         raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+    _enforce_proximity(tx, phone_ip, from_state="pending")
     new_binding = secrets.token_urlsafe(32)
     if not _transition(
         tx.id,
@@ -307,6 +324,94 @@ def mark_scanned(
         )
     _remember(tx, state="scanned", phone_hash=_hash(new_binding), phone_ip=phone_ip)
     return tx, new_binding
+
+
+def _proximity_policy(tx: LoginTransaction) -> str:
+    """The client's own proximity policy, else IDSERVER_PROXIMITY_POLICY."""
+    client = db.session.get(Client, tx.client_id)
+    own = client.proximity_policy if client is not None else None
+    return own or current_app.config["PROXIMITY_POLICY"]
+
+
+def _prefixes() -> dict[str, int]:
+    config = current_app.config
+    return {
+        "ipv4_prefix": config["PROXIMITY_IPV4_PREFIX"],
+        "ipv6_prefix": config["PROXIMITY_IPV6_PREFIX"],
+    }
+
+
+def same_network(tx: LoginTransaction) -> bool:
+    """Whether the phone that scanned ``tx`` did so from the computer's network."""
+    return proximity.same_network(tx.desktop_ip, tx.phone_ip, **_prefixes())
+
+
+def _networks(desktop_ip: str, phone_ip: str | None) -> dict[str, Any]:
+    """Both devices' networks for the audit log (RFC 10027 relay evidence).
+
+    The networks the comparison used, not the full addresses: the log is kept for good and
+    must not hold personal data that outlives the resident (``audit.models``). The full
+    addresses stay in the login's row (``desktop_ip``, ``phone_ip``), found by ``login_id``.
+    """
+    desktop = proximity.network_of(desktop_ip, **_prefixes())
+    phone = proximity.network_of(phone_ip, **_prefixes())
+    return {
+        "desktop_network": str(desktop) if desktop is not None else "unknown",
+        "phone_network": str(phone) if phone is not None else "unknown",
+        "same_network": desktop is not None and desktop == phone,
+    }
+
+
+def _enforce_proximity(tx: LoginTransaction, phone_ip: str | None, *, from_state: str) -> None:
+    """Under the ``deny`` policy a phone in another network ends the login: → denied.
+
+    RFC 10027 *Establish Proximity*: a relayed QR code is scanned far from the computer that
+    shows it. Checked at the scan (``pending``) and again at the challenge (``scanned``), in
+    case the policy changed in between. The login ends for good (the computer and the relying
+    party are told), the phone's address is kept beside the computer's, and the phone gets no
+    binding. Under ``warn`` nothing happens here: the phone shows ``phone_warnings``.
+    """
+    if proximity.same_network(tx.desktop_ip, phone_ip, **_prefixes()):
+        return
+    if _proximity_policy(tx) != "deny":
+        return
+    data = {
+        "client_id": tx.client_id,
+        "reason": OTHER_NETWORK,
+        **_networks(tx.desktop_ip, phone_ip),
+    }
+    if not _transition(
+        tx.id,
+        from_states=(from_state,),
+        audit=("login_denied", "phone", data),
+        state="denied",
+        deny_reason=OTHER_NETWORK,
+        phone_ip=phone_ip,
+    ):
+        if from_state == "pending":
+            raise LoginRejected(
+                _l("This login is already being confirmed on another phone."),
+                error="already_scanned",
+            )
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+    raise LoginRejected(
+        _l(
+            "Your phone is in a different network than the computer that asked for this login. "
+            "This service only allows logins when both are in the same network, so the login "
+            "has been cancelled. If you are sitting at that computer yourself, connect your "
+            "phone to the same Wi-Fi and start again on the computer."
+        ),
+        error="proximity_required",
+        status=403,
+    )
+
+
+def phone_warnings(tx: LoginTransaction) -> list[dict[str, str]]:
+    """What the phone must point out before the citizen confirms (codes and texts)."""
+    if same_network(tx):
+        return []
+    message = f"{OTHER_NETWORK_WARNING} {OTHER_NETWORK_HINT}"
+    return [{"code": OTHER_NETWORK, "message": message}]
 
 
 def _ended_code(state: str) -> str:
@@ -370,6 +475,7 @@ def display_context(tx: LoginTransaction) -> dict[str, Any]:
         "client_name": client.name if client else tx.client_id,
         "claims": claim_names(tx.scope),
         "desktop": {"ip": tx.desktop_ip, "browser": _browser_name(tx.desktop_user_agent)},
+        "same_network": same_network(tx),
         "created_at": int(tx.created_at.timestamp()),
         "expires_at": int(tx.expires_at.timestamp()),
     }
@@ -389,7 +495,12 @@ def _check_number(tx: LoginTransaction, number: Any) -> str:
             _l("Please type the two-digit number shown on the computer."), error="invalid_number"
         )
     if not hmac.compare_digest(number.strip(), tx.number):
-        audit = ("login_denied", "phone", {"client_id": tx.client_id, "reason": "wrong_number"})
+        data = {
+            "client_id": tx.client_id,
+            "reason": "wrong_number",
+            **_networks(tx.desktop_ip, tx.phone_ip),
+        }
+        audit = ("login_denied", "phone", data)
         _transition(
             tx.id, from_states=LIVE, audit=audit, state="denied", deny_reason="wrong_number"
         )
@@ -426,6 +537,7 @@ def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **va
 def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, Any]:
     """After the citizen typed the number: WebAuthn request options bound to what was shown."""
     tx = for_phone(login_id, binding)
+    _enforce_proximity(tx, tx.phone_ip, from_state="scanned")
     typed = _check_number(tx, number)
     nonce = secrets.token_bytes(32)
     _count_challenge(tx, from_states=("scanned",), challenge_nonce=nonce)
@@ -433,7 +545,11 @@ def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, An
     options = ceremonies.authentication_options(
         rp_id=current_app.config["RP_ID"], challenge=approval_challenge(nonce, context, typed)
     )
-    return {"options": options, "challenge_inputs": {"nonce": _b64(nonce), "context": context}}
+    return {
+        "options": options,
+        "challenge_inputs": {"nonce": _b64(nonce), "context": context},
+        "warnings": phone_warnings(tx),
+    }
 
 
 def _approve(
@@ -443,9 +559,10 @@ def _approve(
     from_states: tuple[str, ...],
     acr: str,
     evidence: dict[str, Any],
+    audit_data: dict[str, Any] | None = None,
 ) -> None:
     """→ approved by ``stored``'s owner, the assertion kept as evidence; audited. Once only."""
-    data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr}
+    data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr, **(audit_data or {})}
     won = _transition(
         tx.id,
         from_states=from_states,
@@ -517,7 +634,14 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     context = display_context(tx)
     stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
     evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
-    _approve(tx, stored, from_states=("scanned",), acr=ACR_PHONE, evidence=evidence)
+    _approve(
+        tx,
+        stored,
+        from_states=("scanned",),
+        acr=ACR_PHONE,
+        evidence=evidence,
+        audit_data=_networks(tx.desktop_ip, tx.phone_ip),
+    )
     _remember(tx, state="approved", citizen_id=stored.citizen_id, acr=ACR_PHONE)
     return tx
 
@@ -525,7 +649,8 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
 def deny(login_id: Any, *, binding: Any) -> None:
     """The citizen said no on the phone: scanned → denied."""
     tx = for_phone(login_id, binding)
-    audit = ("login_denied", "phone", {"client_id": tx.client_id, "reason": "denied"})
+    data = {"client_id": tx.client_id, "reason": "denied", **_networks(tx.desktop_ip, tx.phone_ip)}
+    audit = ("login_denied", "phone", data)
     if not _transition(
         tx.id, from_states=("scanned",), audit=audit, state="denied", deny_reason="denied"
     ):

@@ -253,11 +253,7 @@ def continue_login(login_id: str) -> Any:
             error="login_ended",
         )
     if tx.state in ("denied", "expired") and service.consume_denied(tx):
-        error = AccessDeniedError(
-            description="The citizen denied the login"
-            if tx.state == "denied"
-            else "The login expired"
-        )
+        error = AccessDeniedError(description=_denial_description(tx))
         error.state = params.get("state")
         response = redirect_with_error(params["redirect_uri"], error)
         response.delete_cookie(login_cookie_name(tx.id), path="/")
@@ -265,6 +261,18 @@ def continue_login(login_id: str) -> Any:
     if tx.state in ("pending", "scanned"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
     raise LoginRejected(_l("This login has already ended."), error="login_ended")
+
+
+def _denial_description(tx: LoginTransaction) -> str:
+    """The relying party's ``error_description`` (RFC 6749 §4.1.2.1: for developers, English)."""
+    if tx.state == "expired":
+        return "The login expired"
+    if tx.deny_reason == service.OTHER_NETWORK:
+        return (
+            "The citizen's phone was in another network than the computer that started the "
+            "login, and the proximity policy for this client is deny"
+        )
+    return "The citizen denied the login"
 
 
 @bp.post("/login/<login_id>/cancel")

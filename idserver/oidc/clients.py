@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..config import PROXIMITY_POLICIES
 from ..db import db
 from ..errors import IdServerError
 from .claims import SCOPE_CLAIMS
@@ -66,8 +67,12 @@ def register_client(
     jwks_file: str | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     client_id: str | None = None,
+    proximity_policy: str | None = None,
 ) -> tuple[Client, str | None]:
-    """Store a new client; returns it and its secret (shown once, stored hashed)."""
+    """Store a new client; returns it and its secret (shown once, stored hashed).
+
+    ``proximity_policy`` (`warn`/`deny`) overrides IDSERVER_PROXIMITY_POLICY for this client.
+    """
     if not name.strip():
         raise IdServerError("a client needs a name", error="invalid_client_metadata")
     if not redirect_uris:
@@ -85,6 +90,11 @@ def register_client(
     if auth_method not in AUTH_METHODS:
         raise IdServerError(
             f"auth method must be one of {AUTH_METHODS}", error="invalid_client_metadata"
+        )
+    if proximity_policy is not None and proximity_policy not in PROXIMITY_POLICIES:
+        raise IdServerError(
+            f"proximity policy must be one of {PROXIMITY_POLICIES}",
+            error="invalid_client_metadata",
         )
     secret: str | None = None
     jwks: dict[str, Any] | None = None
@@ -115,6 +125,7 @@ def register_client(
         token_endpoint_auth_method=auth_method,
         jwks_uri=jwks_uri,
         jwks=jwks,
+        proximity_policy=proximity_policy,
     )
     if db.session.get(Client, client.client_id) is not None:
         raise IdServerError(f"client {client.client_id} exists", error="client_exists")

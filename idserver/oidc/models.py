@@ -46,6 +46,9 @@ class Client(Base, ClientMixin):
     jwks_uri: Mapped[str | None] = mapped_column(String(500))
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # `warn` or `deny` for a phone in another network than the computer; NULL: the server's
+    # IDSERVER_PROXIMITY_POLICY (crosslogin.proximity).
+    proximity_policy: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def client_metadata(self) -> dict[str, Any]:

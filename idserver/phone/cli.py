@@ -85,12 +85,24 @@ def enrol(
 @main.command()
 @click.argument("phone_url")
 @click.option("--number", required=True, help="The two-digit number shown on the computer.")
+@click.option(
+    "--accept-other-network",
+    is_flag=True,
+    help="Approve even though the computer is in another network than this phone (only if "
+    "you sit at that computer yourself: a relayed QR code looks just like this).",
+)
 @origin_option
 @click.pass_context
-def approve(ctx: click.Context, phone_url: str, number: str, origin: str | None) -> None:
+def approve(
+    ctx: click.Context,
+    phone_url: str,
+    number: str,
+    accept_other_network: bool,
+    origin: str | None,
+) -> None:
     """Confirm the login behind PHONE_URL (from the QR code) with the number on the screen."""
     phone = _phone(ctx, origin)
-    _run(lambda: phone.approve(phone_url, number))
+    _run(lambda: phone.approve(phone_url, number, accept_other_network=accept_other_network))
 
 
 @main.command()
@@ -111,11 +123,18 @@ def show(ctx: click.Context, phone_url: str) -> None:
 
     def scan() -> dict[str, Any]:
         view = phone.scan(phone_url)
+        for warning in view.warnings:
+            click.echo(f"WARNING: {warning.get('message', warning.get('code'))}", err=True)
         click.echo(
             "This login is now bound to this phone: approve or deny it with the same URL.",
             err=True,
         )
-        return {"login_id": view.login_id, "status": view.status, "context": view.context}
+        return {
+            "login_id": view.login_id,
+            "status": view.status,
+            "context": view.context,
+            "warnings": list(view.warnings),
+        }
 
     _run(scan)
 

@@ -4,7 +4,7 @@ It speaks only the phone API under ``/api/v1``, as a native app would::
 
     enrol:    POST /enrolments {activation_id, code}   → {enrolment_id, options}
               POST /enrolments/{id} {credential, name} → {device, revocation_code}
-    approve:  POST /logins/{id}/scan {t, h[, binding]} → {binding, status, context}
+    approve:  POST /logins/{id}/scan {t, h[, binding]} → {binding, status, context, warnings}
               POST /logins/{id}/challenge {binding, number}
                                                        → {options, challenge_inputs}
               POST /logins/{id}/approve {binding, number, credential}
@@ -13,8 +13,10 @@ It speaks only the phone API under ``/api/v1``, as a native app would::
 Like a careful native app it signs nothing it cannot check: the WebAuthn challenge must be
 ``SHA-256(nonce ‖ canonical JSON of {context, number})`` over the context it showed at scan,
 and the RP ID must be the server's host or a parent domain of it (WebAuthn L3 §5.1.3,
-§5.1.4). Bindings from scans are kept beside the key file (mode 0600) until the login ends,
-so ``show`` followed by ``approve`` works with the same, by then stale, QR URL.
+§5.1.4). Nor does it approve a login whose computer is in another network than the phone (the
+QR-relay attack, RFC 10027) unless told that the citizen sits at that computer anyway.
+Bindings from scans are kept beside the key file (mode 0600) until the login ends, so
+``show`` followed by ``approve`` works with the same, by then stale, QR URL.
 """
 
 from __future__ import annotations
@@ -192,6 +194,12 @@ class LoginView:
     binding: str
     context: dict[str, Any]
     status: str
+    warnings: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def same_network(self) -> bool:
+        """False if the server says the computer is in another network than this phone."""
+        return self.context.get("same_network") is not False
 
 
 class PhoneClient:
@@ -302,9 +310,17 @@ class PhoneClient:
             raise PhoneError("invalid_response", "the scan answer is incomplete")
         if context.get("login_id") != login_id:
             raise PhoneError("context_mismatch", "the server described a different login")
+        warnings = scanned.get("warnings", [])
+        if not isinstance(warnings, list) or not all(isinstance(w, dict) for w in warnings):
+            raise PhoneError("invalid_response", "the scan answer's warnings are malformed")
         self._remember_binding(login_id, binding, context.get("expires_at"))
         return LoginView(
-            login_id=login_id, server=server, binding=binding, context=context, status=status
+            login_id=login_id,
+            server=server,
+            binding=binding,
+            context=context,
+            status=status,
+            warnings=tuple(warnings),
         )
 
     def status(self, view: LoginView) -> dict[str, Any]:
@@ -313,9 +329,18 @@ class PhoneClient:
             f"{view.server}/api/v1/logins/{view.login_id}", {BINDING_HEADER: view.binding}
         )
 
-    def approve(self, phone_url: str, number: str) -> dict[str, Any]:
-        """Scan, ask for the challenge with the typed number, check it, sign and approve."""
+    def approve(
+        self, phone_url: str, number: str, *, accept_other_network: bool = False
+    ) -> dict[str, Any]:
+        """Scan, ask for the challenge with the typed number, check it, sign and approve.
+
+        If the computer is in another network than the phone, the phone stops before anything
+        is typed or signed (``other_network``; the login stays open, to be denied or approved
+        again with ``accept_other_network=True`` by a citizen who sits at that computer).
+        """
         view = self.scan(phone_url)
+        if not view.same_network and not accept_other_network:
+            raise PhoneError("other_network", _warning_text(view))
         number = number.strip()
         base = f"{view.server}/api/v1/logins/{view.login_id}"
         try:
@@ -430,6 +455,11 @@ class PhoneClient:
         bindings = self._load_bindings()
         if bindings.pop(login_id, None) is not None:
             _write_private_json(self.bindings_file, bindings)
+
+
+def _warning_text(view: LoginView) -> str:
+    messages = [str(w.get("message", "")) for w in view.warnings if w.get("message")]
+    return " ".join(messages) or "the computer is in another network than this phone"
 
 
 def _answer(response: Response, expect: int) -> dict[str, Any]:

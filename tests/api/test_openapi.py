@@ -451,3 +451,25 @@ def test_url_level_refusals_use_the_error_schema(document, client):
     ):
         validator.validate(response.json)
         assert response.json["error"] == error
+
+
+def test_proximity_refusals_and_warnings_are_documented(
+    app, document, client, relying_party, enrolled_phone
+):
+    phone = enrolled_phone
+    phone.client.environ_base["REMOTE_ADDR"] = "198.51.100.23"  # not the desktop's 127.0.0.1
+    login_id, status = _login(client, relying_party)
+    scanned = phone.client.post(
+        f"{PREFIX}/logins/{login_id}/scan", json=_frame(status["phone_url"])
+    )
+    scan = check(document, "post", "/logins/{login_id}/scan", scanned)
+    assert scan["context"]["same_network"] is False and scan["warnings"]
+    app.config["PROXIMITY_POLICY"] = "deny"
+    issued = phone.challenge(login_id, scan["binding"], status["number"])
+    _refused(document, "post", "/logins/{login_id}/challenge", issued, 403, "proximity_required")
+
+    login_id, status = _login(client, relying_party)
+    refused = phone.client.post(
+        f"{PREFIX}/logins/{login_id}/scan", json=_frame(status["phone_url"])
+    )
+    _refused(document, "post", "/logins/{login_id}/scan", refused, 403, "proximity_required")

@@ -23,6 +23,9 @@ def test_demo_defaults_start(app_config):
         ({"ISSUER": "https://id.example.org", "RP_ID": "other.org"}, "RP_ID"),
         ({"ATTESTATION_POLICY": "allowlist"}, "AAGUID_ALLOWLIST"),
         ({"QR_MAX_AGE_SECONDS": 0}, "QR_MAX_AGE"),
+        ({"PROXIMITY_POLICY": "sometimes"}, "PROXIMITY_POLICY"),
+        ({"PROXIMITY_IPV4_PREFIX": 33}, "PROXIMITY_IPV4_PREFIX"),
+        ({"PROXIMITY_IPV6_PREFIX": 8}, "PROXIMITY_IPV6_PREFIX"),
     ],
 )
 def test_refuses_unsafe_or_broken_settings(app_config, overrides, message):

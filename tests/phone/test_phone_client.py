@@ -218,6 +218,27 @@ def test_deny_ends_the_login(app, client, relying_party, enrolled):
     assert enrolled.credentials()[0]["sign_count"] == 0
 
 
+def test_stops_before_signing_a_login_from_another_network(
+    app, client, relying_party, enrolled, transport
+):
+    # RFC 10027 QR relay: the computer is not where the phone is (127.0.0.1 vs. this).
+    transport.test_client.environ_base["REMOTE_ADDR"] = "198.51.100.23"
+    login_id, status = _start_login(client, relying_party)
+
+    view = enrolled.scan(status["phone_url"])
+    assert view.same_network is False
+    assert [w["code"] for w in view.warnings] == ["other_network"]
+    with pytest.raises(PhoneError) as refused:
+        enrolled.approve(status["phone_url"], status["number"])
+
+    assert refused.value.error == "other_network" and refused.value.status is None
+    assert refused.value.description == view.warnings[0]["message"]
+    assert _state(app, login_id) == "scanned"
+    assert enrolled.credentials()[0]["sign_count"] == 0
+    approved = enrolled.approve(status["phone_url"], status["number"], accept_other_network=True)
+    assert approved == {"status": "approved"}
+
+
 def test_rejects_wrong_number_and_cancels_the_login(app, client, relying_party, enrolled):
     login_id, status = _start_login(client, relying_party)
 

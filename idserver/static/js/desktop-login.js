@@ -62,7 +62,9 @@
     if (finished) { return; }
     if (state.status === "scanned") { say(d.msgScanned); root.classList.add("is-scanned"); }
     if (state.status === "approved") { say(d.msgApproved); }
-    if (state.status === "denied") { say(state.reason === "wrong_number" ? d.msgWrongNumber : d.msgDenied); }
+    if (state.status === "denied") {
+      say({ wrong_number: d.msgWrongNumber, other_network: d.msgOtherNetwork }[state.reason] || d.msgDenied);
+    }
     if (state.status === "expired") { say(d.msgExpired); }
     if (["approved", "denied", "expired", "consumed"].indexOf(state.status) >= 0) {
       finished = true;
@@ -71,7 +73,7 @@
     }
     if (state.continue_url) {
       window.setTimeout(function () { window.location.assign(state.continue_url); },
-        state.status === "approved" ? 0 : 2500);
+        state.status === "approved" ? 0 : (state.reason === "other_network" ? 10000 : 2500));
     }
   }
 
