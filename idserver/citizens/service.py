@@ -281,6 +281,7 @@ def finish_enrolment(
         aaguid_allowlist=config["AAGUID_ALLOWLIST"],
         attestation_roots=ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"]),
     )
+    fingerprint = ceremonies.public_key_fingerprint(verified.credential_public_key)
     session = db.session
     now = utcnow()
     if via == "pairing":
@@ -296,6 +297,7 @@ def finish_enrolment(
         name=device_name,
         kind="passkey" if client_data.get("origin") == expected_origins()[0] else "app",
         public_key=verified.credential_public_key,
+        public_key_hash=fingerprint,
         sign_count=verified.sign_count,
         aaguid=verified.aaguid,
         attestation_format=_enum_value(verified.fmt),

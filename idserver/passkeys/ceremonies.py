@@ -7,6 +7,7 @@ every library error into ``EnrolmentRejected`` or ``LoginRejected``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask_babel import lazy_gettext as _l
 from webauthn import generate_authentication_options
 from webauthn import generate_registration_options
@@ -24,7 +29,13 @@ from webauthn import verify_authentication_response
 from webauthn import verify_registration_response
 from webauthn.helpers import base64url_to_bytes
 from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers import decode_credential_public_key
 from webauthn.helpers import parse_attestation_object
+from webauthn.helpers.cose import COSECRV
+from webauthn.helpers.cose import COSEKTY
+from webauthn.helpers.decode_credential_public_key import DecodedEC2PublicKey
+from webauthn.helpers.decode_credential_public_key import DecodedOKPPublicKey
+from webauthn.helpers.decode_credential_public_key import DecodedRSAPublicKey
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import AttestationConveyancePreference
 from webauthn.helpers.structs import AttestationFormat
@@ -45,6 +56,7 @@ __all__ = [
     "authentication_options",
     "credential_id_of",
     "load_attestation_roots",
+    "public_key_fingerprint",
     "registration_options",
     "verify_assertion",
     "verify_registration",
@@ -56,6 +68,15 @@ OFFERED_ALGORITHMS = [
     COSEAlgorithmIdentifier.EDDSA,
     COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
 ]
+# The key type and curve each offered algorithm must come with (RFC 9053 §2.1, RFC 8812 §2).
+KEY_SHAPES: dict[COSEAlgorithmIdentifier, tuple[COSEKTY, COSECRV | None]] = {
+    COSEAlgorithmIdentifier.ECDSA_SHA_256: (COSEKTY.EC2, COSECRV.P256),
+    COSEAlgorithmIdentifier.EDDSA: (COSEKTY.OKP, COSECRV.ED25519),
+    COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256: (COSEKTY.RSA, None),
+}
+# NIST SP 800-131A Rev. 2: RSA below 2048 bits is disallowed for signatures. Above 16384 bits
+# OpenSSL refuses to verify (OPENSSL_RSA_MAX_MODULUS_BITS), so no login could ever succeed.
+RSA_MODULUS_BITS = range(2048, 16384 + 1)
 TIMEOUT_MS = 120_000
 # Formats whose certificate chain py_webauthn always checks against vendor roots it ships.
 LIBRARY_ROOTED_FORMATS = ("apple", "android-key", "android-safetynet")
@@ -199,6 +220,58 @@ def _attestation_trusted(
     return bool(statement.x5c) and bool(roots)
 
 
+CredentialKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+
+def _load_credential_key(cose_key: bytes) -> CredentialKey:
+    """The credential public key as a ``cryptography`` key if it is sound, else ``ValueError``.
+
+    py_webauthn checks only that ``alg`` was offered (WebAuthn L3 §7.1 step 21); under a
+    ``none`` attestation nothing else loads the key, so a point off its curve, a key type or
+    curve other than the algorithm's, or a short RSA modulus would be stored unnoticed.
+    """
+    decoded = decode_credential_public_key(cose_key)
+    kty, crv = KEY_SHAPES[decoded.alg]  # KeyError: an algorithm we did not offer
+    if decoded.kty != kty:
+        raise ValueError(f"key type {decoded.kty} does not fit algorithm {decoded.alg}")
+    if isinstance(decoded, DecodedEC2PublicKey) and decoded.crv == crv == COSECRV.P256:
+        # SEC 1 §2.3.5: each coordinate is exactly the field's 32 bytes
+        if len(decoded.x) != 32 or len(decoded.y) != 32:
+            raise ValueError("P-256 coordinates must be 32 bytes")
+        x, y = int.from_bytes(decoded.x, "big"), int.from_bytes(decoded.y, "big")
+        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()  # on the curve
+    if isinstance(decoded, DecodedOKPPublicKey) and decoded.crv == crv == COSECRV.ED25519:
+        return ed25519.Ed25519PublicKey.from_public_bytes(decoded.x)  # exactly 32 bytes
+    if isinstance(decoded, DecodedRSAPublicKey) and crv is None:
+        e, n = int.from_bytes(decoded.e, "big"), int.from_bytes(decoded.n, "big")
+        key = rsa.RSAPublicNumbers(e, n).public_key()  # e odd, 3 <= e < n
+        if key.key_size not in RSA_MODULUS_BITS:
+            raise ValueError(f"RSA modulus of {key.key_size} bits")
+        return key
+    raise ValueError(f"curve does not fit algorithm {decoded.alg}")
+
+
+def _checked_credential_key(cose_key: bytes) -> CredentialKey:
+    try:
+        return _load_credential_key(cose_key)
+    except MALFORMED as exc:
+        raise EnrolmentRejected(
+            _l("The key this phone made is too weak or not valid, so it cannot be registered.")
+        ) from exc
+
+
+def public_key_fingerprint(cose_key: bytes) -> str:
+    """SHA-256 (hex) of a sound credential key's SubjectPublicKeyInfo DER (RFC 5280 §4.1).
+
+    One key has one fingerprint however its COSE map is spelt, so a unique column of these
+    binds each key to a single credential, as credential ids are (WebAuthn L3 §7.1 step 25).
+    """
+    spki = _checked_credential_key(cose_key).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
+
+
 def verify_registration(
     *,
     credential: Any,
@@ -215,8 +288,9 @@ def verify_registration(
     ``attestation_policy``: ``none`` accepts any authenticator; ``self`` needs a verified
     attestation statement (self attestation allowed); ``allowlist`` adds the AAGUID allow-list;
     ``trusted`` needs a certificate chain to py_webauthn's known roots or ``attestation_roots``
-    and an allow-listed AAGUID. ``require_user_verification`` is False only for verifying
-    recorded payloads of relying parties that did not ask for it.
+    and an allow-listed AAGUID. The credential key must fit its algorithm: P-256 for ES256,
+    Ed25519 for EdDSA, RSA of at least 2048 bits for RS256. ``require_user_verification`` is
+    False only for verifying recorded payloads of relying parties that did not ask for it.
     """
     credential_id_of(credential, EnrolmentRejected)
     _refuse_cross_origin(_client_data(credential, EnrolmentRejected), EnrolmentRejected)
@@ -238,6 +312,7 @@ def verify_registration(
         )
     except MALFORMED as exc:
         raise EnrolmentRejected(_l("This phone could not be registered.")) from exc
+    _checked_credential_key(verified.credential_public_key)
     if not trusted:
         raise EnrolmentRejected(
             _l("This kind of phone or security key is not accepted here."),

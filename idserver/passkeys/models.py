@@ -23,7 +23,7 @@ MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn L3 §7.1 step 24
 
 
 class Credential(Base):
-    """One enrolled device. ``credential_id`` is unique across all citizens."""
+    """One enrolled device. ``credential_id`` and the public key are unique across all citizens."""
 
     __tablename__ = "credentials"
 
@@ -33,6 +33,10 @@ class Credential(Base):
     name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20), default="passkey")  # passkey | app
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # SHA-256 of the key's SubjectPublicKeyInfo (ceremonies.public_key_fingerprint): one key, one
+    # credential, whoever holds it and whatever its state. NULL only where migration 0006 met a
+    # key it could not read, or one an older credential already had (that one it revoked).
+    public_key_hash: Mapped[str | None] = mapped_column(String(64))
     sign_count: Mapped[int] = mapped_column(Integer, default=0)
     aaguid: Mapped[str] = mapped_column(String(36))
     attestation_format: Mapped[str] = mapped_column(String(32))
@@ -46,7 +50,11 @@ class Credential(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_credentials_citizen", "citizen_id"),)
+    __table_args__ = (
+        Index("ix_credentials_citizen", "citizen_id"),
+        # a unique index, not a constraint: SQLite adds it without rebuilding the table
+        Index("ix_credentials_public_key_hash", "public_key_hash", unique=True),
+    )
 
     @property
     def usable(self) -> bool:

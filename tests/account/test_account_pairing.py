@@ -12,6 +12,9 @@ from harness import ORIGIN
 from harness import Phone
 from harness import changed_tables
 from harness import desktop_status
+from security.hostile import es256_cose
+from security.hostile import registration
+from security.hostile import rs256_cose
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -263,6 +266,33 @@ def test_rejects_pairing_enrolment_through_the_activation_api(
     assert response.status_code == 400
     assert changed_tables(before, db_state()) == {"webauthn_challenges"}
     assert _pairing(app, pairing_id).state == "approved"
+
+
+@pytest.mark.parametrize("key", ["rsa-1024-bits", "the-approving-phones-own"])
+def test_rejects_weak_or_registered_key_at_pairing_and_the_pairing_stays_usable(
+    app, browser, enrolled_phone, new_device, db_state, key
+):
+    pairing_id, number = _claimed(browser, new_device)
+    assert browser.approve_pairing(pairing_id, number, enrolled_phone).status_code == 200
+    begun = new_device.begin_enrolment(pairing_id)
+    held = enrolled_phone.authenticator.keys[0].private_key
+    cose_key, error = {
+        "rsa-1024-bits": (rs256_cose(1024), "enrolment_rejected"),
+        "the-approving-phones-own": (es256_cose(held), "credential_exists"),
+    }[key]
+    forged = registration(begun.json["options"], cose_key=cose_key)
+    token = csrf_token(new_device.client)
+    before = db_state()
+    response = new_device.client.post(
+        f"/pair/{pairing_id}/enrolment",
+        json={"enrolment_id": begun.json["enrolment_id"], "credential": forged},
+        headers={"X-CSRF-Token": token},
+    )
+    assert response.status_code == 400
+    assert response.json["error"] == error
+    assert changed_tables(before, db_state()) == {"webauthn_challenges"}
+    assert _pairing(app, pairing_id).state == "approved"
+    assert new_device.enrol(pairing_id).status_code == 201  # with the device's own, sound key
 
 
 def test_rejects_activation_enrolment_through_a_pairing(

@@ -19,7 +19,10 @@ from urllib.parse import urlsplit
 import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ed448
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import x25519
 
 from idserver.phone.authenticator import PhoneKey
 
@@ -30,6 +33,7 @@ BS = 0x10
 AT = 0x40
 ORIGIN = "http://localhost"
 RP_ID = "localhost"
+P256_PRIME = 2**256 - 2**224 + 2**192 + 2**96 - 1  # SEC 2 §2.4.2
 
 
 def b64(data: bytes) -> str:
@@ -62,6 +66,62 @@ def rs1_cose() -> bytes:
     return cbor2.dumps(
         {1: 3, 3: -65535, -1: public.n.to_bytes(256, "big"), -2: public.e.to_bytes(3, "big")}
     )
+
+
+def rs256_cose(key_size: int = 2048) -> bytes:
+    """An RSA key of ``key_size`` bits declared as RS256 (-257), an algorithm we offer."""
+    public = rsa.generate_private_key(public_exponent=65537, key_size=key_size).public_key()
+    numbers = public.public_numbers()
+    modulus = numbers.n.to_bytes((key_size + 7) // 8, "big")
+    return cbor2.dumps({1: 3, 3: -257, -1: modulus, -2: numbers.e.to_bytes(3, "big")})
+
+
+def eddsa_cose() -> bytes:
+    """An Ed25519 key declared as EdDSA (-8)."""
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    return cbor2.dumps({1: 1, 3: -8, -1: 6, -2: raw})
+
+
+def off_curve_es256_cose(case: str) -> bytes:
+    """An ES256 key whose point (x, y) does not satisfy P-256's equation (SEC 1 §3.2.2)."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    x, y = {
+        "y-plus-one": (numbers.x, (numbers.y + 1) % P256_PRIME),
+        "origin": (0, 0),
+        "x-y-swapped": (numbers.y, numbers.x),
+    }[case]
+    return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: x.to_bytes(32, "big"), -3: y.to_bytes(32, "big")})
+
+
+def _ec2_cose(alg: int, crv: int, curve: ec.EllipticCurve, size: int) -> dict[int, Any]:
+    numbers = ec.generate_private_key(curve).public_key().public_numbers()
+    return {
+        1: 2,
+        3: alg,
+        -1: crv,
+        -2: numbers.x.to_bytes(size, "big"),
+        -3: numbers.y.to_bytes(size, "big"),
+    }
+
+
+def _okp_cose(crv: int, raw: bytes) -> dict[int, Any]:
+    return {1: 1, 3: -8, -1: crv, -2: raw}
+
+
+def mismatched_cose(case: str) -> bytes:
+    """A sound key of one type or curve declared under an algorithm that needs another."""
+    build = {
+        "P-384-as-ES256": lambda: _ec2_cose(-7, 2, ec.SECP384R1(), 48),
+        "P-256-as-RS256": lambda: _ec2_cose(-257, 1, ec.SECP256R1(), 32),
+        "RSA-as-ES256": lambda: {**cbor2.loads(rs256_cose()), 3: -7},
+        "Ed448-as-EdDSA": lambda: _okp_cose(
+            7, ed448.Ed448PrivateKey.generate().public_key().public_bytes_raw()
+        ),
+        "X25519-as-EdDSA": lambda: _okp_cose(
+            4, x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
+        ),
+    }[case]
+    return cbor2.dumps(build())
 
 
 def client_data(ceremony: str, challenge: str, *, origin: str = ORIGIN, **extra: Any) -> bytes:

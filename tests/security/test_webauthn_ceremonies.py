@@ -12,13 +12,18 @@ import json
 
 import cbor2
 import pytest
+from harness import Phone
 from harness import changed_tables
 from sqlalchemy import select
+from sqlalchemy import update
 
 from idserver.citizens.models import ActivationCode
 from idserver.citizens.service import issue_activation_code
 from idserver.db import db
+from idserver.db import utcnow
+from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
+from idserver.phone.authenticator import SoftAuthenticator
 
 from .conftest import begin_enrolment
 from .conftest import scan_login
@@ -29,9 +34,14 @@ from .hostile import UP
 from .hostile import UV
 from .hostile import assertion
 from .hostile import b64
+from .hostile import eddsa_cose
+from .hostile import es256_cose
 from .hostile import es512_cose
+from .hostile import mismatched_cose
+from .hostile import off_curve_es256_cose
 from .hostile import registration
 from .hostile import rs1_cose
+from .hostile import rs256_cose
 from .hostile import unb64
 
 ONLY_THE_CHALLENGE = {"webauthn_challenges"}
@@ -103,6 +113,128 @@ def test_rejects_key_algorithm_outside_the_offered_list(enrolment, db_state, cos
     assert offered == {-7, -8, -257}
     forged = registration(enrolment.options, cose_key=cose_key())
     _refused_enrolment(enrolment, forged, db_state)
+
+
+def _refused_key(enrolment, cose_key, db_state):
+    """A key py_webauthn lets through under ``none`` attestation, refused by our own check."""
+    response = _refused_enrolment(
+        enrolment, registration(enrolment.options, cose_key=cose_key), db_state
+    )
+    assert response.status_code == 400
+    assert response.json["error"] == "enrolment_rejected"
+    assert "zu schwach oder ungültig" in response.json["error_description"]  # German by default
+
+
+def _code_still_enrols(phone, activation):
+    """The refusal left the activation code unused: an honest phone enrols with it."""
+    again = begin_enrolment(phone.client, activation)
+    honest = phone.authenticator.create_credential(again.options, origin=phone.origin)
+    response = again.finish(honest)
+    assert response.status_code == 201, response.json
+
+
+@pytest.mark.parametrize("bits", [1024, 1536, 2047])
+def test_rejects_rsa_key_shorter_than_2048_bits(enrolment, phone, activation, db_state, bits):
+    # NIST SP 800-131A Rev. 2: RSA signatures need a modulus of at least 2048 bits.
+    _refused_key(enrolment, rs256_cose(bits), db_state)
+    _code_still_enrols(phone, activation)
+
+
+@pytest.mark.parametrize("case", ["y-plus-one", "origin", "x-y-swapped"])
+def test_rejects_ec_key_whose_point_is_not_on_the_curve(
+    enrolment, phone, activation, db_state, case
+):
+    # An off-curve point invites invalid-curve attacks and can never verify a signature.
+    _refused_key(enrolment, off_curve_es256_cose(case), db_state)
+    _code_still_enrols(phone, activation)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["P-384-as-ES256", "P-256-as-RS256", "RSA-as-ES256", "Ed448-as-EdDSA", "X25519-as-EdDSA"],
+)
+def test_rejects_key_whose_type_or_curve_does_not_fit_its_algorithm(
+    enrolment, phone, activation, db_state, case
+):
+    # RFC 9053 §2.1, RFC 8812 §2: ES256 is ECDSA on P-256, EdDSA here Ed25519, RS256 RSA.
+    _refused_key(enrolment, mismatched_cose(case), db_state)
+    _code_still_enrols(phone, activation)
+
+
+@pytest.mark.parametrize(
+    "cose_key",
+    [
+        b"\x04",  # py_webauthn reads a leading 0x04 as a raw U2F point, here of no bytes
+        cbor2.dumps({1: 2, 3: -7, -1: 1, -2: b"\x01" * 31, -3: b"\x02" * 31}),
+        cbor2.dumps({1: 1, 3: -8, -1: 6, -2: b"\x01" * 31}),
+        cbor2.dumps({**cbor2.loads(rs256_cose()), -2: b"\x01"}),  # e = 1
+        cbor2.dumps({**cbor2.loads(rs256_cose()), -2: b"\x01\x00\x00"}),  # e even
+        cbor2.dumps({1: 2, 3: -7, -1: 1, -2: "x", -3: 7}),
+    ],
+    ids=["cbor-integer-4", "short-ec2", "short-ed25519", "rsa-e-1", "rsa-e-even", "wrong-types"],
+)
+def test_rejects_credential_key_that_cannot_be_loaded(
+    enrolment, phone, activation, db_state, cose_key
+):
+    _refused_key(enrolment, cose_key, db_state)
+    _code_still_enrols(phone, activation)
+
+
+@pytest.mark.parametrize("state", ["active", "revoked"])
+def test_rejects_public_key_already_registered_under_another_credential_id(
+    app, enrolment, phone, activation, other_citizen_phone, db_state, state
+):
+    # Another citizen's public key (it is public) under a fresh credential id: his phone's
+    # signatures would then count for this account too. Refused whatever state his device is in.
+    held = other_citizen_phone.authenticator.keys[0]
+    if state == "revoked":
+        with app.app_context():
+            db.session.execute(update(Credential).values(revoked_at=utcnow()))
+            db.session.commit()
+    forged = registration(enrolment.options, cose_key=es256_cose(held.private_key))
+    assert unb64(forged["rawId"]) != held.credential_id
+    response = _refused_enrolment(enrolment, forged, db_state)
+    assert response.status_code == 400
+    assert response.json["error"] == "credential_exists"
+    _code_still_enrols(phone, activation)
+
+
+def test_rejects_own_public_key_registered_again_under_a_new_credential_id(
+    app, citizen, enrolled_phone, db_state, tmp_path
+):
+    with app.app_context():
+        record, code = issue_activation_code(citizen.id)
+    enrolment = begin_enrolment(enrolled_phone.client, (record.id, code))
+    numbers = enrolled_phone.authenticator.keys[0].private_key.public_key().public_numbers()
+    # the same key spelt differently: other map order, a key id, the library keeps both
+    respelled = cbor2.dumps(
+        {
+            -3: numbers.y.to_bytes(32, "big"),
+            -2: numbers.x.to_bytes(32, "big"),
+            2: b"another kid",
+            -1: 1,
+            3: -7,
+            1: 2,
+        }
+    )
+    forged = registration(enrolment.options, cose_key=respelled)
+    response = _refused_enrolment(enrolment, forged, db_state)
+    assert response.status_code == 400
+    assert response.json["error"] == "credential_exists"
+    tablet = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "tablet.json"))
+    _code_still_enrols(tablet, (record.id, code))
+    assert len(_credentials(app)) == 2
+
+
+@pytest.mark.parametrize(
+    "cose_key", [rs256_cose, eddsa_cose], ids=["RS256-2048-bits", "EdDSA-Ed25519"]
+)
+def test_sound_keys_of_every_offered_algorithm_still_enrol(app, enrolment, cose_key):
+    key = cose_key()
+    response = enrolment.finish(registration(enrolment.options, cose_key=key))
+    assert response.status_code == 201, response.json
+    (stored,) = _credentials(app)
+    assert stored.public_key_hash == public_key_fingerprint(key)
 
 
 def test_rejects_backup_state_without_backup_eligibility(enrolment, db_state):
