@@ -1,6 +1,6 @@
 """per-client proximity policy
 
-Revision ID: 0006_proximity
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05 10:00:00.000000
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0006_proximity'
+revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """credentials.public_key_hash: one public key, one credential
 
-Revision ID: 0006_credential_key_hash
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03 22:30:00.000000
 
 Every existing credential gets the SHA-256 of its key's SubjectPublicKeyInfo DER, as
@@ -27,8 +27,8 @@ from webauthn.helpers import decoded_public_key_to_cryptography
 import idserver.db
 
 
-revision = '0006_credential_key_hash'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
