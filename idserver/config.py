@@ -19,6 +19,7 @@ PREFIX = "IDSERVER_"
 DEMO_SECRET_KEY = "demo-secret-key-change-me"  # noqa: S105 -- the known value production refuses
 ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
 PROXIMITY_POLICIES = ("warn", "deny")
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 
 
 class ConfigError(ValueError):
@@ -194,6 +195,12 @@ SETTINGS: tuple[Setting, ...] = (
         "timeout above it keep the request open.",
         int,
     ),
+    Setting(
+        "METRICS_TOKEN",
+        "",
+        "Secret bearer token Prometheus sends to scrape `/metrics` (production: 32 or more "
+        "random characters). Empty: `/metrics` answers 404.",
+    ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
@@ -260,6 +267,10 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "IDSERVER_LONG_POLL_SECONDS and IDSERVER_LONG_POLL_KEEPALIVE_SECONDS must be at least 1"
         )
+    if config["METRICS_TOKEN"] and not BEARER_TOKEN.fullmatch(config["METRICS_TOKEN"]):
+        raise ConfigError(
+            "IDSERVER_METRICS_TOKEN may hold only letters, digits and -._~+/ (RFC 6750 b64token)"
+        )
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEMO_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
@@ -268,6 +279,8 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("production needs an https IDSERVER_ISSUER")
     if config["DATABASE_URL"].startswith("sqlite") and not os.environ.get(PREFIX + "DATABASE_URL"):
         raise ConfigError("production needs an explicit IDSERVER_DATABASE_URL")
+    if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 32:
+        raise ConfigError("IDSERVER_METRICS_TOKEN must have 32 or more random characters")
 
 
 def _markdown_default(value: Any) -> str:

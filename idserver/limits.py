@@ -60,6 +60,7 @@ from .db import Base
 from .db import UTCDateTime
 from .errors import RateLimited
 from .errors import error_response
+from .metrics import RATE_LIMIT_REFUSALS
 from .web import client_address
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Any:
         log.info("rate limit %s reached on %s %s", exc.limit.limit, request.method, request.path)
+        RATE_LIMIT_REFUSALS.labels(f"rate_limit_{exc.limit.scope}").inc()
         if request.endpoint in JSON_ONLY_ENDPOINTS:
             response = jsonify(
                 error=RateLimited.error, error_description=str(RateLimited.description)
@@ -283,6 +285,7 @@ def consume(setting: str, key: str, *, scope: str) -> None:
     items = parse_many(current_app.config[setting])
     identifiers = ("idserver", key, scope)
     if not all(limiter.limiter.test(item, *identifiers) for item in items):
+        RATE_LIMIT_REFUSALS.labels(setting.lower()).inc()
         raise RateLimited()
     for item in items:
         limiter.limiter.hit(item, *identifiers)

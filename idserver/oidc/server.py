@@ -47,6 +47,7 @@ from ..audit import record_event
 from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
+from ..metrics import TOKEN_GRANTS
 from .claims import claim_names
 from .claims import claims_for_scope
 from .keys import key_store
@@ -368,6 +369,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         acr=code.acr if code is not None else None,
     )
     db.session.commit()
+    TOKEN_GRANTS.labels(record.client_id, request.payload.grant_type).inc()
 
 
 def _generate_access_token(**_kwargs: Any) -> str:
