@@ -59,6 +59,7 @@ __all__ = [
 bp = Blueprint("metrics", __name__)
 
 REALM = "idserver-metrics"
+COUNTED = "idserver.metrics.checked_out"  # in a pool record: its checkout was counted
 UNMATCHED = "none"  # the endpoint label of requests no route matched (404, 405)
 # From well under the 0.35 ms a trivial request should cost up to the 60 s worker timeout.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -158,7 +159,7 @@ def _count_request(response: Response) -> Response:
 
 # -- the database pool ------------------------------------------------------------------------
 def _watch_pool(engine: Engine) -> None:
-    """Keep the pool gauges current through SQLAlchemy's pool events (no query, no lock).
+    """Keep the pool gauges current through SQLAlchemy's pool events, without a query.
 
     The gauges appear with the pool's first connection, so a process that never uses this
     engine (``idserver serve``'s master) adds no series.
@@ -181,13 +182,18 @@ def _watch_pool(engine: Engine) -> None:
             gauge = gauges["checked_out"] = DB_POOL_CHECKED_OUT.labels(database)
         return gauge
 
+    # SQLAlchemy also checks in a connection whose checkout failed (a reconnect that did not
+    # work): only a checkout this listener counted is counted back. ``record_info`` outlives an
+    # invalidated connection, so one that breaks while in use is counted back too.
     @event.listens_for(engine, "checkout")
-    def _checkout(_dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def _checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        record.record_info[COUNTED] = True
         checked_out().inc()
 
     @event.listens_for(engine, "checkin")
-    def _checkin(_dbapi_connection: Any, _record: Any) -> None:
-        checked_out().dec()
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record.record_info.pop(COUNTED, False):
+            checked_out().dec()
 
 
 # -- the scrape -------------------------------------------------------------------------------

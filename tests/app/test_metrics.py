@@ -26,9 +26,13 @@ from harness import desktop_status
 from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
+from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
+from idserver import db as db_module
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 
@@ -284,6 +288,48 @@ def test_database_pool_use_is_counted(app, client):
     assert value(after, "idserver_db_pool_max_connections", database=database) > size
     checked_out = value(during, "idserver_db_pool_checked_out", database=database)
     assert checked_out - value(after, "idserver_db_pool_checked_out", database=database) == 1
+
+
+def test_database_pool_use_stays_right_when_connections_break(
+    app, client, relying_party, monkeypatch
+):
+    if not app.config["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has no server that could drop a connection")
+    monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)  # every checkout pings first
+    admin = create_engine(app.config["DATABASE_URL"])
+
+    def terminate(backend: int) -> None:
+        with admin.begin() as connection:
+            assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+
+    with app.app_context():
+        engine = db.engine
+        before = value(scrape(client), "idserver_db_pool_checked_out", database="postgresql")
+        with engine.connect() as connection:  # dies while idle: the next checkout replaces it
+            idle = connection.scalar(text("SELECT pg_backend_pid()"))
+        terminate(idle)
+        assert relying_party.start_login(client)
+        with pytest.raises(OperationalError), engine.connect() as connection:  # dies in use
+            terminate(connection.scalar(text("SELECT pg_backend_pid()")))
+            connection.execute(text("SELECT 1"))
+        with engine.connect() as connection:  # dies while idle, and the database is unreachable
+            idle = connection.scalar(text("SELECT pg_backend_pid()"))
+        terminate(idle)
+
+        def unreachable(*_args: object) -> None:
+            import psycopg
+
+            raise psycopg.OperationalError("connection refused")
+
+        event.listen(engine, "do_connect", unreachable)
+        try:
+            with pytest.raises(OperationalError), engine.connect():
+                pass
+        finally:
+            event.remove(engine, "do_connect", unreachable)
+        after = value(scrape(client), "idserver_db_pool_checked_out", database="postgresql")
+    admin.dispose()
+    assert after == before
 
 
 # -- under gunicorn: several workers, one sum ---------------------------------------------------
