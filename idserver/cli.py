@@ -25,13 +25,28 @@ def _fail(exc: IdServerError) -> None:
 
 
 def _create_app() -> Flask:
+    """The application; with unusable settings, one line per problem and exit status 2."""
     from . import create_app
+    from .config import ConfigError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+
+
+class _Commands(FlaskGroup):
+    """Flask's group without loading the application to list commands: every command is
+    registered here, and ``idserver --help`` must work while the settings are broken."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return click.Group.list_commands(self, ctx)
 
 
 @click.group(
-    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False
+    cls=_Commands, create_app=_create_app, add_default_commands=False, add_version_option=False
 )
 def main() -> None:
     """Bürger-ID identity provider: serve it, and manage residents, clients and keys."""
@@ -71,9 +86,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self) -> Flask:
-            from . import create_app
-
-            return create_app()
+            return _create_app()
 
     _Server().run()
 
@@ -98,6 +111,33 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- config -----------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """The settings (environment variables IDSERVER_*)."""
+
+
+@config_group.command("check", with_appcontext=False)  # reads the settings only
+def config_check() -> None:
+    """Print every setting, its value and source (secrets as ***); exit 1 naming each problem."""
+    from .config import effective_config
+
+    instance_path = Flask("idserver", instance_relative_config=True).instance_path
+    effective = effective_config(instance_path=instance_path)
+    _print(
+        {
+            "ok": not effective.problems,
+            "problems": effective.problems,
+            "warnings": effective.warnings,
+            "settings": effective.masked(),
+        }
+    )
+    for line in effective.problems + effective.warnings:
+        click.echo(line, err=True)
+    if effective.problems:
+        sys.exit(1)
 
 
 # -- citizens ---------------------------------------------------------------------------------
