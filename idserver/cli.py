@@ -65,14 +65,31 @@ def main() -> None:
     help="Threads per worker; waiting desktops each hold one during a long poll (a blocked "
     "thread costs no CPU and about 50 KB; threads are started only when needed).",
 )
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
+    "start unless the database is at the newest revision.",
+)
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the production server (gunicorn, threaded workers)."""
+def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
+    """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
     from gunicorn.app.base import BaseApplication
 
+    from .db_migrate import revisions
     from .db_migrate import upgrade
 
-    upgrade(current_app)
+    if not no_migrate:
+        upgrade(current_app)
+    else:
+        current, head = revisions(current_app)
+        if current != head:
+            click.echo(
+                f"the database is at revision {current or 'none (empty)'}, this version needs "
+                f"{head}: run `idserver db upgrade` first, or start without --no-migrate",
+                err=True,
+            )
+            sys.exit(1)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
