@@ -278,7 +278,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         if not upper.startswith(PREFIX) or variable in known or upper.startswith(RESERVED_PREFIXES):
             continue
         base = upper.removesuffix(FILE_SUFFIX)
-        if upper.endswith(FILE_SUFFIX) and base in known:
+        if upper.endswith(FILE_SUFFIX) and base in known and upper not in known:
             lines.append(f"{variable}: only secret settings can be read from a file; set {base}")
             continue
         guesses = difflib.get_close_matches(
@@ -312,14 +312,6 @@ def read_config(environ: Mapping[str, str] | None = None) -> ConfigReading:
         reading.sources[setting.name] = source
     reading.unknown = unknown_variables(environ)
     return reading
-
-
-def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every setting's value from ``environ``; ConfigError naming every malformed variable."""
-    reading = read_config(environ)
-    if reading.problems:
-        raise ConfigError(reading.problems)
-    return reading.values
 
 
 def derive_defaults(config: dict[str, Any], instance_path: str) -> None:
@@ -461,13 +453,6 @@ def config_problems(config: Mapping[str, Any], *, explicit: Collection[str]) -> 
     if str(config["DATABASE_URL"]).startswith("sqlite") and "DATABASE_URL" not in explicit:
         problems.append("production needs an explicit IDSERVER_DATABASE_URL")
     return problems
-
-
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Refuse settings that cannot work, and demo defaults in production (all problems at once)."""
-    problems = config_problems(config, explicit=read_config().explicit)
-    if problems:
-        raise ConfigError(problems)
 
 
 @dataclass

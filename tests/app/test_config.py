@@ -133,6 +133,7 @@ def test_file_form_of_a_setting_that_is_not_secret_is_reported():
         ("IDSERVER_SECRETKEY", "IDSERVER_SECRET_KEY"),
         ("IDSERVER_SECRET_KEY_FIEL", "IDSERVER_SECRET_KEY_FILE"),
         ("idserver_issuer", "IDSERVER_ISSUER"),
+        ("idserver_secret_key_file", "IDSERVER_SECRET_KEY_FILE"),
     ],
 )
 def test_misspelt_variable_is_named_with_a_suggestion(variable, suggestion):
