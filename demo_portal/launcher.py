@@ -36,6 +36,8 @@ from idserver.citizens.models import Citizen
 from idserver.citizens.service import activation_url
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
+from idserver.config import ConfigError
+from idserver.config import effective_config
 from idserver.db import db
 from idserver.oidc.clients import register_client
 from idserver.oidc.models import Client
@@ -123,17 +125,23 @@ class DemoSettings:
         return self.instance / "logs"
 
     def idp_config(self) -> dict[str, str | int]:
-        """IDSERVER_* for the demo: the issuer on our port, storage under the working dir."""
-        return {
-            "ISSUER": self.issuer,
-            "DATABASE_URL": os.environ.get(
-                "IDSERVER_DATABASE_URL", f"sqlite:///{self.instance / 'idserver.sqlite3'}"
-            ),
-            "KEYS_DIR": os.environ.get("IDSERVER_KEYS_DIR", str(self.root / "keys")),
+        """IDSERVER_* for the demo: the issuer on our port, storage under the working dir.
+
+        Settings the environment gives (directly or as ``IDSERVER_<NAME>_FILE``) are left to it,
+        so Bürger-ID reads and checks them itself.
+        """
+        demo_defaults: dict[str, str | int] = {
+            "DATABASE_URL": f"sqlite:///{self.instance / 'idserver.sqlite3'}",
+            "KEYS_DIR": str(self.root / "keys"),
             # A person copying the phone URL into a terminal needs longer than the 5 s a camera
             # needs; the demo relaxes the QR freshness window (production keeps the default).
-            "QR_MAX_AGE_SECONDS": int(os.environ.get("IDSERVER_QR_MAX_AGE_SECONDS", "60")),
+            "QR_MAX_AGE_SECONDS": 60,
         }
+        config: dict[str, str | int] = {"ISSUER": self.issuer}
+        for name, value in demo_defaults.items():
+            if not {f"IDSERVER_{name}", f"IDSERVER_{name}_FILE"} & os.environ.keys():
+                config[name] = value
+        return config
 
     def idp_environment(self) -> dict[str, str]:
         return {
@@ -285,6 +293,13 @@ class Child:
     process: subprocess.Popen[bytes]
     log: Path
     ready_url: str
+
+
+def check_idp_settings(settings: DemoSettings) -> None:
+    """Refuse unusable IDSERVER_* settings before any work (ConfigError names every one)."""
+    effective = effective_config(settings.idp_config(), instance_path=str(settings.instance))
+    if effective.problems:
+        raise ConfigError(effective.problems + effective.warnings)
 
 
 def check_ports_free(settings: DemoSettings) -> None:
@@ -469,6 +484,7 @@ def run(root: Path, *, check: bool = False, out: TextIO = sys.stdout) -> int:
     children: list[Child] = []
     try:
         settings = DemoSettings.from_environ(root)
+        check_idp_settings(settings)
         check_ports_free(settings)  # before any work, so a clash is reported at once
         out.write("Preparing Bürger-ID and the portals …\n")
         out.flush()
@@ -489,6 +505,10 @@ def run(root: Path, *, check: bool = False, out: TextIO = sys.stdout) -> int:
     except DemoError as exc:
         out.write(f"error: {exc}\n")
         return 1
+    except ConfigError as exc:  # as `idserver` does: one line per problem, exit status 2
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
     except Stopped:
         out.write("\nStopping …\n")
         return 0

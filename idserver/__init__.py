@@ -8,26 +8,29 @@ from typing import Any
 
 from flask import Flask
 
-from .config import derive_defaults
-from .config import load_config
-from .config import validate_config
+from .config import ConfigError
+from .config import effective_config
 
 __all__ = ["create_app"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the application: config → extensions → blueprints."""
+    """Build the application: config → extensions → blueprints.
+
+    Raises ConfigError listing every problem with the settings (the CLI prints one per line).
+    """
     app = Flask(__name__, instance_relative_config=True)
-    config = load_config()
-    if test_config:
-        config.update(test_config)
-    derive_defaults(config, app.instance_path)
-    validate_config(config)
+    effective = effective_config(test_config, instance_path=app.instance_path)
+    if effective.problems:  # with the unknown variables: a misspelling may explain a problem
+        raise ConfigError(effective.problems + effective.warnings)
+    config = effective.values
     app.config.update(config)
     app.config["SECRET_KEY"] = config["SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
-    logging.basicConfig(level=config["LOG_LEVEL"])
+    logging.basicConfig(level=config["LOG_LEVEL"].upper())
+    for warning in effective.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
 
     from . import csrf
     from . import errors

@@ -25,13 +25,28 @@ def _fail(exc: IdServerError) -> None:
 
 
 def _create_app() -> Flask:
+    """The application; with unusable settings, one line per problem and exit status 2."""
     from . import create_app
+    from .config import ConfigError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+
+
+class _Commands(FlaskGroup):
+    """Flask's group without loading the application to list commands: every command is
+    registered here, and ``idserver --help`` must work while the settings are broken."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return click.Group.list_commands(self, ctx)
 
 
 @click.group(
-    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False
+    cls=_Commands, create_app=_create_app, add_default_commands=False, add_version_option=False
 )
 def main() -> None:
     """Bürger-ID identity provider: serve it, and manage residents, clients and keys."""
@@ -50,14 +65,31 @@ def main() -> None:
     help="Threads per worker; waiting desktops each hold one during a long poll (a blocked "
     "thread costs no CPU and about 50 KB; threads are started only when needed).",
 )
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
+    "start unless the database is at the newest revision.",
+)
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the production server (gunicorn, threaded workers)."""
+def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
+    """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
     from gunicorn.app.base import BaseApplication
 
+    from .db_migrate import revisions
     from .db_migrate import upgrade
 
-    upgrade(current_app)
+    if not no_migrate:
+        upgrade(current_app)
+    else:
+        current, head = revisions(current_app)
+        if current != head:
+            click.echo(
+                f"the database is at revision {current or 'none (empty)'}, this version needs "
+                f"{head}: run `idserver db upgrade` first, or start without --no-migrate",
+                err=True,
+            )
+            sys.exit(1)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -71,9 +103,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self) -> Flask:
-            from . import create_app
-
-            return create_app()
+            return _create_app()
 
     _Server().run()
 
@@ -98,6 +128,33 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- config -----------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """The settings (environment variables IDSERVER_*)."""
+
+
+@config_group.command("check", with_appcontext=False)  # reads the settings only
+def config_check() -> None:
+    """Print every setting, its value and source (secrets as ***); exit 1 naming each problem."""
+    from .config import effective_config
+
+    instance_path = Flask("idserver", instance_relative_config=True).instance_path
+    effective = effective_config(instance_path=instance_path)
+    _print(
+        {
+            "ok": not effective.problems,
+            "problems": effective.problems,
+            "warnings": effective.warnings,
+            "settings": effective.masked(),
+        }
+    )
+    for line in effective.problems + effective.warnings:
+        click.echo(line, err=True)
+    if effective.problems:
+        sys.exit(1)
 
 
 # -- citizens ---------------------------------------------------------------------------------
