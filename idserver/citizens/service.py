@@ -272,6 +272,7 @@ def finish_enrolment(
     if challenge.data.get("via", "activation") != via or challenge.subject is None:
         raise EnrolmentRejected(_l("This step has expired. Please start again."))
     config = current_app.config
+    roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
     verified = ceremonies.verify_registration(
         credential=credential,
         expected_challenge=challenge.challenge,
@@ -279,7 +280,10 @@ def finish_enrolment(
         expected_origins=expected_origins(),
         attestation_policy=config["ATTESTATION_POLICY"],
         aaguid_allowlist=config["AAGUID_ALLOWLIST"],
-        attestation_roots=ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"]),
+        attestation_roots=roots,
+    )
+    hardware = ceremonies.proves_hardware_key(
+        verified, aaguid_allowlist=config["AAGUID_ALLOWLIST"], attestation_roots=roots
     )
     fingerprint = ceremonies.public_key_fingerprint(verified.credential_public_key)
     session = db.session
@@ -306,6 +310,7 @@ def finish_enrolment(
         origin=str(client_data.get("origin", ""))[:300],
         backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
         backed_up=verified.credential_backed_up,
+        hardware_attested=hardware,
         created_at=now,
     )
     revocation_code = _new_code(groups=3)

@@ -580,8 +580,13 @@ def _approve(
 
 
 def _amr(stored: Credential) -> list[str]:
-    # RFC 8176: key possession (hardware- or software-protected) plus user verification.
-    return sorted({"hwk" if not stored.backup_eligible else "swk", "user", "mfa"})
+    """RFC 8176 §2: possession of a key plus user verification (UV is always required).
+
+    ``hwk`` only where attestation proved a hardware-bound key at enrolment (and the key cannot
+    be synced); a clear backup-eligible flag alone is the authenticator's unproved word.
+    """
+    hardware = stored.hardware_attested and not stored.backup_eligible
+    return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
 def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:

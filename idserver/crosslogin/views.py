@@ -69,6 +69,21 @@ def login_cookie_name(login_id: str) -> str:
     return prefix + LOGIN_COOKIE.format(login_id=login_id)
 
 
+def phone_cookie(login_id: str) -> tuple[str, str]:
+    """Name and path of the phone browser's binding cookie for ``login_id``.
+
+    Over https it is ``__Host-phone-{id}`` on Path=/: the prefix forbids a Domain attribute, so
+    no sibling host, http or https (a relying party under the same city domain), can plant one
+    (RFC 6265bis §4.1.3.2); the login id in the name keeps it to its login. ``__Secure-`` with
+    Path=/q/{id} would still let an https sibling plant it. Plain-http demos cannot use a
+    prefix; their cookie is kept to the phone page by its path.
+    """
+    name = PHONE_COOKIE.format(login_id=login_id)
+    if current_app.config["ISSUER"].startswith("https://"):
+        return "__Host-" + name, "/"
+    return name, f"/q/{login_id}"
+
+
 def begin_login(client: Client, params: dict[str, str]) -> Any:
     """Start a login transaction for this browser and send it to the QR page."""
     limits.consume("RATE_LIMIT_LOGIN", client_address(), scope="login")
@@ -306,7 +321,7 @@ def passkey_finish(login_id: str) -> Response:
 @bp.get("/q/<login_id>")
 def phone(login_id: str) -> Any:
     """What the phone opens from the QR code: who asks, what they get, type the number."""
-    cookie = PHONE_COOKIE.format(login_id=login_id)
+    cookie, cookie_path = phone_cookie(login_id)
     tx, binding = service.mark_scanned(
         login_id,
         t=request.args.get("t"),
@@ -324,7 +339,7 @@ def phone(login_id: str) -> Any:
         cookie,
         binding,
         max_age=current_app.config["LOGIN_TTL_SECONDS"],
-        path=f"/q/{tx.id}",
+        path=cookie_path,
         secure=current_app.config["ISSUER"].startswith("https://"),
         httponly=True,
         samesite="Strict",

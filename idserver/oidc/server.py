@@ -19,6 +19,7 @@ import requests
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import InvalidScopeError
@@ -249,8 +250,6 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [current_app.config["ISSUER"]]  # FAPI 2.0 §5.3.2.1: the issuer, nothing else
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
-        from authlib.oauth2.rfc6749 import InvalidClientError
-
         try:
             header = jws.extract_compact(assertion.encode()).headers()
             # Keys come from the client's registration only, never from the assertion itself
@@ -269,6 +268,19 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(description="Client assertion lifetime is out of bounds.")
         self.verify_claims(claims)
         return claims
+
+    def verify_claims(self, claims: Any) -> None:
+        """The issuer as a plain string is the only audience (FAPI 2.0 §5.3.2.1).
+
+        Authlib accepts an ``aud`` array that merely contains the issuer; refusing every array
+        (even ``[issuer]``) stops audience injection, where an assertion meant for another
+        server also names us. Checked before the ``jti`` is recorded as used.
+        """
+        if claims.get("aud") != current_app.config["ISSUER"]:
+            raise InvalidClientError(
+                description="The assertion's 'aud' must be the issuer, as a single string."
+            )
+        super().verify_claims(claims)
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         if not isinstance(jti, str) or not 0 < len(jti) <= 200:

@@ -12,6 +12,7 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -45,6 +46,9 @@ class Credential(Base):
     origin: Mapped[str] = mapped_column(String(300))
     backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
     backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    # At enrolment, attestation proved a hardware-bound key (ceremonies.proves_hardware_key):
+    # the only ground for amr "hwk". Credentials from before it was recorded count as not proved.
+    hardware_attested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
