@@ -86,6 +86,9 @@ def phone_cookie(login_id: str) -> tuple[str, str]:
 
 def begin_login(client: Client, params: dict[str, str]) -> Any:
     """Start a login transaction for this browser and send it to the QR page."""
+    # End the request's reads first: the counter takes a connection of its own, and a request
+    # holding one while it waits for another could drain the pool under a flood.
+    db.session.commit()
     limits.consume("RATE_LIMIT_LOGIN", client_address(), scope="login")
     tx, browser_secret = service.create_transaction(
         client=client,
