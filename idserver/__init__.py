@@ -34,6 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import csrf
     from . import errors
+    from . import health
     from . import limits
     from . import web
     from .account import views as account_views
@@ -51,8 +52,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     keys.init_app(app)
     oidc_server.init_app(app)
+    health.init_app(app)
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)
     app.register_blueprint(citizen_views.bp)
