@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 PREFIX = "IDSERVER_"
 DEMO_SECRET_KEY = "demo-secret-key-change-me"  # noqa: S105 -- the known value production refuses
 ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -175,7 +177,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
-    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting("LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.", str.upper),
+    Setting(
+        "LOG_FORMAT",
+        "",
+        "`text` (a line for a terminal) or `json` (JSON lines for a collector), for the "
+        "application and access log alike. Empty: `json` in production, else `text`.",
+    ),
 )
 
 
@@ -203,6 +211,8 @@ def derive_defaults(config: dict[str, Any], instance_path: str) -> None:
         config["DATABASE_URL"] = f"sqlite:///{path}"
     if not config["RP_ID"]:
         config["RP_ID"] = urlsplit(config["ISSUER"]).hostname or ""
+    if not config["LOG_FORMAT"]:
+        config["LOG_FORMAT"] = "json" if config["ENV"] == "production" else "text"
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
@@ -233,6 +243,10 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "IDSERVER_LONG_POLL_SECONDS and IDSERVER_LONG_POLL_KEEPALIVE_SECONDS must be at least 1"
         )
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"IDSERVER_LOG_FORMAT must be one of {LOG_FORMATS}")
+    if config["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"IDSERVER_LOG_LEVEL must be one of {LOG_LEVELS}")
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEMO_SECRET_KEY or len(config["SECRET_KEY"]) < 32:

@@ -60,6 +60,7 @@ from .db import Base
 from .db import UTCDateTime
 from .errors import RateLimited
 from .errors import error_response
+from .logs import current_route
 from .web import client_address
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Any:
-        log.info("rate limit %s reached on %s %s", exc.limit.limit, request.method, request.path)
+        log.info("rate limit %s reached on %s %s", exc.limit.limit, request.method, current_route())
         if request.endpoint in JSON_ONLY_ENDPOINTS:
             response = jsonify(
                 error=RateLimited.error, error_description=str(RateLimited.description)
