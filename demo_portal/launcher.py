@@ -32,6 +32,7 @@ import requests
 from sqlalchemy import select
 
 from idserver import create_app
+from idserver.admin.letter import activation_link
 from idserver.citizens.models import Citizen
 from idserver.citizens.service import activation_url
 from idserver.citizens.service import issue_activation_code
@@ -161,6 +162,11 @@ class Letter:
     activation_url: str
     code: str
     expires_at: str
+
+    @property
+    def link(self) -> str:
+        """The link in the letter's QR code: the code rides in the fragment (``#code=…``)."""
+        return activation_link(self.activation_url, self.code)
 
 
 @dataclass(frozen=True)
@@ -458,9 +464,9 @@ def print_instructions(settings: DemoSettings, letters: list[Letter], out: TextI
             f"  {letter.name}, {letter.address} — {letter.note}",
             f"    activation URL: {letter.activation_url}",
             f"    code:           {letter.code}   (valid until {letter.expires_at})",
-            "    enrol a soft phone (once per key file):",
-            f"      {phone} --key-file .phone/{letter.key}.json enrol "
-            f"{shlex.quote(letter.activation_url)} --code {letter.code}",
+            f"    QR-code link:   {letter.link}",
+            "    enrol a soft phone (once per key file) with the QR-code link:",
+            f"      {phone} --key-file .phone/{letter.key}.json enrol {shlex.quote(letter.link)}",
         ]
     lines += [
         "",

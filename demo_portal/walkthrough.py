@@ -100,9 +100,9 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
         found: dict[str, str] = {}
 
         def enrol_both() -> str:
-            erika_phone.enrol(letter["erika"].activation_url, letter["erika"].code)
-            jonas_phone.enrol(letter["jonas"].activation_url, letter["jonas"].code)
-            return "Erika and Jonas enrolled a soft phone each with their activation codes"
+            erika_phone.enrol(letter["erika"].link)  # as scanned from the letter's QR code
+            jonas_phone.enrol(letter["jonas"].activation_url, letter["jonas"].code)  # as typed
+            return "Erika (QR-code link) and Jonas (typed code) enrolled a soft phone each"
 
         def erika_eligible() -> str:
             page = erika.sign_in(parking, erika_phone)

@@ -28,14 +28,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = config["SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
-    logging.basicConfig(level=config["LOG_LEVEL"].upper())
-    for warning in effective.warnings:
-        logging.getLogger(__name__).warning("%s", warning)
 
     from . import csrf
     from . import errors
     from . import health
     from . import limits
+    from . import logs
     from . import web
     from .account import views as account_views
     from .admin import views as admin_views
@@ -47,6 +45,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
 
+    logs.init_app(app)  # first: its request hooks time and number everything after them
+    for warning in effective.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
     db.init_app(app)
     web.init_app(app)
     errors.init_app(app)

@@ -78,6 +78,7 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
 
     from .db_migrate import revisions
     from .db_migrate import upgrade
+    from .logs import gunicorn_logconfig
 
     if not no_migrate:
         upgrade(current_app)
@@ -90,6 +91,10 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
                 err=True,
             )
             sys.exit(1)
+    # One access log, written by the application (idserver/logs.py); gunicorn's is off.
+    logconfig = gunicorn_logconfig(
+        fmt=current_app.config["LOG_FORMAT"], level=current_app.config["LOG_LEVEL"]
+    )
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -100,7 +105,7 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
             self.cfg.set("worker_connections", 2 * threads)  # held polls + idle keep-alives
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("logconfig_dict", logconfig)
 
         def load(self) -> Flask:
             return _create_app()
@@ -213,6 +218,7 @@ def activation_group() -> None:
 @with_appcontext
 def activation_issue(citizen_id: str) -> None:
     """Issue a one-time activation code (shown once; only its hash is stored)."""
+    from .admin.letter import activation_link
     from .citizens.service import activation_url
     from .citizens.service import issue_activation_code
 
@@ -226,6 +232,7 @@ def activation_issue(citizen_id: str) -> None:
             "activation_id": record.id,
             "code": code,
             "activation_url": activation_url(record),
+            "activation_link": activation_link(activation_url(record), code),
             "expires_at": record.expires_at.isoformat(),
         }
     )

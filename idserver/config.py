@@ -35,6 +35,7 @@ DEMO_SECRET_KEY = "demo-secret-key-change-me"  # noqa: S105 -- the known value p
 ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
 PROXIMITY_POLICIES = ("warn", "deny")
 REDIS_SCHEMES = ("redis", "rediss")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -230,7 +231,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
-    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting("LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.", str.upper),
+    Setting(
+        "LOG_FORMAT",
+        "",
+        "`text` (a line for a terminal) or `json` (JSON lines for a collector), for the "
+        "application and access log alike. Empty: `json` in production, else `text`.",
+    ),
 )
 
 
@@ -346,6 +353,8 @@ def derive_defaults(config: dict[str, Any], instance_path: str) -> None:
             config["RP_ID"] = urlsplit(config["ISSUER"]).hostname or ""
         except ValueError:  # a malformed issuer; reported by config_problems
             config["RP_ID"] = ""
+    if not config["LOG_FORMAT"]:
+        config["LOG_FORMAT"] = "json" if config["ENV"] == "production" else "text"
 
 
 def _whole_number_problems(config: Mapping[str, Any]) -> list[str]:
@@ -442,6 +451,8 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
             "IDSERVER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
             f"not {config['LOG_LEVEL']!r}"
         )
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        problems.append(f"IDSERVER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     try:
         zoneinfo.ZoneInfo(config["TIMEZONE"])
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):

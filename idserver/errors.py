@@ -18,6 +18,8 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
+from .logs import current_route
+
 log = logging.getLogger(__name__)
 
 
@@ -103,7 +105,7 @@ def error_response(error: str, description: Any, status: int) -> Response | tupl
 def init_app(app: Flask) -> None:
     @app.errorhandler(IdServerError)
     def _own(exc: IdServerError) -> Any:
-        log.info("refused %s %s: %s", request.method, request.path, exc.error)
+        log.info("refused %s %s: %s", request.method, current_route(), exc.error)
         return error_response(exc.error, exc.description, exc.status)
 
     @app.errorhandler(HTTPException)
@@ -116,5 +118,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, current_route())
         return error_response("server_error", _l("Something went wrong on our side."), 500)

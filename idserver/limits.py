@@ -70,6 +70,7 @@ from .db import Base
 from .db import UTCDateTime
 from .errors import RateLimited
 from .errors import error_response
+from .logs import current_route
 from .web import client_address
 
 log = logging.getLogger(__name__)
@@ -447,7 +448,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(WindowFull)
     def _too_many(exc: WindowFull) -> Any:
-        log.info("rate limit reached on %s %s", request.method, request.path)
+        log.info("rate limit reached on %s %s", request.method, current_route())
         response = make_response(error_response(exc.error, exc.description, exc.status))
         response.headers["Cache-Control"] = "no-store"
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -48,6 +48,7 @@ from ..audit import record_event
 from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
+from ..logs import note_client
 from .claims import claim_names
 from .claims import claims_for_scope
 from .keys import key_store
@@ -311,9 +312,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
-        return db.session.scalars(
+        token = db.session.scalars(
             select(Token).where(Token.access_token_hash == hash_secret(token_string))
         ).first()
+        if token is not None:
+            note_client(token.client_id)
+        return token
 
 
 class UserInfoView(UserInfoEndpoint):
@@ -351,7 +355,10 @@ class RFC9207(IssuerParameter):
 def _query_client(client_id: Any) -> Client | None:
     if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None  # NUL: no such client, and PostgreSQL could not even look it up
-    return db.session.get(Client, client_id)
+    client = db.session.get(Client, client_id)
+    if client is not None:
+        note_client(client.client_id)
+    return client
 
 
 def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:

@@ -24,7 +24,7 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def run_cli(runner: Any, *args: str) -> tuple[int, Any]:
     result = runner.invoke(args=list(args))
-    output = result.output.strip()
+    output = result.stdout.strip()  # stderr has the logs
     return result.exit_code, json.loads(output) if output else None
 
 

@@ -71,17 +71,36 @@ def test_the_letter_is_a_pdf_download_that_enrols_a_phone(
         f"{parts.scheme}://{parts.netloc}{parts.path}"
         == f"http://localhost/activate/{activation_id}"
     )
-    assert parse_qs(parts.query) == {"code": [code]}
+    # the code rides in the fragment, which a browser never sends to the server
+    assert parts.query == ""
+    assert parse_qs(parts.fragment) == {"code": [code]}
     assert f"http://localhost/activate/{activation_id}" in text
 
     # the plain code is nowhere in the database
     state = repr(db_state())
     assert code not in state and code.replace("-", "") not in state
 
-    # the page the QR code opens has the code filled in, and the code enrols a phone
-    page = app.test_client().get(f"/activate/{activation_id}?code={code}")
-    assert f'value="{code}"' in page.get_data(as_text=True)
+    # the page the QR code opens is served without the code (its script reads the fragment,
+    # see tests/e2e), and the code enrols a phone
+    page = app.test_client().get(link.split("#", 1)[0].removeprefix("http://localhost"))
+    assert page.status_code == 200 and code not in page.get_data(as_text=True)
+    assert 'src="/static/js/activate.js"' in page.get_data(as_text=True)
     assert phone.enrol(activation_id, code).status_code == 201
+
+
+def test_a_link_from_an_older_letter_moves_the_code_into_the_fragment(
+    app, client, activation, db_state
+):
+    """Letters printed before the change carry ``?code=``: the page sends it on as ``#code=``."""
+    activation_id, code = activation
+    before = db_state()
+    moved = client.get(f"/activate/{activation_id}?code={code}&lang=en")
+    assert moved.status_code == 303
+    assert moved.headers["Location"] == (
+        f"http://localhost/activate/{activation_id}?lang=en#code={code}"
+    )
+    assert moved.headers["Cache-Control"] == "no-store"
+    assert db_state() == before
 
 
 def test_the_letter_is_german_by_default_and_names_the_expiry_date(app, runner, tmp_path, citizen):

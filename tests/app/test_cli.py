@@ -37,6 +37,7 @@ def test_citizen_add_then_activation_issue(runner):
     code, issued = _run(runner, "activation", "issue", citizen["id"])
     assert code == 0
     assert issued["activation_url"] == f"http://localhost/activate/{issued['activation_id']}"
+    assert issued["activation_link"] == f"{issued['activation_url']}#code={issued['code']}"
     assert len(issued["code"]) == 19 and issued["expires_at"]
 
 

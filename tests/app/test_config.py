@@ -196,7 +196,7 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
         "IDSERVER_ACCESS_TOKEN_TTL_SECONDS must be a whole number of at least 1, not -5",
         "IDSERVER_ISSUER must be an absolute http(s) URL",
         "IDSERVER_ATTESTATION_POLICY must be one of none, self, allowlist, trusted",
-        "IDSERVER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'chatty'",
+        "IDSERVER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'CHATTY'",
         "IDSERVER_TIMEZONE is not a known time zone: 'Europe/Atlantis'",
         "IDSERVER_DATABASE_URL names an unknown database 'postgres'",
         "IDSERVER_REDIS_URL must be a redis:// or rediss:// URL",
