@@ -108,7 +108,11 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
             self.cfg.set("logconfig_dict", logconfig)
 
         def load(self) -> Flask:
-            return _create_app()
+            from .admin import start_periodic_purge
+
+            app = _create_app()
+            start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
+            return app
 
     _Server().run()
 
@@ -501,6 +505,25 @@ def citizen_purge() -> None:
     from .admin import purge_deleted_residents
 
     _print(purge_deleted_residents())
+
+
+# -- maintenance ------------------------------------------------------------------------------
+@main.group("maintenance")
+def maintenance_group() -> None:
+    """Housekeeping (`idserver serve` also runs it every IDSERVER_PURGE_INTERVAL_SECONDS)."""
+
+
+@maintenance_group.command("purge")
+@with_appcontext
+def maintenance_purge() -> None:
+    """Delete ended logins, codes, tokens, challenges, pairings and sessions after
+    IDSERVER_PURGE_AFTER_HOURS, residents after IDSERVER_RETENTION_DAYS; prints counts per table.
+
+    While another purge runs this one does nothing and prints {"skipped": ...} (exit status 0).
+    """
+    from .admin import purge_expired_data
+
+    _print(purge_expired_data())
 
 
 def register_commands(app: Flask) -> None:

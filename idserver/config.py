@@ -187,7 +187,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RETENTION_DAYS",
         90,
-        "Days after a resident is deleted until `idserver citizen purge` erases their data.",
+        "Days after a resident is deleted until the purge erases their data; also how long "
+        "used and expired activation codes stay listed in the clerk console.",
+        int,
+        minimum=0,
+    ),
+    Setting(
+        "PURGE_AFTER_HOURS",
+        24,
+        "Hours after a login, code, token, challenge, pairing or session has ended (used, "
+        "expired, revoked) until the purge deletes it (IP addresses, user agents). 0: at once.",
+        int,
+        minimum=0,
+    ),
+    Setting(
+        "PURGE_INTERVAL_SECONDS",
+        3600,
+        "`idserver serve` runs the purge this often (one instance at a time). 0: never; run "
+        "`idserver maintenance purge` from cron instead.",
         int,
         minimum=0,
     ),

@@ -64,6 +64,7 @@ EVENTS = frozenset(
         "key_rotated",
         "key_retired",
         "residents_purged",
+        "maintenance_purged",
         "audit_checkpoint",
     }
 )

@@ -64,7 +64,7 @@ class ActivationAttempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     address: Mapped[str] = mapped_column(String(64))
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # purge
 
     __table_args__ = (Index("ix_activation_attempts_address_at", "address", "at"),)
 

@@ -351,7 +351,8 @@ def _networks(desktop_ip: str, phone_ip: str | None) -> dict[str, Any]:
 
     The networks the comparison used, not the full addresses: the log is kept for good and
     must not hold personal data that outlives the resident (``audit.models``). The full
-    addresses stay in the login's row (``desktop_ip``, ``phone_ip``), found by ``login_id``.
+    addresses stay in the login's row (``desktop_ip``, ``phone_ip``), found by ``login_id``,
+    until the purge deletes it (``admin.retention``, ``PURGE_AFTER_HOURS``).
     """
     desktop = proximity.network_of(desktop_ip, **_prefixes())
     phone = proximity.network_of(phone_ip, **_prefixes())

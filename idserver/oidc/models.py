@@ -101,7 +101,7 @@ class AuthorizationCode(Base, OIDCCodeMixin):
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     login_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     # Authlib's nonce-replay check looks codes up by (client, nonce) on every login.
@@ -141,7 +141,7 @@ class Token(Base, TokenMixin):
         ForeignKey("authorization_codes.id", ondelete="SET NULL")
     )
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_tokens_citizen", "citizen_id"),)
