@@ -19,12 +19,6 @@ from flask import request
 from flask import session
 from flask import url_for
 from flask_babel import get_locale
-from jinja2 import ChoiceLoader
-from jinja2 import FileSystemLoader
-from jinja2 import PrefixLoader
-
-import idserver
-from idserver.web import has_kern_stylesheet
 
 from . import sessions
 
@@ -40,7 +34,6 @@ __all__ = [
 ]
 
 SESSION_KEY = "resident"
-IDSERVER_TEMPLATES = Path(idserver.__file__).with_name("templates")
 SESSION_LIFETIME = dt.timedelta(hours=1)
 
 CSP = (
@@ -60,6 +53,15 @@ class Resident:
     @property
     def name(self) -> str:
         return str(self.claims.get("name") or self.claims.get("given_name") or "")
+
+
+def has_kern_stylesheet(app: Flask) -> bool:
+    """Whether ``make install`` fetched the KERN UX stylesheet into the portal's static folder.
+
+    Decided once at start: with it the pages link KERN before their own stylesheet, without it
+    they look tidy with their own stylesheet alone.
+    """
+    return (Path(app.static_folder or "") / "vendor" / "kern" / "kern.min.css").is_file()
 
 
 def current_resident() -> Resident | None:
@@ -134,11 +136,6 @@ def init_app(app: Flask) -> None:
     )
 
     app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
-    # Markup shared with Bürger-ID (the KERN header bar) is included as "idserver/<name>".
-    assert app.jinja_loader is not None
-    app.jinja_loader = ChoiceLoader(
-        [app.jinja_loader, PrefixLoader({"idserver": FileSystemLoader(IDSERVER_TEMPLATES)})]
-    )
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
