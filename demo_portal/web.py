@@ -24,6 +24,7 @@ from . import sessions
 
 __all__ = [
     "Resident",
+    "clear_session",
     "current_resident",
     "external_url",
     "init_app",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 SESSION_KEY = "resident"
+LANGUAGE_KEY = "lang"  # chosen with the language switch (demo_portal.i18n)
 SESSION_LIFETIME = dt.timedelta(hours=1)
 
 CSP = (
@@ -75,9 +77,18 @@ def current_resident() -> Resident | None:
     return Resident(sub=stored["sub"], claims=stored["claims"], id_token=stored["id_token"])
 
 
-def sign_in(claims: dict[str, Any], id_token: str) -> None:
-    """A fresh session for the resident (session rotation: nothing from before survives)."""
+def clear_session() -> None:
+    """Empty the session cookie; only the chosen language (no secret) survives."""
+    language = session.get(LANGUAGE_KEY)
     session.clear()
+    if language is not None:
+        session[LANGUAGE_KEY] = language
+    g.resident_session_open = False
+
+
+def sign_in(claims: dict[str, Any], id_token: str) -> None:
+    """A fresh session for the resident (session rotation: nothing else from before survives)."""
+    clear_session()
     session.permanent = True  # expires SESSION_LIFETIME after the last request
     session[SESSION_KEY] = {
         "sid": sessions.start_session(),
@@ -93,8 +104,7 @@ def sign_out() -> None:
     stored = session.get(SESSION_KEY)
     if isinstance(stored, dict):
         sessions.end_session(stored.get("sid"))
-    session.clear()
-    g.resident_session_open = False
+    clear_session()
 
 
 def external_url(endpoint: str, **values: Any) -> str:
