@@ -54,7 +54,7 @@ class DemoSettings:
 
     @classmethod
     def scratch(cls, root: Path) -> DemoSettings:
-        """A throw-away demo in ``root`` on free ports: beside a running demo, touching none of it."""
+        """A throw-away demo in ``root`` on free ports, touching nothing of a running demo."""
         ports = free_ports(len(DEFAULT_PORTS))
         return cls(
             root=root.resolve(), ports=dict(zip(DEFAULT_PORTS, ports, strict=True)), isolated=True

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from typing import Any
-
 from flask import Blueprint
 from flask import Flask
 from flask import redirect

@@ -36,16 +36,15 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
-        if tag in ("input", "textarea") and "name" in values:
+        if tag in ("input", "textarea", "button") and "name" in values:
             self.fields.setdefault(values["name"], values.get("value", ""))
         if tag == "a" and "href" in values:
             for element in self._open:
                 element.links.append(values["href"])
-        if tag in VOID:
-            return
         element = Element(tag, values)
         self.elements.append(element)
-        self._open.append(element)
+        if tag not in VOID:
+            self._open.append(element)
 
     def handle_endtag(self, tag: str) -> None:
         for index in range(len(self._open) - 1, -1, -1):

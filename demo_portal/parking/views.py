@@ -119,8 +119,8 @@ def cancel(permit_id: str) -> Any:
 @bp.get("/check")
 def check() -> str:
     """A scanned QR code (``ref``), a typed permit number (``number``) or a signed token."""
-    reference = request.args.get("ref", "").strip()[: MAX_FIELD]
-    number = request.args.get("number", "").strip()[: MAX_FIELD]
+    reference = request.args.get("ref", "").strip()[:MAX_FIELD]
+    number = request.args.get("number", "").strip()[:MAX_FIELD]
     token = request.args.get("token", "").strip()
     result = None
     if reference:
@@ -129,9 +129,7 @@ def check() -> str:
         result = service.check_permit_number(number)
     elif token:
         result = service.check_permit_token(token)
-    return render_template(
-        "parking/check.html", token=token, number=number, result=result
-    )
+    return render_template("parking/check.html", token=token, number=number, result=result)
 
 
 @bp.get("/jwks.json")
