@@ -9,6 +9,12 @@ so concurrent requests can never get more than the limit through. A refused requ
 slot: a 429 changes nothing. Where only some outcomes count, the slot is given back afterwards
 when the outcome is not one of them.
 
+When Redis is out of reach the counting goes on in the database table instead, which every
+worker shares as well, and Redis is tried again after ``REDIS_RETRY_SECONDS``: limits keep
+holding during a Redis outage (a window may count up to twice its limit across the switch), and
+no request fails for want of Redis. The database is the last resort: if it is down too, the
+request fails with 503 like every other that needs it.
+
 What is counted, and why (OWASP ASVS 5.0 V2.4.1, V6.3.1; RFC 10027 "Rate Limits"):
 
 =====================  =======================  ===================================  ===========
@@ -96,6 +102,12 @@ LIMITS = (
 DATABASE_SCHEME = "idserver+database"
 KEY_PREFIX = "idserver"
 PURGE_EVERY = 1000  # increments between two sweeps of expired counters
+REDIS_RETRY_SECONDS = 5.0  # after Redis failed, count in the database this long before retrying
+REDIS_TIMEOUT_SECONDS = 2  # connect and read timeout towards Redis
+
+
+class CountersUnavailable(Exception):
+    """The counters' storage cannot be reached; the caller counts elsewhere."""
 
 
 class WindowFull(RateLimited):
@@ -275,23 +287,47 @@ return 0
 
 
 class RedisCounters:
-    """``acquire``/``release`` on the counters of ``limits``' Redis storage (same keys)."""
+    """``acquire``/``release`` on the counters of ``limits``' Redis storage (same keys).
+
+    A Redis failure raises ``CountersUnavailable`` and is remembered for
+    ``REDIS_RETRY_SECONDS`` (in this process), so requests in the meantime do not each wait for
+    a connection that is not coming.
+    """
 
     def __init__(self, storage: RedisStorage) -> None:
+        from redis import RedisError
+
         self._storage = storage
+        self._errors = RedisError
+        self._down_until = 0.0
         connection = storage.get_connection()
         self._acquire = connection.register_script(_REDIS_ACQUIRE.encode())
         self._release = connection.register_script(_REDIS_RELEASE.encode())
 
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if time.monotonic() < self._down_until:
+            raise CountersUnavailable("Redis failed a moment ago")
+        try:
+            return script(keys, args)
+        except self._errors as exc:
+            if self._down_until == 0.0:
+                log.warning("Redis unreachable; rate limits count in the database: %s", exc)
+            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            raise CountersUnavailable(str(exc)) from exc
+
     def acquire(self, windows: Sequence[Window]) -> list[Slot]:
         keys = [self._storage.prefixed_key(key) for key, _, _ in windows]
-        answer = self._acquire(keys, [n for _, limit, expiry in windows for n in (limit, expiry)])
+        limits = [n for _, limit, expiry in windows for n in (limit, expiry)]
+        answer = self._call(self._acquire, keys, limits)
+        if self._down_until != 0.0:
+            log.info("Redis is back; rate limits count there again")
+            self._down_until = 0.0
         if isinstance(answer, int):
             raise WindowFull(windows[-answer - 1][2])
         return list(zip(keys, (int(ttl) for ttl in answer), strict=True))
 
     def release(self, slots: Sequence[Slot]) -> None:
-        self._release([key for key, _ in slots], [ttl for _, ttl in slots])
+        self._call(self._release, [key for key, _ in slots], [ttl for _, ttl in slots])
 
 
 @dataclass(frozen=True)
@@ -302,8 +338,14 @@ class Reservation:
     slots: tuple[Slot, ...]
 
     def release(self) -> None:
-        """Give the slots back: the outcome was not one that counts."""
-        self.counters.release(self.slots)
+        """Give the slots back: the outcome was not one that counts.
+
+        If their storage has gone meanwhile they stay taken: counting too much is the safe side.
+        """
+        try:
+            self.counters.release(self.slots)
+        except CountersUnavailable:
+            log.info("could not give back %d rate-limit slots", len(self.slots))
 
 
 def reserve(setting: str, key: str, *, scope: str) -> Reservation:
@@ -313,7 +355,11 @@ def reserve(setting: str, key: str, *, scope: str) -> Reservation:
         for item in parse_many(current_app.config[setting])
     ]
     counters: Counters = current_app.extensions["idserver.counters"]
-    return Reservation(counters, tuple(counters.acquire(windows)))
+    try:
+        return Reservation(counters, tuple(counters.acquire(windows)))
+    except CountersUnavailable:
+        fallback: Counters = current_app.extensions["idserver.counters.fallback"]
+        return Reservation(fallback, tuple(fallback.acquire(windows)))
 
 
 def consume(setting: str, key: str, *, scope: str) -> None:
@@ -400,10 +446,16 @@ def init_app(app: Flask) -> None:
             parse_many(app.config[name])
         except ValueError as exc:
             raise ConfigError(f"IDSERVER_{name}: {exc}") from exc
+    redis_url = app.config.get("REDIS_URL")
+    timeouts: dict[str, str | int] = {
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    }
     limiter = Limiter(
         key_func=client_address,
         app=app,
-        storage_uri=app.config.get("REDIS_URL") or f"{DATABASE_SCHEME}://",
+        storage_uri=redis_url or f"{DATABASE_SCHEME}://",
+        storage_options=timeouts if redis_url else {},
         strategy="fixed-window",
         key_prefix=KEY_PREFIX,
         headers_enabled=False,
@@ -414,6 +466,7 @@ def init_app(app: Flask) -> None:
         app.extensions["idserver.counters"] = storage
     elif isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
         app.extensions["idserver.counters"] = RedisCounters(storage)
+        app.extensions["idserver.counters.fallback"] = DatabaseStorage()
     else:
         raise ConfigError("IDSERVER_REDIS_URL: counters need one Redis server (redis://…)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
 from sqlalchemy import bindparam
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from .. import limits
 from ..account.service import SELF_CLIENT_ID
@@ -31,6 +33,7 @@ from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
+from ..errors import is_transient
 from ..errors import wants_json
 from ..oidc.models import Client
 from ..oidc.server import Authentication
@@ -43,6 +46,8 @@ from . import events
 from . import qr
 from . import service
 from .models import LoginTransaction
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("crosslogin", __name__)
 
@@ -203,8 +208,16 @@ def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
 
     def read_version() -> int:
         nonlocal latest
-        with engine.connect() as connection:
-            row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+        try:
+            with engine.connect() as connection:
+                row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            # The answer has begun (200), so no 503 now: wait on as if nothing changed; the
+            # desktop asks again when the hold ends and meets the 503 then, if it lasts.
+            log.info("long poll of login %s could not read its status: %s", tx.id, exc.orig)
+            return seen
         if row is None:
             return -1
         latest = row
