@@ -44,6 +44,11 @@ class _Commands(FlaskGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return click.Group.list_commands(self, ctx)
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Only ours: not the ``flask.commands`` plugins of installed packages (Flask-Limiter's
+        # ``limiter`` group, which would show the storage URI) nor Flask's own.
+        return click.Group.get_command(self, ctx, cmd_name)
+
 
 @click.group(
     cls=_Commands, create_app=_create_app, add_default_commands=False, add_version_option=False

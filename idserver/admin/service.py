@@ -15,7 +15,6 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select
 from sqlalchemy import func
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -24,6 +23,7 @@ from ..audit import record_event
 from ..audit.models import AuditEvent
 from ..citizens.models import ActivationCode
 from ..citizens.models import Citizen
+from ..citizens.models import searchable_name
 from ..citizens.service import issue_activation_code
 from ..citizens.service import register_citizen
 from ..clerks.models import Clerk
@@ -136,13 +136,9 @@ def _active_devices() -> Any:
 
 def _matching(query: ResidentQuery) -> Select[Any]:
     statement = select(Citizen)
-    for part in query.name.lower().split():
-        statement = statement.where(
-            or_(
-                func.lower(Citizen.given_name).contains(part, autoescape=True),
-                func.lower(Citizen.family_name).contains(part, autoescape=True),
-            )
-        )
+    # Both sides spelt alike (``searchable_name``): "Mueller" finds "Müller" and back.
+    for part in searchable_name(query.name).split():
+        statement = statement.where(Citizen.search_name.contains(part, autoescape=True))
     if query.postcode:
         statement = statement.where(Citizen.postcode.startswith(query.postcode, autoescape=True))
     if query.birthdate:

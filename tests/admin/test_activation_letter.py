@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import zxingcpp
+from clerk_session import html_of
 from clerk_session import sign_in_clerk
 
 from idserver.citizens.models import Citizen
@@ -166,3 +167,20 @@ def test_making_the_letter_logs_nothing_about_the_code(app, runner, tmp_path, ci
     printed = re.search(r"[A-Z0-9]{4}  [A-Z0-9]{4}  [A-Z0-9]{4}  [A-Z0-9]{4}", text).group(0)
     assert printed.replace("  ", "-") not in caplog.text
     assert "Glyph" not in caplog.text  # a font subsetter's glyph list names the code's letters
+
+
+def test_after_the_download_the_residents_page_shows_the_new_letter(app, runner, tmp_path, citizen):
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    before = html_of(clerk.browser.get(f"/admin/residents/{citizen.id}"))
+    (form,) = [f for f in before.find("form") if f.attrs["action"].endswith("/letter")]
+    # the console's script sends this form, saves the PDF and then opens data-after
+    assert "data-letter" in form.attrs
+    assert form.attrs["data-after"].startswith(f"/admin/residents/{citizen.id}")
+    assert before.find("script", src="/static/js/admin-letter.js")
+    assert before.find("p", id="letter-status", role="status")
+    assert "not used yet" not in " ".join(td.words for td in before.find("td"))
+    _letter(clerk, citizen.id)
+    after = html_of(clerk.browser.get(form.attrs["data-after"]))
+    flashes = [p.words for p in after.find("p", class_="notice")]
+    assert any(text.startswith("A new activation letter has been issued.") for text in flashes)
+    assert "not used yet" in [td.words for td in after.find("td")]

@@ -125,6 +125,39 @@ def test_upgrade_fingerprints_existing_keys_and_revokes_copies(app_config):
     ]
 
 
+def test_upgrade_spells_the_search_names_of_existing_residents(app_config):
+    # Residents registered before citizens.search_name are found by the clerk search too.
+    app = create_app(app_config)
+    url = app.config["DATABASE_URL"]
+    engine = make_engine(url)
+    config = alembic_config(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+    now = dt.datetime.now(dt.UTC)
+    address = {"street": "Kampstraße 12", "postcode": "44137", "city": "Dortmund"}
+    with engine.begin() as connection:
+        for number, (given, family) in enumerate([("Jürgen", "Müller"), ("Renée", "Strauß")]):
+            connection.execute(
+                sa.insert(OLD_CITIZENS).values(
+                    id=f"c{number}",
+                    given_name=given,
+                    family_name=family,
+                    birthdate=dt.date(1984, 8, 12),
+                    created_at=now,
+                    **address,
+                )
+            )
+    upgrade(app)
+    citizens = Base.metadata.tables["citizens"]
+    with engine.connect() as connection:
+        names = connection.execute(
+            sa.select(citizens.c.search_name).order_by(citizens.c.id)
+        ).scalars()
+        assert list(names) == ["juergen mueller", "renee strauss"]
+    engine.dispose()
+
+
 # -- several instances starting at once ---------------------------------------------------------
 BIN = Path(sys.executable).parent
 OLD_REVISION = "0004"
