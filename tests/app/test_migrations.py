@@ -133,7 +133,7 @@ def test_upgrade_spells_the_search_names_of_existing_residents(app_config):
     config = alembic_config(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
+        command.upgrade(config, "0009")
     now = dt.datetime.now(dt.UTC)
     address = {"street": "Kampstraße 12", "postcode": "44137", "city": "Dortmund"}
     with engine.begin() as connection:

@@ -1,7 +1,7 @@
 """citizens.search_name: names spelt for the clerk search (ä/ae, ö/oe, ü/ue, ß/ss alike)
 
-Revision ID: 0009_resident_search
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-14 12:00:00
 
 Existing residents get their search name here; the application keeps it up to date on every
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0009_resident_search'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
