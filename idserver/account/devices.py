@@ -101,7 +101,9 @@ def end_device_grants(
     pairings they approved; one audit event (ids and counts only).
 
     Every revocation path calls this inside its own transaction, after marking the devices
-    revoked or suspended; the caller commits, so the grants end together with the device.
+    revoked or suspended; the caller commits, so the grants end together with the device. Call
+    it before appending any other audit event: an append takes the log's lock, which a code
+    redemption or pairing waits for while holding its row, so rows first (or the two deadlock).
     """
     pks = sorted(set(credential_pks))
     sessions = end_device_sessions(citizen_id=citizen_id, credential_pks=pks)
@@ -216,8 +218,8 @@ def revoke_device(citizen_id: str, device_id: int) -> None:
         session.rollback()
         raise _not_found()
     actor = f"citizen:{citizen_id}"
-    record_event("device_revoked", actor=actor, subject=citizen_id, credential_id=device_id)
     end_device_grants(citizen_id, [device_id], reason="device_revoked", actor=actor)
+    record_event("device_revoked", actor=actor, subject=citizen_id, credential_id=device_id)
     session.commit()
 
 
@@ -255,6 +257,9 @@ def revoke_devices_with_code(code: Any) -> str | None:
     )
     pairings = cancel_pairings(citizen_id, reason="lost_phone")
     actor = f"citizen:{citizen_id}"
+    # Every device, also those revoked or suspended before: whatever any of them obtained ends.
+    every_device = session.scalars(select(Credential.id).where(Credential.citizen_id == citizen_id))
+    end_device_grants(citizen_id, list(every_device), reason="lost_phone", actor=actor)
     record_event(
         "devices_revoked_with_code",
         actor=actor,
@@ -263,8 +268,5 @@ def revoke_devices_with_code(code: Any) -> str | None:
         credentials_revoked=revoked.rowcount,  # type: ignore[attr-defined]
         pairings_cancelled=pairings,
     )
-    # Every device, also those revoked or suspended before: whatever any of them obtained ends.
-    every_device = session.scalars(select(Credential.id).where(Credential.citizen_id == citizen_id))
-    end_device_grants(citizen_id, list(every_device), reason="lost_phone", actor=actor)
     session.commit()
     return str(citizen_id)

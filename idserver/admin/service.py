@@ -212,6 +212,10 @@ def _revoke_devices(citizen: Citizen, *, actor: str, reason: str) -> tuple[list[
             .returning(Credential.id)
         )
     )
+    every_device = db.session.scalars(
+        select(Credential.id).where(Credential.citizen_id == citizen.id)
+    )
+    ended = end_device_grants(citizen.id, list(every_device), reason=reason, actor=actor)
     for credential_id in ids:
         record_event(
             "device_revoked",
@@ -220,10 +224,6 @@ def _revoke_devices(citizen: Citizen, *, actor: str, reason: str) -> tuple[list[
             credential_id=credential_id,
             reason="clerk",
         )
-    every_device = db.session.scalars(
-        select(Credential.id).where(Credential.citizen_id == citizen.id)
-    )
-    ended = end_device_grants(citizen.id, list(every_device), reason=reason, actor=actor)
     return ids, ended
 
 

@@ -98,15 +98,6 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
             .where(Credential.id == credential.id, Credential.suspended_at.is_(None))
             .values(suspended_at=now)
         )
-        record_event(
-            "device_suspended",
-            actor="system",
-            subject=credential.citizen_id,
-            credential_id=credential.id,
-            reason="sign_count_regression",
-            stored_count=credential.sign_count,
-            presented_count=verified.sign_count,
-        )
         # account builds on passkeys, not vice versa: imported here, where a device goes
         from ..account.devices import end_device_grants
 
@@ -115,6 +106,15 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
             [credential.id],
             reason="sign_count_regression",
             actor="system",
+        )
+        record_event(
+            "device_suspended",
+            actor="system",
+            subject=credential.citizen_id,
+            credential_id=credential.id,
+            reason="sign_count_regression",
+            stored_count=credential.sign_count,
+            presented_count=verified.sign_count,
         )
         session.commit()
         log.warning("credential %s suspended: signature counter went back", credential.id)

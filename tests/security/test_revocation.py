@@ -148,7 +148,7 @@ def test_rejects_tokens_of_a_device_suspended_as_cloned(
             select(AuditEvent).where(AuditEvent.event == "device_suspended")
         ).one()
     (ended,) = _grants_ended(app)
-    assert ended.id == suspended.id + 1  # audited together with the suspension
+    assert suspended.id == ended.id + 1  # audited together with the suspension
     assert (ended.actor, ended.subject) == ("system", suspended.subject)
     assert ended.data == {
         "credential_ids": [device],
@@ -283,10 +283,9 @@ def test_other_devices_of_the_citizen_keep_their_sessions_and_tokens(
     # the phone's login is untouched
     assert _userinfo(on_phone, phone_tokens).status_code == 200
     assert on_phone.get("/account").status_code == 200
+    phone = _device(app, "Erikas Telefon")
     with app.app_context():
-        phone_token = db.session.scalars(
-            select(Token).where(Token.credential_pk == _device(app, "Erikas Telefon"))
-        ).one()
+        phone_token = db.session.scalars(select(Token).where(Token.credential_pk == phone)).one()
         assert phone_token.revoked_at is None
     (ended,) = _grants_ended(app)
     assert ended.data["credential_ids"] == [_device(app, "Erikas Tablet")]
