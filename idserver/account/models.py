@@ -28,6 +28,10 @@ class BrowserSession(Base):
     acr: Mapped[str] = mapped_column(String(100))
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     login_id: Mapped[str | None] = mapped_column(String(64))
+    # The device that approved the login: revoking or suspending it ends the session.
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL")
+    )
 
     __table_args__ = (Index("ix_browser_sessions_citizen", "citizen_id"),)
 

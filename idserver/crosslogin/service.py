@@ -38,7 +38,6 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -54,6 +53,7 @@ from ..oidc.claims import claim_names
 from ..oidc.models import Client
 from ..passkeys import ceremonies
 from ..passkeys.models import Credential
+from ..passkeys.models import usable_device
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
 from ..passkeys.service import find_credential
@@ -228,13 +228,10 @@ def consume(tx: LoginTransaction) -> bool:
     Only while the device that approved it is still active: one removed or blocked since
     (account page, revocation code, clerk) yields no code and no session.
     """
-    active = select(Credential.id).where(
-        Credential.revoked_at.is_(None), Credential.suspended_at.is_(None)
-    )
     return _transition(
         tx.id,
         from_states=("approved",),
-        where=(LoginTransaction.credential_pk.in_(active),),
+        where=(usable_device(LoginTransaction.credential_pk),),
         state="consumed",
     )
 

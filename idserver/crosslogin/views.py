@@ -260,10 +260,17 @@ def continue_login(login_id: str) -> Any:
             amr=list(tx.amr or []),
             acr=tx.acr or service.ACR_PHONE,
             login_id=tx.id,
+            credential_pk=tx.credential_pk,
         )
         if tx.client_id == SELF_CLIENT_ID:
             # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
-            start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+            start_session(
+                citizen_id=citizen.id,
+                acr=auth.acr,
+                amr=auth.amr,
+                login_id=tx.id,
+                credential_pk=tx.credential_pk,
+            )
             response = redirect(safe_next(params.get("next")), code=303)
             response.delete_cookie(login_cookie_name(tx.id), path="/")
             return response
@@ -275,7 +282,13 @@ def continue_login(login_id: str) -> Any:
         )
         response.status_code = 303
         response.delete_cookie(login_cookie_name(tx.id), path="/")
-        start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+        start_session(
+            citizen_id=citizen.id,
+            acr=auth.acr,
+            amr=auth.amr,
+            login_id=tx.id,
+            credential_pk=tx.credential_pk,
+        )
         return response
     if tx.state in ("denied", "expired") and tx.client_id == SELF_CLIENT_ID:
         service.consume_denied(tx)

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
 from ..logs import note_client
+from ..passkeys.models import usable_device
 from .claims import claim_names
 from .claims import claims_for_scope
 from .keys import key_store
@@ -65,6 +67,7 @@ __all__ = [
     "StoredAuthorizationRequest",
     "authorization",
     "require_oauth",
+    "revoke_device_grants",
 ]
 
 ASSERTION_ALGORITHMS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
@@ -81,6 +84,7 @@ class Authentication:
     amr: list[str]
     acr: str
     login_id: str | None = None
+    credential_pk: int | None = None  # the device that approved the login
 
 
 class StoredAuthorizationRequest(OAuth2Request):
@@ -149,6 +153,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=auth.acr,
             amr=auth.amr,
             login_id=auth.login_id,
+            credential_pk=auth.credential_pk,
             expires_at=utcnow() + dt.timedelta(seconds=ttl),
         )
         db.session.add(record)
@@ -165,17 +170,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             revoke_tokens_of_code(record.id)
             log.warning("authorization code %s reused; its tokens are revoked", record.id)
             return None
-        if record.expires_at <= utcnow():
+        if record.revoked_at is not None or record.expires_at <= utcnow():
             return None
         return record
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
-        # Runs after PKCE passed: now burn the code, exactly once, in the database.
+        # Runs after PKCE passed: now burn the code, exactly once, in the database, and only
+        # while it is not voided and the device that approved its login is still usable.
         session = db.session
         burned = session.execute(
             update(AuthorizationCode)
             .where(
-                AuthorizationCode.id == authorization_code.id, AuthorizationCode.used_at.is_(None)
+                AuthorizationCode.id == authorization_code.id,
+                AuthorizationCode.used_at.is_(None),
+                AuthorizationCode.revoked_at.is_(None),
+                usable_device(AuthorizationCode.credential_pk),
             )
             .values(used_at=utcnow())
         )
@@ -199,6 +208,39 @@ def revoke_tokens_of_code(code_id: int) -> None:
         .values(revoked_at=utcnow())
     )
     db.session.commit()
+
+
+def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) -> tuple[int, int]:
+    """Void the unredeemed codes and revoke the live access tokens of these devices' logins.
+
+    Returns (codes voided, tokens revoked). Runs in the caller's transaction; the caller commits.
+    Codes go first: a redemption running at the same moment either burned its code before (then
+    its token is committed when the token UPDATE looks, and is revoked) or finds it voided.
+    """
+    if not credential_pks:
+        return 0, 0
+    now = utcnow()
+    session = db.session
+    codes = session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.credential_pk.in_(credential_pks),
+            AuthorizationCode.citizen_id == citizen_id,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    tokens = session.execute(
+        update(Token)
+        .where(
+            Token.citizen_id == citizen_id,
+            Token.credential_pk.in_(credential_pks),
+            Token.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return codes.rowcount, tokens.rowcount  # type: ignore[attr-defined]
 
 
 class IdToken(OpenIDCode):
@@ -312,8 +354,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
+        """The token, while the device that approved its login is usable (else invalid_token).
+
+        ``revoke_device_grants`` marks a device's tokens revoked when it goes; this check also
+        holds for tokens no revocation saw (a device blocked before tokens named their device).
+        """
         token = db.session.scalars(
-            select(Token).where(Token.access_token_hash == hash_secret(token_string))
+            select(Token).where(
+                Token.access_token_hash == hash_secret(token_string),
+                usable_device(Token.credential_pk),
+            )
         ).first()
         if token is not None:
             note_client(token.client_id)
@@ -372,6 +422,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         scope=scope,
         claims=claim_names(scope),
         code_id=code.id if code is not None else None,
+        credential_pk=code.credential_pk if code is not None else None,
         issued_at=now,
         expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
     )

@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
+from sqlalchemy import ColumnElement
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import exists
 from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -63,6 +65,19 @@ class Credential(Base):
     @property
     def usable(self) -> bool:
         return self.revoked_at is None and self.suspended_at is None
+
+
+def usable_device(credential_pk: Any) -> ColumnElement[bool]:
+    """SQL condition: ``credential_pk`` names a device that is neither revoked nor suspended.
+
+    What a device obtained (an approved login, a session, a code, a token) counts only while
+    this holds; NULL names no device and never holds. A primary-key lookup per row.
+    """
+    return exists().where(
+        Credential.id == credential_pk,
+        Credential.revoked_at.is_(None),
+        Credential.suspended_at.is_(None),
+    )
 
 
 class Challenge(Base):
