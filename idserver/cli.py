@@ -29,13 +29,33 @@ def _fail(exc: IdServerError) -> None:
 
 
 def _create_app() -> Flask:
+    """The application; with unusable settings, one line per problem and exit status 2."""
     from . import create_app
+    from .config import ConfigError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+
+
+class _Commands(FlaskGroup):
+    """Flask's group without loading the application to list commands: every command is
+    registered here, and ``idserver --help`` must work while the settings are broken."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return click.Group.list_commands(self, ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Only ours: not the ``flask.commands`` plugins of installed packages (Flask-Limiter's
+        # ``limiter`` group, which would show the storage URI) nor Flask's own.
+        return click.Group.get_command(self, ctx, cmd_name)
 
 
 @click.group(
-    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False
+    cls=_Commands, create_app=_create_app, add_default_commands=False, add_version_option=False
 )
 def main() -> None:
     """Bürger-ID identity provider: serve it, and manage residents, clients and keys."""
@@ -54,13 +74,19 @@ def main() -> None:
     help="Threads per worker; waiting desktops each hold one during a long poll (a blocked "
     "thread costs no CPU and about 50 KB; threads are started only when needed).",
 )
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the production server (gunicorn, threaded workers)."""
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
+    "start unless the database is at the newest revision.",
+)
+def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
+    """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
     # Before the application exists: prometheus-client picks its storage when first imported.
     created = _prepare_metrics_directory()
     master = os.getpid()
     try:
-        _run_gunicorn(host=host, port=port, workers=workers, threads=threads)
+        _run_gunicorn(host=host, port=port, workers=workers, threads=threads, no_migrate=no_migrate)
     finally:
         # A worker leaves through here too (gunicorn's sys.exit after fork): only the master,
         # when the whole server stops, may remove the folder.
@@ -68,10 +94,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             shutil.rmtree(created, ignore_errors=True)
 
 
-def _run_gunicorn(*, host: str, port: int, workers: int, threads: int) -> None:
+def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from .db_migrate import revisions
     from .db_migrate import upgrade
+    from .logs import gunicorn_logconfig
     from .metrics import multiprocess_mode
 
     app = _create_app()
@@ -81,7 +109,20 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int) -> None:
             "server with `idserver serve`, or set PROMETHEUS_MULTIPROC_DIR yourself"
         )
     with app.app_context():
-        upgrade(app)
+        if not no_migrate:
+            upgrade(app)
+        else:
+            current, head = revisions(app)
+            if current != head:
+                click.echo(
+                    f"the database is at revision {current or 'none (empty)'}, this version "
+                    f"needs {head}: run `idserver db upgrade` first, or start without "
+                    "--no-migrate",
+                    err=True,
+                )
+                sys.exit(1)
+    # One access log, written by the application (idserver/logs.py); gunicorn's is off.
+    logconfig = gunicorn_logconfig(fmt=app.config["LOG_FORMAT"], level=app.config["LOG_LEVEL"])
 
     def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -97,13 +138,15 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("worker_connections", 2 * threads)  # held polls + idle keep-alives
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("logconfig_dict", logconfig)
             self.cfg.set("child_exit", child_exit)
 
         def load(self) -> Flask:
-            from . import create_app
+            from .admin import start_periodic_purge
 
-            return create_app()
+            app = _create_app()
+            start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
+            return app
 
     _Server().run()
 
@@ -146,6 +189,33 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- config -----------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """The settings (environment variables IDSERVER_*)."""
+
+
+@config_group.command("check", with_appcontext=False)  # reads the settings only
+def config_check() -> None:
+    """Print every setting, its value and source (secrets as ***); exit 1 naming each problem."""
+    from .config import effective_config
+
+    instance_path = Flask("idserver", instance_relative_config=True).instance_path
+    effective = effective_config(instance_path=instance_path)
+    _print(
+        {
+            "ok": not effective.problems,
+            "problems": effective.problems,
+            "warnings": effective.warnings,
+            "settings": effective.masked(),
+        }
+    )
+    for line in effective.problems + effective.warnings:
+        click.echo(line, err=True)
+    if effective.problems:
+        sys.exit(1)
 
 
 # -- citizens ---------------------------------------------------------------------------------
@@ -204,6 +274,7 @@ def activation_group() -> None:
 @with_appcontext
 def activation_issue(citizen_id: str) -> None:
     """Issue a one-time activation code (shown once; only its hash is stored)."""
+    from .admin.letter import activation_link
     from .citizens.service import activation_url
     from .citizens.service import issue_activation_code
 
@@ -217,6 +288,7 @@ def activation_issue(citizen_id: str) -> None:
             "activation_id": record.id,
             "code": code,
             "activation_url": activation_url(record),
+            "activation_link": activation_link(activation_url(record), code),
             "expires_at": record.expires_at.isoformat(),
         }
     )
@@ -485,6 +557,25 @@ def citizen_purge() -> None:
     from .admin import purge_deleted_residents
 
     _print(purge_deleted_residents())
+
+
+# -- maintenance ------------------------------------------------------------------------------
+@main.group("maintenance")
+def maintenance_group() -> None:
+    """Housekeeping (`idserver serve` also runs it every IDSERVER_PURGE_INTERVAL_SECONDS)."""
+
+
+@maintenance_group.command("purge")
+@with_appcontext
+def maintenance_purge() -> None:
+    """Delete ended logins, codes, tokens, challenges, pairings and sessions after
+    IDSERVER_PURGE_AFTER_HOURS, residents after IDSERVER_RETENTION_DAYS; prints counts per table.
+
+    While another purge runs this one does nothing and prints {"skipped": ...} (exit status 0).
+    """
+    from .admin import purge_expired_data
+
+    _print(purge_expired_data())
 
 
 def register_commands(app: Flask) -> None:

@@ -57,6 +57,7 @@ EVENTS = frozenset(
         "device_renamed",
         "device_suspended",
         "devices_revoked_with_code",
+        "device_grants_ended",
         "consent_withdrawn",
         "clerk_action",
         "clerk_added",
@@ -64,6 +65,7 @@ EVENTS = frozenset(
         "key_rotated",
         "key_retired",
         "residents_purged",
+        "maintenance_purged",
         "audit_checkpoint",
     }
 )

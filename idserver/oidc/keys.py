@@ -8,7 +8,6 @@ Every worker re-reads the folder when ``keys.json`` changes, so a rotation reach
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -44,6 +43,24 @@ def _write_private(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def _create_once(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` (mode 0600) unless it exists; False if it did.
+
+    Written under a temporary name and then hard-linked, so an instance starting at the same
+    moment never reads a half-written file, and of two the first one wins.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".new-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
 
 
 def _write_manifest(directory: str, manifest: dict[str, Any]) -> None:
@@ -86,13 +103,21 @@ class KeyStore:
         return kid
 
     def ensure(self) -> bool:
-        """Create the folder and a first key if there is none; True if one was created."""
+        """Create the folder and a first key if there is none; True if one was created.
+
+        Instances starting together on an empty folder agree on one first key: the manifest
+        that names it is created once, and the others remove the key they made meanwhile.
+        """
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        if os.path.exists(os.path.join(self.directory, MANIFEST)):
+        manifest = os.path.join(self.directory, MANIFEST)
+        if os.path.exists(manifest):
             return False
         kid = self._new_key_file()
-        _write_manifest(self.directory, {"active": kid, "published": [kid]})
-        return True
+        first = json.dumps({"active": kid, "published": [kid]}, indent=2).encode()
+        if _create_once(manifest, first):
+            return True
+        os.unlink(os.path.join(self.directory, f"{kid}.pem"))
+        return False
 
     def rotate(self) -> str:
         """Add a key and sign with it; the previous keys stay published until retired."""
@@ -118,8 +143,7 @@ class KeyStore:
         """The secret behind pairwise ``sub`` values: created once, never rotated."""
         if self._salt is None:
             path = os.path.join(self.directory, SALT_FILE)
-            with contextlib.suppress(FileExistsError):
-                _write_private(path, secrets.token_bytes(32).hex().encode())
+            _create_once(path, secrets.token_bytes(32).hex().encode())
             with open(path, "rb") as handle:
                 self._salt = bytes.fromhex(handle.read().decode().strip())
         return self._salt

@@ -142,7 +142,26 @@ def test_production_refuses_a_short_metrics_token(app_config, monkeypatch):
     production = {**app_config, "ENV": "production", "SECRET_KEY": secrets.token_urlsafe(32)}
     with pytest.raises(ConfigError, match="IDSERVER_METRICS_TOKEN"):
         create_app({**production, "METRICS_TOKEN": "short"})
+    # One line among all the others, not the first problem alone.
+    with pytest.raises(ConfigError) as refused:
+        create_app({**production, "SECRET_KEY": "too-short", "METRICS_TOKEN": "short"})
+    assert "IDSERVER_METRICS_TOKEN must have 32 or more random characters" in refused.value.problems
+    assert any("IDSERVER_SECRET_KEY" in line for line in refused.value.problems)
     create_app({**production, "METRICS_TOKEN": TOKEN})
+
+
+def test_metrics_token_is_a_secret_setting_read_from_a_file(app_config, tmp_path, monkeypatch):
+    from idserver import create_app
+    from idserver.config import effective_config
+
+    (tmp_path / "metrics_token").write_text(TOKEN + "\n")
+    monkeypatch.setenv("IDSERVER_METRICS_TOKEN_FILE", str(tmp_path / "metrics_token"))
+    overrides = {key: value for key, value in app_config.items() if key != "METRICS_TOKEN"}
+    shown = effective_config(overrides, instance_path=str(tmp_path)).masked()
+    assert shown["IDSERVER_METRICS_TOKEN"] == {"value": "***", "source": "file"}
+    client = create_app(overrides).test_client()
+    scrape = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert scrape.status_code == 200
 
 
 # -- what is counted ----------------------------------------------------------------------------

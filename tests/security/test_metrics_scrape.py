@@ -1,6 +1,6 @@
 """``/metrics`` tells how the service is used (logins, clients, refusals): only for the scraper.
 
-Threat model X3: a scrape needs ``Authorization: Bearer <IDSERVER_METRICS_TOKEN>``; without a
+Threat model X4: a scrape needs ``Authorization: Bearer <IDSERVER_METRICS_TOKEN>``; without a
 configured token the endpoint does not exist. A refused scrape shows no numbers and changes nothing.
 """
 
