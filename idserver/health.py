@@ -2,8 +2,11 @@
 
 ``/healthz`` answers while the process serves requests, and touches nothing else: restart the
 container when it fails. ``/readyz`` answers 200 only when this instance can do its work: the
-database answers, its schema is at the migrations' head, the signing keys load, and Redis answers
-when ``IDSERVER_REDIS_URL`` is set; send it no traffic while it answers 503. Both bodies name
+database answers, its schema is at the migrations' head and the signing keys load; send it no
+traffic while it answers 503. Redis (``IDSERVER_REDIS_URL``) is reported but does not make an
+instance unready: while it is down, rate limits count in the database and waiting desktops poll
+the database (docs/operations.md, "Failure behaviour"), so taking every instance out of the load
+balancer during a Redis outage would turn a degraded service into none. Both bodies name
 each check and nothing more: no connection strings, no exception texts (those go to the log).
 
 Readiness costs one ``SELECT 1`` per call (plus a Redis ``PING`` when configured). The schema
@@ -123,7 +126,7 @@ def readyz() -> Response:
         except Exception as exc:  # noqa: BLE001
             checks["redis"], failures["redis"] = FAILED, exc
     _log_changes(readiness, checks, failures)
-    ready = all(value in (OK, NOT_CONFIGURED) for value in checks.values())
+    ready = all(value in (OK, NOT_CONFIGURED) for name, value in checks.items() if name != "redis")
     return _probe_response(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
