@@ -42,9 +42,7 @@ def _valid_codes(app):
 
 def _age_login(app, by):
     with app.app_context():
-        db.session.execute(
-            update(BrowserSession).values(created_at=dt.datetime.now(dt.UTC) - by)
-        )
+        db.session.execute(update(BrowserSession).values(created_at=dt.datetime.now(dt.UTC) - by))
         db.session.commit()
 
 
