@@ -4,6 +4,9 @@
   a browser without a session is sent through a QR/passkey login to Bürger-ID first.
 - ``/account/pairings/…``: add another device, approved with a passkey (``account.pairing``).
 - ``/pair/<id>``: what the new device opens from the QR code or link.
+- ``/account/revocation-codes``: replace all valid revocation codes with one new code; needs a
+  login from the last ``FRESH_LOGIN`` (a stolen phone's open session must not void the
+  citizen's paper code).
 - ``/lost``: block every device with the revocation code, without logging in.
 
 Forms post and answer ``303 See Other``; JSON endpoints are for the pages' scripts. Every POST
@@ -12,6 +15,7 @@ carries the session's CSRF token (``idserver.csrf``: form field or ``X-CSRF-Toke
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -31,10 +35,12 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import limits
 from ..api.views import enrolment_response
+from ..citizens import service as citizens
 from ..citizens.models import Citizen
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db
+from ..db import utcnow
 from ..errors import IdServerError
 from ..passkeys.models import Credential
 from ..web import client_address
@@ -51,6 +57,9 @@ bp = Blueprint("account", __name__)
 
 PAIR_COOKIE = "pair-{pairing_id}"
 LOST_DONE_KEY = "lost_done"
+# How recent the login must be to replace the revocation codes (the session's start is its login).
+FRESH_LOGIN = dt.timedelta(minutes=5)
+REVOCATION_CODES_PAGE = "/account/revocation-codes"
 
 
 class SessionRequired(IdServerError):
@@ -79,6 +88,11 @@ def require_session(next_page: str) -> Any:
     if session is None:
         return None, login_to_self(next_page)
     return session, None
+
+
+def has_fresh_login(browser_session: BrowserSession) -> bool:
+    """Whether the session's login (its start: a new login starts a new session) is recent."""
+    return browser_session.created_at > utcnow() - FRESH_LOGIN
 
 
 def _json_session() -> BrowserSession:
@@ -123,6 +137,7 @@ def overview() -> Any:
         devices=devices.list_devices(browser_session.citizen_id, current=current),
         services=services,
         claim_labels=labels,
+        revocation_codes=citizens.count_revocation_codes(browser_session.citizen_id),
     )
 
 
@@ -207,6 +222,39 @@ def logout() -> Any:
 @bp.get("/account/logged-out")
 def logged_out() -> Any:
     return _page("account/logged_out.html")
+
+
+# -- revocation codes ------------------------------------------------------------------------
+@bp.get(REVOCATION_CODES_PAGE)
+def confirm_replace_revocation_codes() -> Any:
+    """Explains what replacing does; an older login is sent to log in again first."""
+    browser_session, login = require_session(REVOCATION_CODES_PAGE)
+    if login is not None:
+        return login
+    if not has_fresh_login(browser_session):
+        return login_to_self(REVOCATION_CODES_PAGE)
+    return _page(
+        "account/revocation_codes.html",
+        count=citizens.count_revocation_codes(browser_session.citizen_id),
+        fresh_minutes=int(FRESH_LOGIN.total_seconds() // 60),
+    )
+
+
+@bp.post(REVOCATION_CODES_PAGE)
+def replace_revocation_codes() -> Any:
+    """Void all the citizen's revocation codes for one new code, shown in this answer only.
+
+    The answer is the page itself, not a redirect: the code is never stored in plain text, not
+    even in the (signed, readable) session cookie. A login that is not fresh changes nothing
+    and goes back to the confirmation page, which asks for a new login.
+    """
+    browser_session, login = require_session(REVOCATION_CODES_PAGE)
+    if login is not None:
+        return login
+    if not has_fresh_login(browser_session):
+        return _to(REVOCATION_CODES_PAGE)
+    code = citizens.replace_revocation_codes(browser_session.citizen_id)
+    return _page("account/revocation_code_new.html", code=code)
 
 
 # -- adding a device: the enrolled side -------------------------------------------------------

@@ -29,6 +29,7 @@ EVENT_LABELS: dict[str, LazyString] = {
     "device_renamed": _l("Device renamed"),
     "device_suspended": _l("Device blocked for safety"),
     "devices_revoked_with_code": _l("All devices blocked with revocation code"),
+    "revocation_codes_replaced": _l("Revocation codes replaced"),
     "consent_withdrawn": _l("Consent withdrawn"),
     "clerk_action": _l("Clerk action"),
     "clerk_added": _l("Clerk added"),
@@ -54,6 +55,9 @@ EVENT_SENTENCES: dict[str, LazyString] = {
     ),
     "devices_revoked_with_code": _l(
         "All devices were blocked with the revocation code (%(credentials_revoked)s devices)."
+    ),
+    "revocation_codes_replaced": _l(
+        "The citizen replaced their revocation codes (%(codes_replaced)s) with one new code."
     ),
     "consent_withdrawn": _l("Consent for %(client_id)s was withdrawn."),
     "clerk_added": _l("A clerk account was added."),

@@ -57,6 +57,7 @@ EVENTS = frozenset(
         "device_renamed",
         "device_suspended",
         "devices_revoked_with_code",
+        "revocation_codes_replaced",
         "device_grants_ended",
         "consent_withdrawn",
         "clerk_action",

@@ -4,6 +4,10 @@ Enrolment: ``begin_enrolment`` checks the code and hands out WebAuthn creation o
 ``finish_enrolment`` verifies the new credential and, in one database transaction, marks the
 code used (``UPDATE … WHERE used_at IS NULL``: single use is the database's job), stores the
 credential and a fresh revocation code.
+
+Revocation codes: any one of a citizen's valid codes blocks all their devices (``/lost``).
+Each enrolment issues one more (``issue_revocation_code``); ``replace_revocation_codes`` lets
+the citizen void them all for a single new one.
 """
 
 from __future__ import annotations
@@ -53,10 +57,13 @@ __all__ = [
     "CODE_ALPHABET",
     "Enrolment",
     "begin_enrolment",
+    "count_revocation_codes",
     "finish_enrolment",
     "import_citizens",
     "issue_activation_code",
+    "issue_revocation_code",
     "register_citizen",
+    "replace_revocation_codes",
     "start_enrolment",
 ]
 
@@ -259,6 +266,54 @@ def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCod
     return record
 
 
+# -- revocation codes ---------------------------------------------------------------------
+def issue_revocation_code(citizen_id: str) -> tuple[RevocationCode, str]:
+    """A new lost-phone code in the caller's transaction: (its row, the code to show once).
+
+    Only its SHA-256 is stored. It blocks all the citizen's devices, like every other valid one.
+    """
+    code = _new_code(groups=3)
+    issued = RevocationCode(citizen_id=citizen_id, code_hash=hash_code(code))
+    db.session.add(issued)
+    return issued, code
+
+
+def count_revocation_codes(citizen_id: str) -> int:
+    """How many of the citizen's revocation codes still work."""
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(RevocationCode)
+            .where(RevocationCode.citizen_id == citizen_id, RevocationCode.used_at.is_(None))
+        )
+        or 0
+    )
+
+
+def replace_revocation_codes(citizen_id: str) -> str:
+    """Void every valid revocation code of the citizen and issue one new code, audited, in one
+    transaction; returns the new code (to be shown once). Commits."""
+    session = db.session
+    # Replacements for one citizen run one after the other, so two at once leave one code.
+    session.execute(select(Citizen.id).where(Citizen.id == citizen_id).with_for_update())
+    replaced = session.execute(
+        update(RevocationCode)
+        .where(RevocationCode.citizen_id == citizen_id, RevocationCode.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+    issued, code = issue_revocation_code(citizen_id)
+    session.flush()
+    record_event(
+        "revocation_codes_replaced",
+        actor=f"citizen:{citizen_id}",
+        subject=citizen_id,
+        revocation_code_id=issued.id,
+        codes_replaced=replaced.rowcount,  # type: ignore[attr-defined]
+    )
+    session.commit()
+    return code
+
+
 # -- enrolment ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Enrolment:
@@ -376,9 +431,8 @@ def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str
         hardware_attested=hardware,
         created_at=now,
     )
-    revocation_code = _new_code(groups=3)
     session.add(stored)
-    session.add(RevocationCode(citizen_id=citizen_id, code_hash=hash_code(revocation_code)))
+    _issued, revocation_code = issue_revocation_code(citizen_id)
     try:
         session.flush()
         record_event(
