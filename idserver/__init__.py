@@ -34,6 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import health
     from . import limits
     from . import logs
+    from . import metrics
     from . import web
     from .account import views as account_views
     from .admin import views as admin_views
@@ -66,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # After the blueprints: both wrap or guard views that are registered by now.
     limits.init_app(app)
     csrf.init_app(app)
+    metrics.init_app(app)
 
     from .cli import register_commands
 

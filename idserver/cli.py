@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -58,7 +62,7 @@ def main() -> None:
 
 
 # -- serve ------------------------------------------------------------------------------------
-@main.command("serve")
+@main.command("serve", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
@@ -76,30 +80,54 @@ def main() -> None:
     help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
     "start unless the database is at the newest revision.",
 )
-@with_appcontext
 def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
     """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
+    # Before the application exists: prometheus-client picks its storage when first imported.
+    created = _prepare_metrics_directory()
+    master = os.getpid()
+    try:
+        _run_gunicorn(host=host, port=port, workers=workers, threads=threads, no_migrate=no_migrate)
+    finally:
+        # A worker leaves through here too (gunicorn's sys.exit after fork): only the master,
+        # when the whole server stops, may remove the folder.
+        if created and os.getpid() == master:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
     from gunicorn.app.base import BaseApplication
 
     from .db_migrate import revisions
     from .db_migrate import upgrade
     from .logs import gunicorn_logconfig
+    from .metrics import multiprocess_mode
 
-    if not no_migrate:
-        upgrade(current_app)
-    else:
-        current, head = revisions(current_app)
-        if current != head:
-            click.echo(
-                f"the database is at revision {current or 'none (empty)'}, this version needs "
-                f"{head}: run `idserver db upgrade` first, or start without --no-migrate",
-                err=True,
-            )
-            sys.exit(1)
+    app = _create_app()
+    if not multiprocess_mode():
+        raise click.ClickException(
+            "the metrics library was loaded before PROMETHEUS_MULTIPROC_DIR was set; start the "
+            "server with `idserver serve`, or set PROMETHEUS_MULTIPROC_DIR yourself"
+        )
+    with app.app_context():
+        if not no_migrate:
+            upgrade(app)
+        else:
+            current, head = revisions(app)
+            if current != head:
+                click.echo(
+                    f"the database is at revision {current or 'none (empty)'}, this version "
+                    f"needs {head}: run `idserver db upgrade` first, or start without "
+                    "--no-migrate",
+                    err=True,
+                )
+                sys.exit(1)
     # One access log, written by the application (idserver/logs.py); gunicorn's is off.
-    logconfig = gunicorn_logconfig(
-        fmt=current_app.config["LOG_FORMAT"], level=current_app.config["LOG_LEVEL"]
-    )
+    logconfig = gunicorn_logconfig(fmt=app.config["LOG_FORMAT"], level=app.config["LOG_LEVEL"])
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # drop its live gauges (desktops, pool)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -111,6 +139,7 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("logconfig_dict", logconfig)
+            self.cfg.set("child_exit", child_exit)
 
         def load(self) -> Flask:
             from .admin import start_periodic_purge
@@ -120,6 +149,24 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
             return app
 
     _Server().run()
+
+
+def _prepare_metrics_directory() -> str | None:
+    """Give the workers' metrics files a private folder (prometheus-client multiprocess mode).
+
+    ``PROMETHEUS_MULTIPROC_DIR`` as given is emptied of an earlier run's files (0700 if it is
+    created); without it a fresh 0700 folder is made for this start and removed at the end,
+    whose path is returned.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        created = tempfile.mkdtemp(prefix="idserver-metrics-")  # mode 0700
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+        return created
+    os.makedirs(given, mode=0o700, exist_ok=True)
+    for stale in glob.glob(os.path.join(given, "*.db")):
+        os.remove(stale)
+    return None
 
 
 # -- db ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
 PROXIMITY_POLICIES = ("warn", "deny")
 REDIS_SCHEMES = ("redis", "rediss")
 LOG_FORMATS = ("text", "json")
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 
 
 class ConfigError(ValueError):
@@ -245,6 +246,13 @@ SETTINGS: tuple[Setting, ...] = (
         "While a desktop's request is held, a blank is sent this often, so proxies with a read "
         "timeout above it keep the request open.",
         int,
+    ),
+    Setting(
+        "METRICS_TOKEN",
+        "",
+        "Secret bearer token Prometheus sends to scrape `/metrics` (production: 32 or more "
+        "random characters). Empty: `/metrics` answers 404.",
+        secret=True,
     ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
@@ -470,6 +478,10 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
         )
     if config["LOG_FORMAT"] not in LOG_FORMATS:
         problems.append(f"IDSERVER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    if config["METRICS_TOKEN"] and not BEARER_TOKEN.fullmatch(str(config["METRICS_TOKEN"])):
+        problems.append(
+            "IDSERVER_METRICS_TOKEN may hold only letters, digits and -._~+/ (RFC 6750 b64token)"
+        )
     try:
         zoneinfo.ZoneInfo(config["TIMEZONE"])
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
@@ -510,6 +522,8 @@ def config_problems(config: Mapping[str, Any], *, explicit: Collection[str]) -> 
         problems.append("production needs IDSERVER_SECRET_KEY: 32 or more random characters")
     if str(config["DATABASE_URL"]).startswith("sqlite") and "DATABASE_URL" not in explicit:
         problems.append("production needs an explicit IDSERVER_DATABASE_URL")
+    if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 32:
+        problems.append("IDSERVER_METRICS_TOKEN must have 32 or more random characters")
     return problems
 
 

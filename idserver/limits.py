@@ -77,6 +77,7 @@ from .db import UTCDateTime
 from .errors import RateLimited
 from .errors import error_response
 from .logs import current_route
+from .metrics import RATE_LIMIT_REFUSALS
 from .web import client_address
 
 log = logging.getLogger(__name__)
@@ -356,10 +357,14 @@ def reserve(setting: str, key: str, *, scope: str) -> Reservation:
     ]
     counters: Counters = current_app.extensions["idserver.counters"]
     try:
-        return Reservation(counters, tuple(counters.acquire(windows)))
-    except CountersUnavailable:
-        fallback: Counters = current_app.extensions["idserver.counters.fallback"]
-        return Reservation(fallback, tuple(fallback.acquire(windows)))
+        try:
+            return Reservation(counters, tuple(counters.acquire(windows)))
+        except CountersUnavailable:
+            fallback: Counters = current_app.extensions["idserver.counters.fallback"]
+            return Reservation(fallback, tuple(fallback.acquire(windows)))
+    except WindowFull:
+        RATE_LIMIT_REFUSALS.labels(setting.lower()).inc()
+        raise
 
 
 def consume(setting: str, key: str, *, scope: str) -> None:

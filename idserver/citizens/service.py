@@ -41,6 +41,8 @@ from ..db import utcnow
 from ..errors import ActivationRejected
 from ..errors import EnrolmentRejected
 from ..errors import IdServerError
+from ..metrics import ENROLMENTS
+from ..metrics import RATE_LIMIT_REFUSALS
 from ..passkeys import ceremonies
 from ..passkeys.models import Credential
 from ..passkeys.service import create_challenge
@@ -197,6 +199,7 @@ def _take_address_attempt(address: str) -> int:
             connection.execute(select(func.pg_advisory_xact_lock(lock)))
         attempt = connection.scalar(statement)
     if attempt is None:
+        RATE_LIMIT_REFUSALS.labels("activation_max_attempts_per_address").inc()
         raise ActivationRejected(
             _l("Too many wrong codes from this connection. Please try again in an hour."),
             error="too_many_attempts",
@@ -242,6 +245,7 @@ def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCod
     assert record is not None
     # Only whoever holds the right code learns that it has been blocked.
     if within_limit.rowcount != 1:  # type: ignore[attr-defined]
+        RATE_LIMIT_REFUSALS.labels("activation_max_attempts").inc()
         raise ActivationRejected(
             _l("This code was entered wrongly too often. Please ask for a new letter."),
             error="too_many_attempts",
@@ -325,7 +329,11 @@ def user_handle(citizen: Citizen) -> bytes:
 
 def begin_enrolment(activation_id: Any, code: Any, *, address: str) -> dict[str, Any]:
     """Check the code; return ``{enrolment_id, options}`` for ``navigator.credentials.create``."""
-    record = _check_code(activation_id, code, address=address)
+    try:
+        record = _check_code(activation_id, code, address=address)
+    except IdServerError as exc:
+        ENROLMENTS.labels("refused", "activation", exc.error).inc()
+        raise
     citizen = db.session.get(Citizen, record.citizen_id)
     assert citizen is not None
     started = start_enrolment(citizen, subject=record.id, via="activation")
@@ -367,6 +375,16 @@ def finish_enrolment(
     enrolment_id: Any, credential: Any, *, name: Any, via: str = "activation"
 ) -> Enrolment:
     """Verify the new credential, then store it and burn its activation code or pairing at once."""
+    try:
+        enrolment = _finish_enrolment(enrolment_id, credential, name=name, via=via)
+    except IdServerError as exc:
+        ENROLMENTS.labels("refused", via, exc.error).inc()
+        raise
+    ENROLMENTS.labels("succeeded", via, "").inc()
+    return enrolment
+
+
+def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str) -> Enrolment:
     device_name = _device_name(name)
     challenge = take_challenge(enrolment_id, purpose="enrol", rejected=EnrolmentRejected)
     if challenge.data.get("via", "activation") != via or challenge.subject is None:

@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from ..metrics import WAITING_DESKTOPS
 from .models import LoginTransaction
 
 log = logging.getLogger(__name__)
@@ -432,6 +433,7 @@ def watch_for_change(
     hub = _hub()
     waiter = _Waiter(login_id, seen)
     hub.add(waiter)
+    WAITING_DESKTOPS.inc()
     try:
         now = time.monotonic()
         deadline = now + timeout
@@ -455,4 +457,5 @@ def watch_for_change(
             listening = hub.ready.is_set() or hub.backend is None
         yield version
     finally:
+        WAITING_DESKTOPS.dec()
         hub.remove(waiter)

@@ -49,6 +49,8 @@ from ..db import utcnow
 from ..errors import LoginRejected
 from ..errors import NotFound
 from ..errors import RateLimited
+from ..metrics import LOGINS
+from ..metrics import RATE_LIMIT_REFUSALS
 from ..oidc.claims import claim_names
 from ..oidc.models import Client
 from ..passkeys import ceremonies
@@ -143,9 +145,23 @@ def _transition(
             event, actor=actor, subject=values.get("citizen_id"), login_id=login_id, **data
         )
     session.commit()
+    if won and values.get("state") in COUNTED_STATES:
+        _count_login(values)
     if won and announce:
         events.notify(login_id)
     return won
+
+
+COUNTED_STATES = ("approved", "denied")
+APPROVAL_METHODS: dict[Any, str] = {ACR_PHONE: "phone", ACR_PASSKEY: "passkey"}
+
+
+def _count_login(values: dict[str, Any]) -> None:
+    """An approval (by method) or a denial (by reason) has just been committed."""
+    if values["state"] == "approved":
+        LOGINS.labels("approved", APPROVAL_METHODS.get(values.get("acr"), "other")).inc()
+    else:
+        LOGINS.labels("denied", values.get("deny_reason") or "other").inc()
 
 
 def _remember(tx: LoginTransaction, **values: Any) -> None:
@@ -182,6 +198,7 @@ def expire(tx: LoginTransaction) -> None:
         record_event("login_expired", actor="system", login_id=tx.id, client_id=tx.client_id)
     session.commit()
     if result.rowcount == 1:  # type: ignore[attr-defined]
+        LOGINS.labels("expired", "").inc()
         events.notify(tx.id)
     session.refresh(tx)
 
@@ -207,6 +224,7 @@ def create_transaction(
     )
     db.session.add(tx)
     db.session.commit()
+    LOGINS.labels("started", "").inc()
     return tx, browser_secret
 
 
@@ -520,6 +538,7 @@ def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **va
     """
     limit = current_app.config["MAX_CHALLENGES_PER_LOGIN"]
     if tx.challenges_issued >= limit:
+        RATE_LIMIT_REFUSALS.labels("max_challenges_per_login").inc()
         raise RateLimited(_l("Too many attempts for this login. Please start again."))
     if not _transition(
         tx.id,

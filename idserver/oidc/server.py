@@ -50,6 +50,7 @@ from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
 from ..logs import note_client
+from ..metrics import TOKEN_GRANTS
 from ..passkeys.models import usable_device
 from .claims import claim_names
 from .claims import claims_for_scope
@@ -438,6 +439,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         acr=code.acr if code is not None else None,
     )
     db.session.commit()
+    TOKEN_GRANTS.labels(record.client_id, request.payload.grant_type).inc()
 
 
 def _generate_access_token(**_kwargs: Any) -> str:
