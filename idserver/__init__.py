@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import csrf
     from . import errors
+    from . import keys
     from . import limits
     from . import web
     from .account import views as account_views
@@ -39,7 +40,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .citizens import views as citizen_views
     from .crosslogin import views as crosslogin_views
     from .db import db
-    from .oidc import keys
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
 

@@ -43,6 +43,7 @@ class Setting:
     default: Any
     doc: str
     parse: Callable[[str], Any] = str
+    secret: bool = False  # never printed; may come from a file (IDSERVER_<NAME>_FILE)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -57,7 +58,28 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "SQLAlchemy URL. Empty: SQLite file `instance/idserver.sqlite3`.",
     ),
-    Setting("KEYS_DIR", "keys", "Folder of the ES256 signing keys (created on first start, 0600)."),
+    Setting(
+        "KEYS_DIR",
+        "keys",
+        "Folder of signing keys and pairwise salt of versions before 2027 (`keys.json`, "
+        "`*.pem`, `pairwise-salt.hex`): imported into the database on the first start that "
+        "finds none there; may be deleted afterwards. Keys now live in the database.",
+    ),
+    Setting(
+        "KEY_ENCRYPTION_KEY",
+        "",
+        "Key-encryption key (KEK): 32 random bytes in base64 (`idserver keys new-kek`), the same "
+        "on every instance; seals the signing keys and the pairwise salt in the database. "
+        "Required in production; development derives one from SECRET_KEY.",
+        secret=True,
+    ),
+    Setting(
+        "KEYS_REFRESH_SECONDS",
+        10,
+        "Each worker re-reads the signing keys at least this often, so a rotation made by "
+        "another instance reaches its JWKS and its tokens.",
+        int,
+    ),
     Setting(
         "SECRET_KEY",
         DEMO_SECRET_KEY,
@@ -260,6 +282,15 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "IDSERVER_LONG_POLL_SECONDS and IDSERVER_LONG_POLL_KEEPALIVE_SECONDS must be at least 1"
         )
+    if config["KEY_ENCRYPTION_KEY"]:
+        from .keys.sealing import parse_kek
+
+        try:
+            parse_kek(config["KEY_ENCRYPTION_KEY"])
+        except ValueError as exc:
+            raise ConfigError(f"IDSERVER_KEY_ENCRYPTION_KEY {exc}") from exc
+    if config["KEYS_REFRESH_SECONDS"] < 0:
+        raise ConfigError("IDSERVER_KEYS_REFRESH_SECONDS must not be negative")
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEMO_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
@@ -268,6 +299,11 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("production needs an https IDSERVER_ISSUER")
     if config["DATABASE_URL"].startswith("sqlite") and not os.environ.get(PREFIX + "DATABASE_URL"):
         raise ConfigError("production needs an explicit IDSERVER_DATABASE_URL")
+    if not config["KEY_ENCRYPTION_KEY"]:
+        raise ConfigError(
+            "production needs IDSERVER_KEY_ENCRYPTION_KEY (32 random bytes in base64; "
+            "`idserver keys new-kek` makes one), the same on every instance"
+        )
 
 
 def _markdown_default(value: Any) -> str:
