@@ -61,9 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KEYS_DIR",
         "keys",
-        "Folder of signing keys and pairwise salt of versions before 2027 (`keys.json`, "
-        "`*.pem`, `pairwise-salt.hex`): imported into the database on the first start that "
-        "finds none there; may be deleted afterwards. Keys now live in the database.",
+        "Keys folder of earlier versions (`keys.json`, `*.pem`, `pairwise-salt.hex`): "
+        "imported into the database on the first start that finds no keys there, and may be "
+        "deleted afterwards. The keys now live in the database.",
     ),
     Setting(
         "KEY_ENCRYPTION_KEY",

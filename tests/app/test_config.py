@@ -7,6 +7,7 @@ import pytest
 from idserver import create_app
 from idserver.config import DEMO_SECRET_KEY
 from idserver.config import ConfigError
+from idserver.keys.sealing import new_kek
 
 
 def test_demo_defaults_start(app_config):
@@ -41,6 +42,7 @@ def test_production_with_real_settings_starts(app_config, monkeypatch):
             "ENV": "production",
             "ISSUER": "https://id.example.org",
             "SECRET_KEY": "s" * 48,
+            "KEY_ENCRYPTION_KEY": new_kek(),
         }
     )
     assert app.config["SESSION_COOKIE_NAME"] == "__Host-session"
