@@ -220,7 +220,22 @@ class KeyStore:
             no_salt = session.get(ServerSecret, PAIRWISE_SALT) is None
         keys = legacy.read_keys(directory) if no_keys and legacy.has_keys(directory) else []
         salt = legacy.read_salt(directory) if no_salt and legacy.has_salt(directory) else None
+        if not no_salt and legacy.has_salt(directory):
+            self._warn_if_salt_differs(directory)
         return keys, salt
+
+    def _warn_if_salt_differs(self, directory: str) -> None:
+        """A folder whose salt is not the database's: an instance made its own once."""
+        try:
+            folder_salt = legacy.read_salt(directory)
+        except KeyStoreError:
+            folder_salt = None
+        if folder_salt != self._salt:
+            log.warning(
+                "the pairwise salt in %s differs from the database's, which is used: `sub`s "
+                "follow the database; the folder is not read (archive and delete it)",
+                directory,
+            )
 
     def _import_folder(self, keys: list[legacy.LegacyKey], salt: bytes | None) -> None:
         """The folder's keys into an empty table and its salt: same kids, same ``sub``s."""

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import stat
+import sqlite3
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -83,7 +84,12 @@ def test_check_runs_the_walkthrough_and_keeps_data_between_runs(tmp_path):
     clients = json.loads(clients_file.read_text())
     assert set(clients) == {"parking", "jobs"}
     assert (tmp_path / "instance" / "idserver.sqlite3").exists()
-    assert any((tmp_path / "keys").iterdir())
+    database = sqlite3.connect(tmp_path / "instance" / "idserver.sqlite3")
+    try:  # the demo's keys live in its database, sealed under a KEK derived from its secret
+        purposes = {row[0] for row in database.execute("SELECT purpose FROM signing_keys")}
+    finally:
+        database.close()
+    assert purposes == {"id_token", "audit"}
     assert (
         stat.S_IMODE((tmp_path / "instance" / "parking" / "permit-signing-key.json").stat().st_mode)
         == 0o600

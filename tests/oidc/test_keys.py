@@ -185,6 +185,14 @@ def test_a_malformed_or_missing_kek_is_refused(app_config, monkeypatch):
         create_app(production)
 
 
+def test_new_kek_prints_a_key_the_server_accepts(app_config):
+    result = CliRunner().invoke(main, ["keys", "new-kek"], env={"IDSERVER_ISSUER": "bad"})
+    assert result.exit_code == 0  # needs neither settings nor database
+    kek = result.stdout.strip()
+    assert len(base64.urlsafe_b64decode(kek)) == 32
+    assert create_app({**app_config, "KEY_ENCRYPTION_KEY": kek}).config["KEY_ENCRYPTION_KEY"]
+
+
 # -- one set of keys for every instance ---------------------------------------------------
 def test_two_instances_with_their_own_empty_folders_share_kid_and_sub(instances):
     kek = new_kek()
