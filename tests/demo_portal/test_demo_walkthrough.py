@@ -10,8 +10,8 @@ import json
 import os
 import signal
 import socket
-import stat
 import sqlite3
+import stat
 import subprocess
 import sys
 from contextlib import ExitStack
