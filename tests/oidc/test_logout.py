@@ -119,7 +119,7 @@ def test_logout_with_a_hint_we_cannot_verify_ends_the_session_without_redirect(
     assert response.status_code == 400
     assert "Location" not in response.headers
     page = response.get_data(as_text=True)
-    assert "You are logged out of Bürger-ID" in page and "No key for kid" not in page
+    assert "Sie sind von Bürger-ID abgemeldet" in page and "No key for kid" not in page
     (session,) = _sessions(app)
     assert session.ended_at is not None
     assert client.get("/account").status_code != 200
