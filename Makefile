@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench docs i18n screenshots clean
+.PHONY: install demo demo-check test lint format bench docs i18n screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/python -m demo_portal
+
+demo-check: install
+	$(BIN)/python -m demo_portal --check
 
 test: install lint
 	$(BIN)/python -m pytest

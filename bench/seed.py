@@ -222,7 +222,7 @@ def bulk_load_codes(
                     "code_challenge_method": "S256",
                     "auth_time": int(long_ago.timestamp()),
                     "acr": "urn:buergerid:acr:phone-number-matching",
-                    "amr": ["hwk", "mfa", "user"],
+                    "amr": ["mfa", "swk", "user"],
                     "created_at": long_ago,
                     "expires_at": long_ago,
                     "used_at": long_ago,

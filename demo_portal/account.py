@@ -13,8 +13,11 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from . import oidc
+from .errors import LoginFailed
+from .web import clear_session
 from .web import current_resident
 from .web import external_url
 from .web import local_path
@@ -24,15 +27,16 @@ from .web import sign_out
 
 bp = Blueprint("account", __name__)
 
-PERSONAL_CLAIMS = (
-    "name",
-    "given_name",
-    "family_name",
-    "email",
-    "email_verified",
-    "birthdate",
-    "address",
-)
+# The claims about the person (OIDC Core §5.1), in this order, with readable names.
+PERSONAL_CLAIMS = {
+    "name": _l("Name"),
+    "given_name": _l("Given name"),
+    "family_name": _l("Family name"),
+    "email": _l("E-mail address"),
+    "email_verified": _l("E-mail address confirmed"),
+    "birthdate": _l("Date of birth"),
+    "address": _l("Address"),
+}
 NEXT_KEY = "next"
 LOGOUT_STATE_KEY = "logout_state"
 
@@ -48,7 +52,14 @@ def login() -> Any:
 def callback() -> Any:
     """The authorization response: checked, code redeemed, resident signed in."""
     target = local_path(session.get(NEXT_KEY))
-    claims, id_token = oidc.finish_login()
+    try:
+        claims, id_token = oidc.finish_login()
+    except LoginFailed:
+        # A failed login leaves nobody signed in and nothing from before on the page (no
+        # "signed in" notice beside "login failed"). The cookie is emptied; a server-side
+        # session row of an earlier sign-in simply runs out (sessions.MAX_AGE).
+        clear_session()
+        raise
     sign_in(claims, id_token)
     flash(_("You are signed in with Bürger-ID."), "success")
     return redirect(target, 303)
@@ -88,7 +99,11 @@ def about() -> str:
     """The pairwise ``sub`` and every claim this portal received."""
     resident = current_resident()
     assert resident is not None
-    personal = {k: resident.claims[k] for k in PERSONAL_CLAIMS if k in resident.claims}
+    personal = [
+        (name, label, resident.claims[name])
+        for name, label in PERSONAL_CLAIMS.items()
+        if name in resident.claims
+    ]
     protocol = {k: v for k, v in resident.claims.items() if k not in PERSONAL_CLAIMS and k != "sub"}
     return render_template(
         "account/about.html",

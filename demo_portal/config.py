@@ -8,6 +8,7 @@ portals share no setting: each is its own relying party with its own client regi
 from __future__ import annotations
 
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SECRET_KEY", "", "Cookie signing key. Empty: a random key kept in the instance folder."
     ),
     Setting("INSTANCE_PATH", "", "Folder for database and keys. Empty: instance/<kind>."),
+    Setting("TIMEZONE", "Europe/Berlin", "IANA time zone in which pages show times."),
 )
 
 
@@ -84,6 +86,12 @@ def validate_config(config: Mapping[str, Any], kind: str) -> None:
     """Refuse settings that cannot work, naming the variable to fix."""
     _check_url(config, kind, "ISSUER")
     _check_url(config, kind, "BASE_URL")
+    try:
+        zoneinfo.ZoneInfo(str(config["TIMEZONE"]))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        raise ConfigError(
+            f"{prefix(kind)}TIMEZONE must be an IANA time zone such as Europe/Berlin"
+        ) from exc
     for name in ("CLIENT_ID", "CLIENT_SECRET"):
         if not config[name]:
             raise ConfigError(

@@ -6,11 +6,13 @@ clone needs no migration step. SQLite by default, any SQLAlchemy URL works the s
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
 from flask import Flask
 from flask import current_app
+from sqlalchemy import DateTime
 from sqlalchemy import MetaData
 from sqlalchemy import create_engine
 from sqlalchemy import event
@@ -18,13 +20,32 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import scoped_session
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.types import TypeDecorator
 
-from idserver.db import UTCDateTime
-from idserver.db import utcnow
-
-__all__ = ["UTCDateTime", "db", "utcnow"]  # the column type and clock are Bürger-ID's own
+__all__ = ["UTCDateTime", "db", "utcnow"]
 
 EXTENSION = "demo_portal.db"
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _make_engine(url: str) -> Engine:

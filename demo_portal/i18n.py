@@ -1,4 +1,8 @@
-"""Language: German pages through Flask-Babel; message ids are English.
+"""Language: German or English pages through Flask-Babel; message ids are English.
+
+The language is the one chosen with the switch on every page (kept in the session), else the
+browser's preference (``Accept-Language``), else German. The portal passes it on to
+Bürger-ID's login page as ``ui_locales`` (OIDC Core §3.1.2.1).
 
 The catalogues live as text (``translations/<lang>/LC_MESSAGES/messages.po``); on start a
 portal compiles any that changed into its instance folder, so no binary file is committed.
@@ -8,18 +12,28 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from flask import Blueprint
 from flask import Flask
+from flask import redirect
+from flask import request
+from flask import session
 from flask_babel import Babel
 
 from .private_files import write_private
+from .web import LANGUAGE_KEY
+from .web import local_path
 
-__all__ = ["CATALOGUES", "DEFAULT_LOCALE", "compile_catalogues", "init_app"]
+__all__ = ["CATALOGUES", "DEFAULT_LOCALE", "LANGUAGES", "compile_catalogues", "init_app"]
 
 CATALOGUES = Path(__file__).parent / "translations"
 DEFAULT_LOCALE = "de"
+LANGUAGES = {"de": "Deutsch", "en": "English"}
+
+bp = Blueprint("language", __name__)
 
 
 def compile_catalogues(target: Path) -> None:
@@ -41,4 +55,23 @@ def init_app(app: Flask) -> None:
     compile_catalogues(compiled)
     app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT_LOCALE
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compiled)
-    Babel(app, locale_selector=lambda: DEFAULT_LOCALE)
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]  # times shown in local time
+    Babel(app, locale_selector=select_locale)
+    app.register_blueprint(bp)
+    app.jinja_env.globals["languages"] = LANGUAGES
+
+
+def select_locale() -> str:
+    chosen = session.get(LANGUAGE_KEY)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LOCALE) or DEFAULT_LOCALE
+
+
+@bp.post("/language")
+def choose_language() -> Any:
+    """The language switch (a CSRF-checked form like every POST); back to the page it was on."""
+    chosen = request.form.get("lang")
+    if chosen in LANGUAGES:
+        session[LANGUAGE_KEY] = chosen
+    return redirect(local_path(request.form.get("next")), 303)

@@ -19,6 +19,7 @@ from authlib.integrations.flask_client import OAuth
 from flask import Flask
 from flask import current_app
 from flask import request
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from joserfc.errors import JoseError
 
@@ -75,7 +76,8 @@ def provider_metadata() -> dict[str, Any]:
 def begin_login(redirect_uri: str) -> Any:
     """The redirect to Bürger-ID's authorization endpoint; state, nonce, verifier in the session."""
     provider_metadata()
-    return _client().authorize_redirect(redirect_uri)
+    # Bürger-ID's login page in the portal's language (OIDC Core §3.1.2.1 ui_locales).
+    return _client().authorize_redirect(redirect_uri, ui_locales=str(get_locale()))
 
 
 def finish_login() -> tuple[dict[str, Any], str]:

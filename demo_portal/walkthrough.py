@@ -1,31 +1,35 @@
 """The scripted walk-through (``python -m demo_portal --check``) over the real HTTP servers.
 
 A browser (one ``requests.Session``, so one cookie jar for all three sites, as in a real
-browser on localhost) and two soft phones do what a tester would do by hand. Each step is
-printed as it passes; the first failure ends the walk-through.
+browser on localhost) and two soft phones do what a tester would do by hand: the phones are
+the ``idserver-phone`` command a tester would type, run as a subprocess. Pages are read with
+``html.parser`` (``demo_portal.page``), Bürger-ID's login status as JSON. Each step is printed
+as it passes; the first failure ends the walk-through.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from typing import TextIO
 
 import requests
 
-from idserver.phone import PhoneClient
-
-from .launcher import DemoSettings
-from .launcher import Letter
+from .demo_settings import DemoSettings
+from .demo_settings import Letter
+from .page import Element
+from .page import Page
 
 __all__ = ["run_walkthrough"]
 
 TIMEOUT = 30
+PHONE_TIMEOUT_SECONDS = 60
+BIN = Path(sys.executable).parent
 COVER_LETTER = (
     "Sehr geehrte Damen und Herren,\n\nals Anwohnerin des Kreuzviertels kenne ich die "
     "Bürgerdienste gut und möchte das Team gern verstärken.\n\nMit freundlichen Grüßen\n"
@@ -42,11 +46,57 @@ def _expect(condition: bool, message: str) -> None:
         raise StepFailed(message)
 
 
-def _find(pattern: str, text: str, what: str) -> str:
-    match = re.search(pattern, text)
-    _expect(match is not None, f"no {what} on the page")
-    assert match is not None
-    return html.unescape(match.group(1))
+def _element(page: requests.Response, element_id: str) -> Element:
+    found = Page(page.text).by_id(element_id)
+    _expect(found is not None, f"no #{element_id} on {page.url}")
+    assert found is not None
+    return found
+
+
+def _attribute(page: requests.Response, name: str) -> str:
+    found = Page(page.text).with_attribute(name)
+    _expect(found is not None, f"no {name} on {page.url}")
+    assert found is not None
+    return found.attrs[name]
+
+
+class SoftPhone:
+    """The terminal soft phone, ``idserver-phone --key-file … <command>``, as a tester runs it."""
+
+    def __init__(self, issuer: str, key_file: Path) -> None:
+        self.issuer = issuer
+        self.key_file = key_file
+
+    def _run(self, *arguments: str) -> dict[str, Any]:
+        script = BIN / "idserver-phone"
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "idserver.phone"]
+        result = subprocess.run(  # noqa: S603 -- the soft phone's console script, our arguments
+            [*command, "--key-file", str(self.key_file), "--server", self.issuer, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=PHONE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        try:
+            answer: dict[str, Any] = json.loads(result.stdout)
+        except ValueError:
+            answer = {}
+        _expect(
+            result.returncode == 0,
+            f"idserver-phone {arguments[0]} refused: {answer or result.stdout + result.stderr}",
+        )
+        return answer
+
+    def enrol(self, letter: Letter) -> None:
+        """Enrol with the activation letter's URL and the code typed from it."""
+        self._run("enrol", letter.activation_url, "--code", letter.code)
+
+    def enrol_by_link(self, letter: Letter) -> None:
+        """Enrol with the letter's QR-code link alone (the code rides in its fragment)."""
+        self._run("enrol", letter.link)
+
+    def approve(self, phone_url: str, number: str) -> None:
+        self._run("approve", phone_url, "--number", number)
 
 
 class Browser:
@@ -54,24 +104,29 @@ class Browser:
         self.issuer = issuer
         self.session = requests.Session()
 
-    def get(self, url: str, **kwargs: object) -> requests.Response:
-        return self.session.get(url, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(url, timeout=TIMEOUT, **kwargs)
 
     def submit(self, page: requests.Response, action: str, **fields: str) -> requests.Response:
         """POST the form at ``action`` with the page's CSRF token (redirects followed)."""
-        token = _find(r'name="csrf_token" value="([^"]+)"', page.text, "CSRF token")
+        token = Page(page.text).fields.get("csrf_token")
+        _expect(bool(token), f"no CSRF token on {page.url}")
         return self.session.post(action, data={"csrf_token": token, **fields}, timeout=TIMEOUT)
 
-    def sign_in(self, portal_url: str, phone: PhoneClient) -> requests.Response:
+    def login_status(self, login_url: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.get(login_url, headers={"Accept": "application/json"}).json()
+        return answer
+
+    def sign_in(self, portal_url: str, phone: SoftPhone) -> requests.Response:
         """Portal → Bürger-ID's QR page; the phone approves; back at the portal."""
         qr_page = self.get(f"{portal_url}/login")
         _expect(
             qr_page.url.startswith(f"{self.issuer}/login/"),
             f"expected Bürger-ID's QR page, got {qr_page.status_code} {qr_page.url}",
         )
-        status = self.get(qr_page.url, headers={"Accept": "application/json"}).json()
+        status = self.login_status(qr_page.url)
         phone.approve(status["phone_url"], status["number"])
-        status = self.get(qr_page.url, headers={"Accept": "application/json"}).json()
+        status = self.login_status(qr_page.url)
         _expect(status.get("status") == "approved", f"login not approved: {status}")
         back = self.get(status["continue_url"])
         _expect(
@@ -81,9 +136,7 @@ class Browser:
         return back
 
     def sub_at(self, portal_url: str) -> str:
-        return _find(
-            r'<code id="sub"[^>]*>([^<]+)</code>', self.get(f"{portal_url}/about").text, "sub"
-        )
+        return _element(self.get(f"{portal_url}/about"), "sub").text.strip()
 
 
 def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextIO) -> bool:
@@ -92,78 +145,64 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
     jobs = settings.portal_url("jobs")
     letter = {item.key: item for item in letters}
     with tempfile.TemporaryDirectory(prefix="demo-phones-") as phones:
-        erika_phone = PhoneClient(settings.issuer, Path(phones) / "erika.json")
-        jonas_phone = PhoneClient(settings.issuer, Path(phones) / "jonas.json")
+        erika_phone = SoftPhone(settings.issuer, Path(phones) / "erika.json")
+        jonas_phone = SoftPhone(settings.issuer, Path(phones) / "jonas.json")
         erika = Browser(settings.issuer)
         jonas = Browser(settings.issuer)
         warden = Browser(settings.issuer)
         found: dict[str, str] = {}
 
+        def check(**query: str) -> str:
+            return _attribute(warden.get(f"{parking}/check", params=query), "data-result")
+
         def enrol_both() -> str:
-            erika_phone.enrol(letter["erika"].activation_url, letter["erika"].code)
-            jonas_phone.enrol(letter["jonas"].activation_url, letter["jonas"].code)
-            return "Erika and Jonas enrolled a soft phone each with their activation codes"
+            erika_phone.enrol_by_link(letter["erika"])  # as scanned from the letter's QR code
+            jonas_phone.enrol(letter["jonas"])  # as typed from the letter
+            return "Erika (QR-code link) and Jonas (typed code) enrolled a soft phone each"
 
         def erika_eligible() -> str:
             page = erika.sign_in(parking, erika_phone)
-            zone = _find(r'id="eligible" data-zone="([^"]+)"', page.text, "eligible zone")
+            zone = _element(page, "eligible").attrs.get("data-zone")
             return f"Erika signed in to the parking portal: her address is in zone {zone}"
 
         def permit_issued() -> str:
-            start = erika.get(f"{parking}/")
-            if 'id="current-permit"' in start.text:  # left by an interrupted walk-through
-                link = _find(r'id="current-permit" href="([^"]+)"', start.text, "permit link")
-                held = erika.get(parking + link)
-                erika.submit(held, held.url + "/cancel")
-                start = erika.get(f"{parking}/")
-            page = erika.submit(start, f"{parking}/permits", plate="do em 1984")
+            page = erika.submit(erika.get(f"{parking}/"), f"{parking}/permits", plate="do em 1984")
             _expect(page.status_code == 200 and "/permits/" in page.url, f"no permit: {page.url}")
             found["permit_url"] = page.url
-            found["token"] = _find(r'id="permit-token">([^<]+)</pre>', page.text, "permit token")
+            found["number"] = _element(page, "permit-number").text.strip()
+            found["reference"] = _element(page, "permit-reference").text.strip()
             qr = erika.get(page.url + "/qr.svg")
             _expect(qr.headers.get("Content-Type", "").startswith("image/svg"), "no QR code")
-            return "Erika got a permit for DO-EM 1984, with a signed QR code"
+            return f"Erika got permit {found['number']} for DO-EM 1984, with a signed QR code"
 
-        def token_checks() -> str:
-            token = found["token"]
-            checked = warden.get(f"{parking}/check", params={"token": token})
-            result = _find(r'data-result="([^"]+)"', checked.text, "check result")
-            _expect(result == "valid", f"the permit checked as {result}")
-            head, claims, signature = token.split(".")
-            payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
-            payload["plate"] = "DO-XX 1"
-            altered = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
-            forged = f"{head}.{altered}.{signature}"
-            checked = warden.get(f"{parking}/check", params={"token": forged})
-            result = _find(r'data-result="([^"]+)"', checked.text, "check result")
-            _expect(result == "invalid", f"a forged token checked as {result}")
-            return "a warden's check says valid; a tampered token is refused"
+        def warden_checks() -> str:
+            _expect(check(ref=found["reference"]) == "valid", "the scanned permit is not valid")
+            _expect(check(number=found["number"]) == "valid", "the typed number is not valid")
+            number, signature = found["reference"].rsplit(".", 1)
+            tampered = f"{number}.{signature[::-1]}"
+            _expect(check(ref=tampered) == "invalid", "a tampered QR reference was accepted")
+            return "a warden's scan and the typed number say valid; a tampered code is refused"
 
         def jonas_not_eligible() -> str:
             page = jonas.sign_in(parking, jonas_phone)
-            _expect('id="not-eligible"' in page.text, "Jonas was not told he is outside")
+            _element(page, "not-eligible")
             return "Jonas (outside every zone) is told kindly that he cannot get a permit"
 
         def erika_applies() -> str:
             erika.sign_in(jobs, erika_phone)
             position = erika.get(f"{jobs}/positions/2025-017")
-            if 'id="already-applied"' in position.text:  # from an interrupted walk-through
-                link = _find(r'(?s)id="already-applied">.*?href="([^"]+)"', position.text, "link")
-                earlier = erika.get(jobs + link)
-                erika.submit(earlier, earlier.url + "/withdraw")
-                position = erika.get(f"{jobs}/positions/2025-017")
             page = erika.submit(
                 position, f"{jobs}/positions/2025-017/apply", cover_letter=COVER_LETTER
             )
-            state = _find(r'id="application-state"[^>]*>([^<]+)<', page.text, "status")
+            state = _element(page, "application-state").text.strip()
             _expect("/applications/" in page.url, f"no application: {page.url}")
             found["application_url"] = page.url
-            return f"Erika applied at the job portal; status: {state.strip()}"
+            return f"Erika applied at the job portal; status: {state}"
 
         def erika_withdraws() -> str:
             page = erika.get(found["application_url"])
             page = erika.submit(page, found["application_url"] + "/withdraw")
-            state = _find(r'data-state="([^"]+)"', page.text, "application state")
+            state = _attribute(page, "data-state")
             _expect(state == "withdrawn", f"the application is {state}")
             return "Erika withdrew her application"
 
@@ -176,18 +215,15 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
         def cancel_permit() -> str:
             page = erika.get(found["permit_url"])
             erika.submit(page, found["permit_url"] + "/cancel")
-            checked = warden.get(f"{parking}/check", params={"token": found["token"]})
-            result = _find(r'data-result="([^"]+)"', checked.text, "check result")
+            result = check(ref=found["reference"])
             _expect(result == "cancelled", f"a cancelled permit checked as {result}")
             return "Erika cancelled her permit; the warden's check now says cancelled"
 
         def sign_out() -> str:
             page = erika.get(f"{parking}/")
             done = erika.submit(page, f"{parking}/logout")
-            _expect(
-                done.url.startswith(f"{parking}/logged-out") and "logout-confirmed" in done.text,
-                f"logout ended at {done.url}",
-            )
+            _expect(done.url.startswith(f"{parking}/logged-out"), f"logout ended at {done.url}")
+            _element(done, "logout-confirmed")
             again = erika.get(f"{parking}/about")
             _expect(again.url.startswith(f"{settings.issuer}/login/"), "still signed in")
             return "Erika signed out of the parking portal and of Bürger-ID"
@@ -196,7 +232,7 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
             enrol_both,
             erika_eligible,
             permit_issued,
-            token_checks,
+            warden_checks,
             jonas_not_eligible,
             erika_applies,
             erika_withdraws,
@@ -221,5 +257,3 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
             out.flush()
             for browser in (erika, jonas, warden):
                 browser.session.close()  # idle keep-alive connections would delay shutdown
-            for phone in (erika_phone, jonas_phone):
-                phone.transport.session.close()  # type: ignore[attr-defined]

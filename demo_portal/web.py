@@ -19,17 +19,12 @@ from flask import request
 from flask import session
 from flask import url_for
 from flask_babel import get_locale
-from jinja2 import ChoiceLoader
-from jinja2 import FileSystemLoader
-from jinja2 import PrefixLoader
-
-import idserver
-from idserver.web import has_kern_stylesheet
 
 from . import sessions
 
 __all__ = [
     "Resident",
+    "clear_session",
     "current_resident",
     "external_url",
     "init_app",
@@ -40,7 +35,7 @@ __all__ = [
 ]
 
 SESSION_KEY = "resident"
-IDSERVER_TEMPLATES = Path(idserver.__file__).with_name("templates")
+LANGUAGE_KEY = "lang"  # chosen with the language switch (demo_portal.i18n)
 SESSION_LIFETIME = dt.timedelta(hours=1)
 
 CSP = (
@@ -62,6 +57,15 @@ class Resident:
         return str(self.claims.get("name") or self.claims.get("given_name") or "")
 
 
+def has_kern_stylesheet(app: Flask) -> bool:
+    """Whether ``make install`` fetched the KERN UX stylesheet into the portal's static folder.
+
+    Decided once at start: with it the pages link KERN before their own stylesheet, without it
+    they look tidy with their own stylesheet alone.
+    """
+    return (Path(app.static_folder or "") / "vendor" / "kern" / "kern.min.css").is_file()
+
+
 def current_resident() -> Resident | None:
     stored = session.get(SESSION_KEY)
     if not isinstance(stored, dict):
@@ -73,9 +77,18 @@ def current_resident() -> Resident | None:
     return Resident(sub=stored["sub"], claims=stored["claims"], id_token=stored["id_token"])
 
 
-def sign_in(claims: dict[str, Any], id_token: str) -> None:
-    """A fresh session for the resident (session rotation: nothing from before survives)."""
+def clear_session() -> None:
+    """Empty the session cookie; only the chosen language (no secret) survives."""
+    language = session.get(LANGUAGE_KEY)
     session.clear()
+    if language is not None:
+        session[LANGUAGE_KEY] = language
+    g.resident_session_open = False
+
+
+def sign_in(claims: dict[str, Any], id_token: str) -> None:
+    """A fresh session for the resident (session rotation: nothing else from before survives)."""
+    clear_session()
     session.permanent = True  # expires SESSION_LIFETIME after the last request
     session[SESSION_KEY] = {
         "sid": sessions.start_session(),
@@ -91,8 +104,7 @@ def sign_out() -> None:
     stored = session.get(SESSION_KEY)
     if isinstance(stored, dict):
         sessions.end_session(stored.get("sid"))
-    session.clear()
-    g.resident_session_open = False
+    clear_session()
 
 
 def external_url(endpoint: str, **values: Any) -> str:
@@ -134,11 +146,6 @@ def init_app(app: Flask) -> None:
     )
 
     app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
-    # Markup shared with Bürger-ID (the KERN header bar) is included as "idserver/<name>".
-    assert app.jinja_loader is not None
-    app.jinja_loader = ChoiceLoader(
-        [app.jinja_loader, PrefixLoader({"idserver": FileSystemLoader(IDSERVER_TEMPLATES)})]
-    )
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

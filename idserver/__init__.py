@@ -8,31 +8,33 @@ from typing import Any
 
 from flask import Flask
 
-from .config import derive_defaults
-from .config import load_config
-from .config import validate_config
+from .config import ConfigError
+from .config import effective_config
 
 __all__ = ["create_app"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the application: config → extensions → blueprints."""
+    """Build the application: config → extensions → blueprints.
+
+    Raises ConfigError listing every problem with the settings (the CLI prints one per line).
+    """
     app = Flask(__name__, instance_relative_config=True)
-    config = load_config()
-    if test_config:
-        config.update(test_config)
-    derive_defaults(config, app.instance_path)
-    validate_config(config)
+    effective = effective_config(test_config, instance_path=app.instance_path)
+    if effective.problems:  # with the unknown variables: a misspelling may explain a problem
+        raise ConfigError(effective.problems + effective.warnings)
+    config = effective.values
     app.config.update(config)
     app.config["SECRET_KEY"] = config["SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
-    logging.basicConfig(level=config["LOG_LEVEL"])
 
     from . import csrf
     from . import errors
+    from . import health
     from . import keys
     from . import limits
+    from . import logs
     from . import web
     from .account import views as account_views
     from .admin import views as admin_views
@@ -43,13 +45,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
 
+    logs.init_app(app)  # first: its request hooks time and number everything after them
+    for warning in effective.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
     db.init_app(app)
     web.init_app(app)
     errors.init_app(app)
     keys.init_app(app)
     oidc_server.init_app(app)
+    health.init_app(app)
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)
     app.register_blueprint(citizen_views.bp)

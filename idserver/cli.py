@@ -25,19 +25,33 @@ def _fail(exc: IdServerError) -> None:
 
 
 def _create_app() -> Flask:
-    """The application; with unusable settings or keys, one line and exit status 2."""
+    """The application; with unusable settings, one line per problem and exit status 2."""
     from . import create_app
     from .config import ConfigError
 
     try:
         return create_app()
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        for problem in exc.problems:
+            click.echo(problem, err=True)
         sys.exit(2)
 
 
+class _Commands(FlaskGroup):
+    """Flask's group without loading the application to list commands: every command is
+    registered here, and ``idserver --help`` must work while the settings are broken."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return click.Group.list_commands(self, ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Only ours: not the ``flask.commands`` plugins of installed packages (Flask-Limiter's
+        # ``limiter`` group, which would show the storage URI) nor Flask's own.
+        return click.Group.get_command(self, ctx, cmd_name)
+
+
 @click.group(
-    cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False
+    cls=_Commands, create_app=_create_app, add_default_commands=False, add_version_option=False
 )
 def main() -> None:
     """Bürger-ID identity provider: serve it, and manage residents, clients and keys."""
@@ -56,14 +70,36 @@ def main() -> None:
     help="Threads per worker; waiting desktops each hold one during a long poll (a blocked "
     "thread costs no CPU and about 50 KB; threads are started only when needed).",
 )
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
+    "start unless the database is at the newest revision.",
+)
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the production server (gunicorn, threaded workers)."""
+def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
+    """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
     from gunicorn.app.base import BaseApplication
 
+    from .db_migrate import revisions
     from .db_migrate import upgrade
+    from .logs import gunicorn_logconfig
 
-    upgrade(current_app)
+    if not no_migrate:
+        upgrade(current_app)
+    else:
+        current, head = revisions(current_app)
+        if current != head:
+            click.echo(
+                f"the database is at revision {current or 'none (empty)'}, this version needs "
+                f"{head}: run `idserver db upgrade` first, or start without --no-migrate",
+                err=True,
+            )
+            sys.exit(1)
+    # One access log, written by the application (idserver/logs.py); gunicorn's is off.
+    logconfig = gunicorn_logconfig(
+        fmt=current_app.config["LOG_FORMAT"], level=current_app.config["LOG_LEVEL"]
+    )
     _prepare_keys()
 
     class _Server(BaseApplication):  # type: ignore[misc]
@@ -75,10 +111,14 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("worker_connections", 2 * threads)  # held polls + idle keep-alives
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("logconfig_dict", logconfig)
 
         def load(self) -> Flask:
-            return _create_app()
+            from .admin import start_periodic_purge
+
+            app = _create_app()
+            start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
+            return app
 
     _Server().run()
 
@@ -109,6 +149,7 @@ def db_upgrade() -> None:
     from .db_migrate import upgrade
 
     revision = upgrade(current_app)
+    _prepare_keys()  # the first keys, once, before instances start (compose's `migrate`)
     _print({"database": _safe_url(current_app.config["DATABASE_URL"]), "revision": revision})
 
 
@@ -116,6 +157,33 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- config -----------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """The settings (environment variables IDSERVER_*)."""
+
+
+@config_group.command("check", with_appcontext=False)  # reads the settings only
+def config_check() -> None:
+    """Print every setting, its value and source (secrets as ***); exit 1 naming each problem."""
+    from .config import effective_config
+
+    instance_path = Flask("idserver", instance_relative_config=True).instance_path
+    effective = effective_config(instance_path=instance_path)
+    _print(
+        {
+            "ok": not effective.problems,
+            "problems": effective.problems,
+            "warnings": effective.warnings,
+            "settings": effective.masked(),
+        }
+    )
+    for line in effective.problems + effective.warnings:
+        click.echo(line, err=True)
+    if effective.problems:
+        sys.exit(1)
 
 
 # -- citizens ---------------------------------------------------------------------------------
@@ -174,6 +242,7 @@ def activation_group() -> None:
 @with_appcontext
 def activation_issue(citizen_id: str) -> None:
     """Issue a one-time activation code (shown once; only its hash is stored)."""
+    from .admin.letter import activation_link
     from .citizens.service import activation_url
     from .citizens.service import issue_activation_code
 
@@ -187,6 +256,7 @@ def activation_issue(citizen_id: str) -> None:
             "activation_id": record.id,
             "code": code,
             "activation_url": activation_url(record),
+            "activation_link": activation_link(activation_url(record), code),
             "expires_at": record.expires_at.isoformat(),
         }
     )
@@ -464,6 +534,25 @@ def citizen_purge() -> None:
     from .admin import purge_deleted_residents
 
     _print(purge_deleted_residents())
+
+
+# -- maintenance ------------------------------------------------------------------------------
+@main.group("maintenance")
+def maintenance_group() -> None:
+    """Housekeeping (`idserver serve` also runs it every IDSERVER_PURGE_INTERVAL_SECONDS)."""
+
+
+@maintenance_group.command("purge")
+@with_appcontext
+def maintenance_purge() -> None:
+    """Delete ended logins, codes, tokens, challenges, pairings and sessions after
+    IDSERVER_PURGE_AFTER_HOURS, residents after IDSERVER_RETENTION_DAYS; prints counts per table.
+
+    While another purge runs this one does nothing and prints {"skipped": ...} (exit status 0).
+    """
+    from .admin import purge_expired_data
+
+    _print(purge_expired_data())
 
 
 def register_commands(app: Flask) -> None:

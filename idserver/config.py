@@ -1,28 +1,52 @@
 """Every setting of Bürger-ID, its default and its meaning.
 
-Settings come from environment variables named ``IDSERVER_<NAME>``. The defaults run a local
-demo (SQLite under ``instance/``, keys created on first start). With ``IDSERVER_ENV=production``
-the server refuses to start while any demo default that weakens security is still in place.
+Settings come from environment variables named ``IDSERVER_<NAME>``; a secret setting may instead
+name a file holding its value in ``IDSERVER_<NAME>_FILE`` (Docker and Kubernetes secrets). The
+defaults run a local demo (SQLite under ``instance/``, keys created on first start). With
+``IDSERVER_ENV=production`` the server refuses to start while any demo default that weakens
+security is still in place, or while an ``IDSERVER_*`` variable names no setting (a misspelling
+would otherwise silently leave a default in place; development only warns).
+
+Every problem is collected before the start is refused, so an operator sees them all at once,
+one line each (``ConfigError.problems``).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
+import zoneinfo
 from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
 PREFIX = "IDSERVER_"
+FILE_SUFFIX = "_FILE"
+# Not settings of the server: the test suite's databases and the soft phone's options.
+RESERVED_PREFIXES = (PREFIX + "TEST_", PREFIX + "PHONE_")
 DEMO_SECRET_KEY = "demo-secret-key-change-me"  # noqa: S105 -- the known value production refuses
 ATTESTATION_POLICIES = ("none", "self", "allowlist", "trusted")
 PROXIMITY_POLICIES = ("warn", "deny")
+REDIS_SCHEMES = ("redis", "rediss")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
-    """A setting is missing, malformed, or unsafe for the chosen mode."""
+    """A setting is missing, malformed, or unsafe for the chosen mode.
+
+    ``problems`` holds one readable line per problem; ``str()`` joins them.
+    """
+
+    def __init__(self, problems: str | Iterable[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def _bool(value: str) -> bool:
@@ -30,7 +54,7 @@ def _bool(value: str) -> bool:
         return True
     if value.strip().lower() in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"not a boolean: {value!r}")
+    raise ValueError(f"must be true or false, not {value!r}")
 
 
 def _list(value: str) -> list[str]:
@@ -39,11 +63,15 @@ def _list(value: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting. ``secret``: masked by ``idserver config check``, also read from a file
+    named by ``IDSERVER_<NAME>_FILE``. ``minimum``: the least value of a whole-number setting."""
+
     name: str
     default: Any
     doc: str
     parse: Callable[[str], Any] = str
-    secret: bool = False  # never printed; may come from a file (IDSERVER_<NAME>_FILE)
+    secret: bool = False
+    minimum: int = 1
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -57,6 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
         "DATABASE_URL",
         "",
         "SQLAlchemy URL. Empty: SQLite file `instance/idserver.sqlite3`.",
+        secret=True,
     ),
     Setting(
         "KEYS_DIR",
@@ -79,11 +108,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Each worker re-reads the signing keys at least this often, so a rotation made by "
         "another instance reaches its JWKS and its tokens.",
         int,
+        minimum=0,
     ),
     Setting(
         "SECRET_KEY",
         DEMO_SECRET_KEY,
         "Secret for session cookies, QR-code MACs and WebAuthn user handles.",
+        secret=True,
     ),
     Setting("RP_ID", "", "WebAuthn RP ID. Empty: the issuer's host name."),
     Setting("RP_NAME", "Bürger-ID", "Name the phone shows when it creates a passkey."),
@@ -136,6 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
         "REDIS_URL",
         "",
         "Redis for counters all workers share (rate limits). Empty: the database.",
+        secret=True,
     ),
     Setting(
         "RATE_LIMIT_ACTIVATION",
@@ -171,12 +203,32 @@ SETTINGS: tuple[Setting, ...] = (
         "IPv6 addresses of phone and computer in the same /N count as one network.",
         int,
     ),
-    Setting("AUDIT_CHECKPOINT_EVERY", 100, "Sign the audit chain's head every N events.", int),
+    Setting(
+        "AUDIT_CHECKPOINT_EVERY", 100, "Sign the audit chain's head every N events.", int, minimum=0
+    ),
     Setting(
         "RETENTION_DAYS",
         90,
-        "Days after a resident is deleted until `idserver citizen purge` erases their data.",
+        "Days after a resident is deleted until the purge erases their data; also how long "
+        "used and expired activation codes stay listed in the clerk console.",
         int,
+        minimum=0,
+    ),
+    Setting(
+        "PURGE_AFTER_HOURS",
+        24,
+        "Hours after a login, code, token, challenge, pairing or session has ended (used, "
+        "expired, revoked) until the purge deletes it (IP addresses, user agents). 0: at once.",
+        int,
+        minimum=0,
+    ),
+    Setting(
+        "PURGE_INTERVAL_SECONDS",
+        3600,
+        "`idserver serve` runs the purge this often (one instance at a time). 0: never; run "
+        "`idserver maintenance purge` from cron instead.",
+        int,
+        minimum=0,
     ),
     Setting(
         "MUNICIPALITY_NAME",
@@ -218,24 +270,115 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
-    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting("LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.", str.upper),
+    Setting(
+        "LOG_FORMAT",
+        "",
+        "`text` (a line for a terminal) or `json` (JSON lines for a collector), for the "
+        "application and access log alike. Empty: `json` in production, else `text`.",
+    ),
 )
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+@dataclass
+class ConfigReading:
+    """What the environment says: every setting's value, its source, and what is wrong.
+
+    A setting whose variable is malformed keeps its default (and a line in ``problems``), so the
+    checks that follow report only their own problems, not consequences of the first.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def explicit(self) -> set[str]:
+        """Settings the operator set to something (not the default, not empty)."""
+        return {
+            name
+            for name, source in self.sources.items()
+            if source != "default" and self.values[name] != ""
+        }
+
+
+def read_secret_file(path: str) -> str:
+    """A secret file's contents without the one trailing newline that ``echo`` and editors add."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+
+
+def _raw_value(
+    setting: Setting, environ: Mapping[str, str], problems: list[str]
+) -> tuple[str | None, str]:
+    variable = PREFIX + setting.name
+    raw = environ.get(variable)
+    path = environ.get(variable + FILE_SUFFIX) if setting.secret else None
+    if path is None:
+        return raw, "environment"
+    if raw is not None:
+        problems.append(f"{variable} and {variable}{FILE_SUFFIX} are both set; set only one")
+        return None, "default"
+    try:
+        return read_secret_file(path), "file"
+    except OSError as exc:
+        problems.append(f"{variable}{FILE_SUFFIX}: cannot read {path!r}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        problems.append(f"{variable}{FILE_SUFFIX}: {path!r} is not UTF-8 text")
+    return None, "default"
+
+
+def known_variables() -> list[str]:
+    """Every variable the server reads: the settings and the ``_FILE`` forms of the secret ones."""
+    names = [PREFIX + setting.name for setting in SETTINGS]
+    return names + [PREFIX + s.name + FILE_SUFFIX for s in SETTINGS if s.secret]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``IDSERVER_*`` variable that names no setting, with the likeliest one."""
+    known = known_variables()
+    lines = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(PREFIX) or variable in known or upper.startswith(RESERVED_PREFIXES):
+            continue
+        base = upper.removesuffix(FILE_SUFFIX)
+        if upper.endswith(FILE_SUFFIX) and base in known and upper not in known:
+            lines.append(f"{variable}: only secret settings can be read from a file; set {base}")
+            continue
+        guesses = difflib.get_close_matches(
+            upper.removeprefix(PREFIX), [name.removeprefix(PREFIX) for name in known], n=1
+        )
+        hint = f"; did you mean {PREFIX}{guesses[0]}?" if guesses else ""
+        lines.append(f"{variable} is not a known setting{hint}")
+    return lines
+
+
+def read_config(environ: Mapping[str, str] | None = None) -> ConfigReading:
     """Read every setting from ``environ`` (default: the process environment)."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    reading = ConfigReading()
     for setting in SETTINGS:
-        raw = environ.get(PREFIX + setting.name)
+        reading.values[setting.name] = setting.default
+        reading.sources[setting.name] = "default"
+        raw, source = _raw_value(setting, environ, reading.problems)
         if raw is None:
-            values[setting.name] = setting.default
             continue
         try:
-            values[setting.name] = setting.parse(raw)
+            reading.values[setting.name] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{PREFIX}{setting.name}: {exc}") from exc
-    return values
+            if setting.parse is int:
+                reading.problems.append(
+                    f"{PREFIX}{setting.name} must be a whole number, not {raw!r}"
+                )
+            else:
+                reading.problems.append(f"{PREFIX}{setting.name} {exc}")
+            continue
+        reading.sources[setting.name] = source
+    reading.unknown = unknown_variables(environ)
+    return reading
 
 
 def derive_defaults(config: dict[str, Any], instance_path: str) -> None:
@@ -245,65 +388,209 @@ def derive_defaults(config: dict[str, Any], instance_path: str) -> None:
         path = os.path.join(instance_path, "idserver.sqlite3")
         config["DATABASE_URL"] = f"sqlite:///{path}"
     if not config["RP_ID"]:
-        config["RP_ID"] = urlsplit(config["ISSUER"]).hostname or ""
+        try:
+            config["RP_ID"] = urlsplit(config["ISSUER"]).hostname or ""
+        except ValueError:  # a malformed issuer; reported by config_problems
+            config["RP_ID"] = ""
+    if not config["LOG_FORMAT"]:
+        config["LOG_FORMAT"] = "json" if config["ENV"] == "production" else "text"
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Refuse settings that cannot work, and demo defaults in production."""
-    issuer = urlsplit(config["ISSUER"])
-    if issuer.scheme not in ("http", "https") or not issuer.hostname:
-        raise ConfigError("IDSERVER_ISSUER must be an absolute http(s) URL")
+def _whole_number_problems(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for setting in SETTINGS:
+        value = config[setting.name]
+        if setting.parse is int and (
+            isinstance(value, bool) or not isinstance(value, int) or value < setting.minimum
+        ):
+            problems.append(
+                f"{PREFIX}{setting.name} must be a whole number of at least {setting.minimum}, "
+                f"not {value!r}"
+            )
+    return problems
+
+
+def _issuer_problems(config: Mapping[str, Any]) -> list[str]:
+    try:
+        issuer = urlsplit(config["ISSUER"])
+        host = issuer.hostname or ""
+        _ = issuer.port  # a malformed port raises here
+    except ValueError:
+        return ["IDSERVER_ISSUER must be an absolute http(s) URL"]
+    if issuer.scheme not in ("http", "https") or not host:
+        return ["IDSERVER_ISSUER must be an absolute http(s) URL"]
     if issuer.query or issuer.fragment:
-        raise ConfigError("IDSERVER_ISSUER must not have a query or fragment")
+        return ["IDSERVER_ISSUER must not have a query or fragment"]
+    problems = []
+    rp_id = config["RP_ID"]
+    if host != rp_id and not host.endswith("." + rp_id):
+        problems.append("IDSERVER_RP_ID must be the issuer's host or a parent domain of it")
+    if config["ENV"] == "production" and issuer.scheme != "https":
+        if host not in ("localhost", "127.0.0.1"):
+            problems.append("production needs an https IDSERVER_ISSUER")
+    return problems
+
+
+def _database_problems(config: Mapping[str, Any]) -> list[str]:
+    """The URL parses and names a database whose driver is installed; never echoes the URL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        url = make_url(config["DATABASE_URL"])
+    except ArgumentError:
+        return [
+            "IDSERVER_DATABASE_URL is not a database URL "
+            "(such as postgresql+psycopg://USER:PASSWORD@HOST/DBNAME)"
+        ]
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        return [f"IDSERVER_DATABASE_URL names an unknown database {url.drivername!r}"]
+    except ImportError:
+        return [
+            f"IDSERVER_DATABASE_URL needs the Python driver for {url.drivername!r} "
+            "(PostgreSQL: pip install 'idserver[postgres]')"
+        ]
+    return []
+
+
+def _format_problems(config: Mapping[str, Any]) -> list[str]:
+    """Settings with a fixed vocabulary or syntax: modes, levels, zones, URLs, rate limits."""
+    from limits import parse_many
+
+    problems = []
     if config["ENV"] not in ("development", "production"):
-        raise ConfigError("IDSERVER_ENV must be 'development' or 'production'")
+        problems.append("IDSERVER_ENV must be 'development' or 'production'")
     if config["ATTESTATION_POLICY"] not in ATTESTATION_POLICIES:
-        raise ConfigError(f"IDSERVER_ATTESTATION_POLICY must be one of {ATTESTATION_POLICIES}")
-    if config["ATTESTATION_POLICY"] in ("allowlist", "trusted") and not config["AAGUID_ALLOWLIST"]:
-        raise ConfigError(
+        problems.append(
+            f"IDSERVER_ATTESTATION_POLICY must be one of {', '.join(ATTESTATION_POLICIES)}"
+        )
+    elif (
+        config["ATTESTATION_POLICY"] in ("allowlist", "trusted") and not config["AAGUID_ALLOWLIST"]
+    ):
+        problems.append(
             f"IDSERVER_ATTESTATION_POLICY={config['ATTESTATION_POLICY']} "
             "needs IDSERVER_AAGUID_ALLOWLIST"
         )
     if config["PROXIMITY_POLICY"] not in PROXIMITY_POLICIES:
-        raise ConfigError(f"IDSERVER_PROXIMITY_POLICY must be one of {PROXIMITY_POLICIES}")
-    if not 8 <= config["PROXIMITY_IPV4_PREFIX"] <= 32:
-        raise ConfigError("IDSERVER_PROXIMITY_IPV4_PREFIX must be between 8 and 32")
-    if not 16 <= config["PROXIMITY_IPV6_PREFIX"] <= 128:
-        raise ConfigError("IDSERVER_PROXIMITY_IPV6_PREFIX must be between 16 and 128")
+        problems.append(f"IDSERVER_PROXIMITY_POLICY must be one of {', '.join(PROXIMITY_POLICIES)}")
+    for name, lowest, highest in (
+        ("PROXIMITY_IPV4_PREFIX", 8, 32),
+        ("PROXIMITY_IPV6_PREFIX", 16, 128),
+    ):
+        value = config[name]
+        if isinstance(value, int) and not lowest <= value <= highest:
+            problems.append(f"{PREFIX}{name} must be between {lowest} and {highest}, not {value}")
     if config["ATTESTATION_ROOTS"] and not os.path.exists(config["ATTESTATION_ROOTS"]):
-        raise ConfigError("IDSERVER_ATTESTATION_ROOTS names no file or folder")
-    rp_id = config["RP_ID"]
-    host = issuer.hostname or ""
-    if host != rp_id and not host.endswith("." + rp_id):
-        raise ConfigError("IDSERVER_RP_ID must be the issuer's host or a parent domain of it")
-    if config["QR_MAX_AGE_SECONDS"] < config["QR_STEP_SECONDS"]:
-        raise ConfigError("IDSERVER_QR_MAX_AGE_SECONDS must be at least IDSERVER_QR_STEP_SECONDS")
-    if config["LONG_POLL_SECONDS"] < 1 or config["LONG_POLL_KEEPALIVE_SECONDS"] < 1:
-        raise ConfigError(
-            "IDSERVER_LONG_POLL_SECONDS and IDSERVER_LONG_POLL_KEEPALIVE_SECONDS must be at least 1"
+        problems.append("IDSERVER_ATTESTATION_ROOTS names no file or folder")
+    if str(config["LOG_LEVEL"]).upper() not in logging.getLevelNamesMapping():
+        problems.append(
+            "IDSERVER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+            f"not {config['LOG_LEVEL']!r}"
         )
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        problems.append(f"IDSERVER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    try:
+        zoneinfo.ZoneInfo(config["TIMEZONE"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        problems.append(f"IDSERVER_TIMEZONE is not a known time zone: {config['TIMEZONE']!r}")
+    problems += _database_problems(config)
+    if config["REDIS_URL"]:
+        try:
+            scheme = urlsplit(config["REDIS_URL"]).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in REDIS_SCHEMES:
+            problems.append("IDSERVER_REDIS_URL must be a redis:// or rediss:// URL")
+    for setting in SETTINGS:
+        if setting.name.startswith("RATE_LIMIT_"):
+            try:
+                parse_many(str(config[setting.name]))
+            except ValueError:
+                problems.append(
+                    f"{PREFIX}{setting.name} must be limits such as '10/minute;50/hour', "
+                    f"not {config[setting.name]!r}"
+                )
     if config["KEY_ENCRYPTION_KEY"]:
         from .keys.sealing import parse_kek
 
         try:
             parse_kek(config["KEY_ENCRYPTION_KEY"])
         except ValueError as exc:
-            raise ConfigError(f"IDSERVER_KEY_ENCRYPTION_KEY {exc}") from exc
-    if config["KEYS_REFRESH_SECONDS"] < 0:
-        raise ConfigError("IDSERVER_KEYS_REFRESH_SECONDS must not be negative")
+            problems.append(f"IDSERVER_KEY_ENCRYPTION_KEY {exc}")
+    return problems
+
+
+def config_problems(config: Mapping[str, Any], *, explicit: Collection[str]) -> list[str]:
+    """One line per setting that cannot work, and per demo default left in production.
+
+    ``explicit``: the settings the operator set (production insists on its own database).
+    """
+    whole_numbers = _whole_number_problems(config)
+    problems = whole_numbers + _issuer_problems(config) + _format_problems(config)
+    qr_settings_valid = not any("QR_" in line for line in whole_numbers)
+    if qr_settings_valid and config["QR_MAX_AGE_SECONDS"] < config["QR_STEP_SECONDS"]:
+        problems.append("IDSERVER_QR_MAX_AGE_SECONDS must be at least IDSERVER_QR_STEP_SECONDS")
     if config["ENV"] != "production":
-        return
+        return problems
     if config["SECRET_KEY"] == DEMO_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
-        raise ConfigError("production needs IDSERVER_SECRET_KEY: 32 or more random characters")
-    if issuer.scheme != "https" and host not in ("localhost", "127.0.0.1"):
-        raise ConfigError("production needs an https IDSERVER_ISSUER")
-    if config["DATABASE_URL"].startswith("sqlite") and not os.environ.get(PREFIX + "DATABASE_URL"):
-        raise ConfigError("production needs an explicit IDSERVER_DATABASE_URL")
+        problems.append("production needs IDSERVER_SECRET_KEY: 32 or more random characters")
+    if str(config["DATABASE_URL"]).startswith("sqlite") and "DATABASE_URL" not in explicit:
+        problems.append("production needs an explicit IDSERVER_DATABASE_URL")
     if not config["KEY_ENCRYPTION_KEY"]:
-        raise ConfigError(
+        problems.append(
             "production needs IDSERVER_KEY_ENCRYPTION_KEY (32 random bytes in base64; "
             "`idserver keys new-kek` makes one), the same on every instance"
         )
+    return problems
+
+
+@dataclass
+class EffectiveConfig:
+    """The settings a server would run with, where each came from, and what is wrong with them.
+
+    ``problems`` refuse the start; ``warnings`` (unknown variables, in development) do not.
+    """
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    problems: list[str]
+    warnings: list[str]
+
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """Every setting's value and source, secrets as ``***`` (``idserver config check``)."""
+        shown = {}
+        for setting in SETTINGS:
+            value = self.values[setting.name]
+            if setting.secret and value:
+                value = "***"
+            shown[PREFIX + setting.name] = {"value": value, "source": self.sources[setting.name]}
+        return shown
+
+
+def effective_config(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    instance_path: str,
+    environ: Mapping[str, str] | None = None,
+) -> EffectiveConfig:
+    """Read the environment, apply ``overrides`` (``create_app``'s test config), fill in the
+    derived defaults, and collect every problem. An unknown ``IDSERVER_*`` variable is a
+    problem in production and a warning otherwise."""
+    reading = read_config(environ)
+    values = {**reading.values, **(overrides or {})}
+    sources = {**reading.sources, **dict.fromkeys(overrides or {}, "caller")}
+    derive_defaults(values, instance_path)
+    problems = reading.problems + config_problems(values, explicit=reading.explicit)
+    production = values["ENV"] == "production"
+    return EffectiveConfig(
+        values=values,
+        sources=sources,
+        problems=problems + reading.unknown if production else problems,
+        warnings=[] if production else reading.unknown,
+    )
 
 
 def _markdown_default(value: Any) -> str:
@@ -325,6 +612,10 @@ def settings_markdown() -> str:
     for setting in SETTINGS:
         default = _markdown_default(setting.default).replace("|", "\\|")
         meaning = setting.doc.replace("|", "\\|")
+        if setting.secret:
+            meaning += (
+                f" Secret: or a file holding it, named in `{PREFIX}{setting.name}{FILE_SUFFIX}`."
+            )
         lines.append(f"| `{PREFIX}{setting.name}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"
 

@@ -13,10 +13,16 @@ from typing import Any
 from flask import Flask
 from flask import Response
 from flask import jsonify
+from flask import make_response
 from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+
+from .logs import current_route
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,28 @@ class RateLimited(IdServerError):
     description = _l("Too many attempts. Please wait a while and try again.")
 
 
+class TemporarilyUnavailable(IdServerError):
+    """A service this request needs (the database) is briefly out of reach: ask again soon.
+
+    RFC 9110 §15.6.4 (503, ``Retry-After``); the code is OAuth's (RFC 6749 §4.1.2.1). Nothing
+    was changed: the request's transaction did not commit.
+    """
+
+    status = 503
+    error = "temporarily_unavailable"
+    description = _l("The service is briefly unavailable. Please try again in a few seconds.")
+    retry_after = 5
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that says "not now" rather than "wrong": lost or refused connections,
+    a restart, a deadlock or lock timeout (SQLAlchemy's ``OperationalError``/``InterfaceError``
+    and any error after which the connection was invalidated)."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def wants_json() -> bool:
     if request.path.startswith("/api/") or request.endpoint in OAUTH_JSON_ENDPOINTS:
         return True
@@ -103,8 +131,23 @@ def error_response(error: str, description: Any, status: int) -> Response | tupl
 def init_app(app: Flask) -> None:
     @app.errorhandler(IdServerError)
     def _own(exc: IdServerError) -> Any:
-        log.info("refused %s %s: %s", request.method, request.path, exc.error)
+        log.info("refused %s %s: %s", request.method, current_route(), exc.error)
         return error_response(exc.error, exc.description, exc.status)
+
+    @app.errorhandler(DBAPIError)
+    def _database(exc: DBAPIError) -> Any:
+        if not is_transient(exc):
+            return _unexpected(exc)
+        # The driver's message only: the statement and its parameters may hold secrets.
+        reason = exc.orig if exc.orig is not None else type(exc).__name__
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, reason)
+        unavailable = TemporarilyUnavailable()
+        response = make_response(
+            error_response(unavailable.error, unavailable.description, unavailable.status)
+        )
+        response.headers["Retry-After"] = str(unavailable.retry_after)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:
@@ -116,5 +159,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, current_route())
         return error_response("server_error", _l("Something went wrong on our side."), 500)

@@ -1,9 +1,19 @@
-"""Rate limits, counted where every worker sees the same numbers.
+"""Rate limits, counted before acting, where every worker sees the same numbers.
 
-Flask-Limiter does the bookkeeping with fixed windows; the counters live in Redis when
-``IDSERVER_REDIS_URL`` is set and otherwise in the application's own database (the
-``rate_limit_counters`` table, one row per key, bumped by one atomic upsert). A refused request
-only *reads* its counters, so a 429 changes nothing anywhere.
+Flask-Limiter chooses the storage and names the counters (fixed windows, ``limits`` keys); they
+live in Redis when ``IDSERVER_REDIS_URL`` is set and otherwise in the application's own database
+(the ``rate_limit_counters`` table, one row per key). A request takes its slot in every window
+of its limit *before* it acts, all windows or none in one atomic step (one database transaction
+of increment-then-compare upserts, rolled back when a window is full; one Lua script in Redis),
+so concurrent requests can never get more than the limit through. A refused request takes no
+slot: a 429 changes nothing. Where only some outcomes count, the slot is given back afterwards
+when the outcome is not one of them.
+
+When Redis is out of reach the counting goes on in the database table instead, which every
+worker shares as well, and Redis is tried again after ``REDIS_RETRY_SECONDS``: limits keep
+holding during a Redis outage (a window may count up to twice its limit across the switch), and
+no request fails for want of Redis. The database is the last resort: if it is down too, the
+request fails with 503 like every other that needs it.
 
 What is counted, and why (OWASP ASVS 5.0 V2.4.1, V6.3.1; RFC 10027 "Rate Limits"):
 
@@ -27,29 +37,35 @@ client, would let anybody lock that citizen or relying party out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 from typing import cast
 
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import jsonify
 from flask import make_response
 from flask import request
 from flask_limiter import Limiter
-from flask_limiter import RateLimitExceeded
 from limits import parse_many
+from limits.storage import RedisClusterStorage
+from limits.storage import RedisStorage
 from limits.storage import Storage
 from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy import case
 from sqlalchemy import delete
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped
@@ -60,11 +76,21 @@ from .db import Base
 from .db import UTCDateTime
 from .errors import RateLimited
 from .errors import error_response
+from .logs import current_route
 from .web import client_address
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LIMITS", "DatabaseStorage", "RateLimitCounter", "consume", "init_app"]
+__all__ = [
+    "LIMITS",
+    "DatabaseStorage",
+    "RateLimitCounter",
+    "Reservation",
+    "WindowFull",
+    "consume",
+    "init_app",
+    "reserve",
+]
 
 LIMITS = (
     "RATE_LIMIT_ACTIVATION",
@@ -74,8 +100,34 @@ LIMITS = (
     "RATE_LIMIT_CLERK_SEARCH",  # per clerk, counted by idserver.admin.views through consume()
 )
 DATABASE_SCHEME = "idserver+database"
+KEY_PREFIX = "idserver"
 PURGE_EVERY = 1000  # increments between two sweeps of expired counters
-JSON_ONLY_ENDPOINTS = ("oidc.token",)  # OAuth clients expect JSON errors (RFC 6749 §5.2)
+REDIS_RETRY_SECONDS = 5.0  # after Redis failed, count in the database this long before retrying
+REDIS_TIMEOUT_SECONDS = 2  # connect and read timeout towards Redis
+
+
+class CountersUnavailable(Exception):
+    """The counters' storage cannot be reached; the caller counts elsewhere."""
+
+
+class WindowFull(RateLimited):
+    """A window of the limit is full; ``retry_after`` is that window's length in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+# A window to take a slot in: (counter key, limit, window length in seconds).
+Window = tuple[str, int, int]
+# A slot taken: (counter key, which window it was taken in).
+Slot = tuple[str, Any]
+
+
+class Counters(Protocol):
+    def acquire(self, windows: Sequence[Window]) -> list[Slot]: ...
+
+    def release(self, slots: Sequence[Slot]) -> None: ...
 
 
 class RateLimitCounter(Base):
@@ -100,8 +152,11 @@ class DatabaseStorage(Storage):
     """A ``limits`` storage on the application's database, for the fixed-window strategy.
 
     ``incr`` is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` (PostgreSQL, SQLite ≥ 3.35),
-    so concurrent workers never lose a hit. It runs on its own connection and transaction,
-    independent of the request's session.
+    so concurrent workers never lose a hit. ``acquire`` runs those upserts for every window of
+    a limit in one transaction and rolls it back when one comes out over its limit: the upsert
+    locks the row (PostgreSQL) or the database (SQLite) until then, so the count each request
+    compares is the one it made. Both run on their own connection and transaction, independent
+    of the request's session.
     """
 
     STORAGE_SCHEME = [DATABASE_SCHEME]
@@ -118,10 +173,10 @@ class DatabaseStorage(Storage):
     def _engine() -> Engine:
         return current_app.extensions["idserver.db"][0]  # type: ignore[no-any-return]
 
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        engine = self._engine()
+    def _hit(self, connection: Connection, key: str, expiry: int, amount: int) -> tuple[int, Any]:
+        """Add ``amount`` in ``key``'s current window (a new one if it ran out); its count, end."""
         now = time.time()
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
         table = _table()
         fresh = dialect.insert(table).values(key=key, count=amount, expires_at=_at(now + expiry))
         over = table.c.expires_at <= _at(now)
@@ -131,13 +186,38 @@ class DatabaseStorage(Storage):
                 "count": case((over, fresh.excluded.count), else_=table.c.count + amount),
                 "expires_at": case((over, fresh.excluded.expires_at), else_=table.c.expires_at),
             },
-        ).returning(table.c.count)
-        with engine.begin() as connection:
-            count = int(connection.execute(statement).scalar_one())
-            self._increments += 1
-            if self._increments % PURGE_EVERY == 0:
-                connection.execute(delete(table).where(table.c.expires_at <= _at(now)))
-        return count
+        ).returning(table.c.count, table.c.expires_at)
+        count, expires_at = connection.execute(statement).one()
+        self._increments += 1
+        if self._increments % PURGE_EVERY == 0:
+            connection.execute(delete(table).where(table.c.expires_at <= _at(now)))
+        return int(count), expires_at
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        with self._engine().begin() as connection:
+            return self._hit(connection, key, expiry, amount)[0]
+
+    def acquire(self, windows: Sequence[Window]) -> list[Slot]:
+        """One slot in every window, or none (``WindowFull``); a slot is (key, window end)."""
+        slots: list[Slot] = []
+        with self._engine().begin() as connection:
+            for key, limit, expiry in windows:
+                count, expires_at = self._hit(connection, key, expiry, 1)
+                if count > limit:
+                    raise WindowFull(expiry)  # leaving the block rolls every window back
+                slots.append((key, expires_at))
+        return slots
+
+    def release(self, slots: Sequence[Slot]) -> None:
+        """Give slots back, to the windows they were taken in only; an emptied counter goes."""
+        table = _table()
+        with self._engine().begin() as connection:
+            for key, expires_at in slots:
+                same = (table.c.key == key) & (table.c.expires_at == expires_at)
+                connection.execute(delete(table).where(same, table.c.count <= 1))
+                connection.execute(
+                    update(table).where(same, table.c.count > 1).values(count=table.c.count - 1)
+                )
 
     def _row(self, key: str) -> tuple[int, float] | None:
         table = _table()
@@ -178,23 +258,139 @@ class DatabaseStorage(Storage):
             connection.execute(delete(table).where(table.c.key == key))
 
 
+# Both scripts see every window of one limit at once; Redis runs a script without interleaving.
+# A slot remembers its key's time to live when taken: a key of a later window lives longer.
+_REDIS_ACQUIRE = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('get', key) or '0') >= tonumber(ARGV[2 * i - 1]) then
+    return -i
+  end
+end
+local ttls = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('incr', key) == 1 then
+    redis.call('expire', key, ARGV[2 * i])
+  end
+  ttls[i] = redis.call('pttl', key)
+end
+return ttls
+"""
+_REDIS_RELEASE = """
+for i, key in ipairs(KEYS) do
+  local ttl = redis.call('pttl', key)
+  if ttl > 0 and ttl <= tonumber(ARGV[i]) and redis.call('decr', key) <= 0 then
+    redis.call('del', key)
+  end
+end
+return 0
+"""
+
+
+class RedisCounters:
+    """``acquire``/``release`` on the counters of ``limits``' Redis storage (same keys).
+
+    A Redis failure raises ``CountersUnavailable`` and is remembered for
+    ``REDIS_RETRY_SECONDS`` (in this process), so requests in the meantime do not each wait for
+    a connection that is not coming.
+    """
+
+    def __init__(self, storage: RedisStorage) -> None:
+        from redis import RedisError
+
+        self._storage = storage
+        self._errors = RedisError
+        self._down_until = 0.0
+        connection = storage.get_connection()
+        self._acquire = connection.register_script(_REDIS_ACQUIRE.encode())
+        self._release = connection.register_script(_REDIS_RELEASE.encode())
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if time.monotonic() < self._down_until:
+            raise CountersUnavailable("Redis failed a moment ago")
+        try:
+            return script(keys, args)
+        except self._errors as exc:
+            if self._down_until == 0.0:
+                log.warning("Redis unreachable; rate limits count in the database: %s", exc)
+            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            raise CountersUnavailable(str(exc)) from exc
+
+    def acquire(self, windows: Sequence[Window]) -> list[Slot]:
+        keys = [self._storage.prefixed_key(key) for key, _, _ in windows]
+        limits = [n for _, limit, expiry in windows for n in (limit, expiry)]
+        answer = self._call(self._acquire, keys, limits)
+        if self._down_until != 0.0:
+            log.info("Redis is back; rate limits count there again")
+            self._down_until = 0.0
+        if isinstance(answer, int):
+            raise WindowFull(windows[-answer - 1][2])
+        return list(zip(keys, (int(ttl) for ttl in answer), strict=True))
+
+    def release(self, slots: Sequence[Slot]) -> None:
+        self._call(self._release, [key for key, _ in slots], [ttl for _, ttl in slots])
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot in every window of one limit, taken before acting."""
+
+    counters: Counters
+    slots: tuple[Slot, ...]
+
+    def release(self) -> None:
+        """Give the slots back: the outcome was not one that counts.
+
+        If their storage has gone meanwhile they stay taken: counting too much is the safe side.
+        """
+        try:
+            self.counters.release(self.slots)
+        except CountersUnavailable:
+            log.info("could not give back %d rate-limit slots", len(self.slots))
+
+
+def reserve(setting: str, key: str, *, scope: str) -> Reservation:
+    """Take a slot for ``key`` in every window of ``setting``, or none and refuse (429)."""
+    windows = [
+        (item.key_for(KEY_PREFIX, key, scope), item.amount, item.get_expiry())
+        for item in parse_many(current_app.config[setting])
+    ]
+    counters: Counters = current_app.extensions["idserver.counters"]
+    try:
+        return Reservation(counters, tuple(counters.acquire(windows)))
+    except CountersUnavailable:
+        fallback: Counters = current_app.extensions["idserver.counters.fallback"]
+        return Reservation(fallback, tuple(fallback.acquire(windows)))
+
+
+def consume(setting: str, key: str, *, scope: str) -> None:
+    """Count one event against ``setting`` for ``key`` before it happens; 429 if a window is full.
+
+    For limits on an action rather than on an endpoint (a login can start from several pages),
+    where every outcome counts. Nothing is counted when the answer is no.
+    """
+    reserve(setting, key, scope=scope)
+
+
 # -- who is counted --------------------------------------------------------------------------
-def _citizen_of_presented_credential() -> str:
-    """The citizen whose device answered; "-" (never deducted) when none is enrolled."""
+def _citizen_of_presented_credential() -> str | None:
+    """The citizen whose device answered; None (nothing to count) when none is enrolled."""
     from webauthn.helpers import base64url_to_bytes
 
+    from .db import db
     from .passkeys.service import find_credential
 
     body = request.get_json(silent=True)
     credential = body.get("credential") if isinstance(body, dict) else None
     raw_id = credential.get("rawId") if isinstance(credential, dict) else None
     if not isinstance(raw_id, str) or not 0 < len(raw_id) <= 1400:
-        return "-"
+        return None
     try:
         stored = find_credential(base64url_to_bytes(raw_id))
     except (ValueError, TypeError):
-        return "-"
-    return stored.citizen_id if stored is not None else "-"
+        return None
+    citizen_id = stored.citizen_id if stored is not None else None
+    db.session.commit()  # end the read: the counter takes a connection of its own
+    return citizen_id
 
 
 def _error_code(response: Response) -> str | None:
@@ -215,8 +411,31 @@ def _client_authentication_failed(response: Response) -> bool:
     return _error_code(response) == "invalid_client"
 
 
-def _setting(name: str) -> Callable[[], str]:
-    return lambda: current_app.config[name]
+def _counted(
+    view: Callable[..., Any],
+    *,
+    setting: str,
+    scope: str,
+    key: Callable[[], str | None],
+    counts: Callable[[Response], bool],
+) -> Callable[..., Any]:
+    """``view``, taking its slot before it runs and giving it back unless ``counts`` its answer."""
+
+    @functools.wraps(view)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        who = key()
+        if who is None:
+            return view(*args, **kwargs)
+        reservation = reserve(setting, who, scope=scope)
+        try:
+            response = current_app.make_response(view(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 -- answered by the error handlers, then judged
+            response = current_app.make_response(current_app.handle_user_exception(exc))
+        if not counts(response):
+            reservation.release()
+        return response
+
+    return counted
 
 
 # -- wiring -----------------------------------------------------------------------------------
@@ -227,26 +446,50 @@ def init_app(app: Flask) -> None:
             parse_many(app.config[name])
         except ValueError as exc:
             raise ConfigError(f"IDSERVER_{name}: {exc}") from exc
+    redis_url = app.config.get("REDIS_URL")
+    timeouts: dict[str, str | int] = {
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    }
     limiter = Limiter(
         key_func=client_address,
         app=app,
-        storage_uri=app.config.get("REDIS_URL") or f"{DATABASE_SCHEME}://",
+        storage_uri=redis_url or f"{DATABASE_SCHEME}://",
+        storage_options=timeouts if redis_url else {},
         strategy="fixed-window",
-        key_prefix="idserver",
+        key_prefix=KEY_PREFIX,
         headers_enabled=False,
     )
     app.extensions["idserver.limiter"] = limiter
-    activation = limiter.limit(
-        _setting("RATE_LIMIT_ACTIVATION"), scope="activation", deduct_when=_activation_attempt
+    storage = limiter.storage
+    if isinstance(storage, DatabaseStorage):
+        app.extensions["idserver.counters"] = storage
+    elif isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+        app.extensions["idserver.counters"] = RedisCounters(storage)
+        app.extensions["idserver.counters.fallback"] = DatabaseStorage()
+    else:
+        raise ConfigError("IDSERVER_REDIS_URL: counters need one Redis server (redis://…)")
+
+    activation = functools.partial(
+        _counted,
+        setting="RATE_LIMIT_ACTIVATION",
+        scope="activation",
+        key=client_address,
+        counts=_activation_attempt,
     )
-    approvals = limiter.shared_limit(
-        _setting("RATE_LIMIT_APPROVAL"),
+    approvals = functools.partial(
+        _counted,
+        setting="RATE_LIMIT_APPROVAL",
         scope="approval",
-        key_func=_citizen_of_presented_credential,
-        deduct_when=_approved,
+        key=_citizen_of_presented_credential,
+        counts=_approved,
     )
-    token = limiter.limit(
-        _setting("RATE_LIMIT_TOKEN"), scope="token", deduct_when=_client_authentication_failed
+    token = functools.partial(
+        _counted,
+        setting="RATE_LIMIT_TOKEN",
+        scope="token",
+        key=client_address,
+        counts=_client_authentication_failed,
     )
     for endpoint, limit in (
         ("api.begin_enrolment", activation),
@@ -254,35 +497,12 @@ def init_app(app: Flask) -> None:
         ("crosslogin.passkey_finish", approvals),
         ("oidc.token", token),
     ):
-        app.view_functions[endpoint] = limit(app.view_functions[endpoint])  # type: ignore[assignment]
+        app.view_functions[endpoint] = limit(app.view_functions[endpoint])
 
-    @app.errorhandler(RateLimitExceeded)
-    def _too_many(exc: RateLimitExceeded) -> Any:
-        log.info("rate limit %s reached on %s %s", exc.limit.limit, request.method, request.path)
-        if request.endpoint in JSON_ONLY_ENDPOINTS:
-            response = jsonify(
-                error=RateLimited.error, error_description=str(RateLimited.description)
-            )
-            response.status_code = 429
-        else:
-            response = make_response(
-                error_response(RateLimited.error, RateLimited.description, 429)
-            )
+    @app.errorhandler(WindowFull)
+    def _too_many(exc: WindowFull) -> Any:
+        log.info("rate limit reached on %s %s", request.method, current_route())
+        response = make_response(error_response(exc.error, exc.description, exc.status))
         response.headers["Cache-Control"] = "no-store"
-        response.headers["Retry-After"] = str(exc.limit.limit.get_expiry())
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
-
-
-def consume(setting: str, key: str, *, scope: str) -> None:
-    """Count one event against ``setting`` for ``key``; refuse (429) if a window is full.
-
-    For limits on an action rather than on an endpoint (a login can start from several pages).
-    Nothing is counted when the answer is no.
-    """
-    limiter: Limiter = current_app.extensions["idserver.limiter"]
-    items = parse_many(current_app.config[setting])
-    identifiers = ("idserver", key, scope)
-    if not all(limiter.limiter.test(item, *identifiers) for item in items):
-        raise RateLimited()
-    for item in items:
-        limiter.limiter.hit(item, *identifiers)

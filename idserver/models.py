@@ -3,6 +3,7 @@
 from .account.models import BrowserSession
 from .account.models import ConsentWithdrawal
 from .account.models import Pairing
+from .admin.models import MaintenanceRun
 from .audit.models import AuditCheckpoint
 from .audit.models import AuditEvent
 from .citizens.models import ActivationAttempt
@@ -35,6 +36,7 @@ __all__ = [
     "ConsentWithdrawal",
     "Credential",
     "LoginTransaction",
+    "MaintenanceRun",
     "Pairing",
     "RateLimitCounter",
     "RevocationCode",

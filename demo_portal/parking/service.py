@@ -27,6 +27,10 @@ from .models import ACTIVE
 from .models import CANCELLED
 from .models import LAPSED
 from .models import Permit
+from .reference import PermitReferenceInvalid
+from .reference import load_reference_key
+from .reference import sign_reference
+from .reference import verify_reference
 from .tokens import PermitTokenExpired
 from .tokens import PermitTokenInvalid
 from .tokens import load_signing_key
@@ -41,17 +45,22 @@ __all__ = [
     "NotEligible",
     "PermitCheck",
     "cancel_permit",
+    "check_permit_number",
+    "check_permit_reference",
     "check_permit_token",
     "find_permit",
     "init_app",
     "issue_permit",
     "list_permits",
     "normalise_plate",
+    "permit_reference",
     "permit_token",
     "signing_key",
 ]
 
 KEY_EXTENSION = "demo_portal.parking.key"
+REFERENCE_KEY_EXTENSION = "demo_portal.parking.reference_key"
+MAX_NUMBER_LENGTH = 32
 NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 # District (1-3 letters, umlauts occur: "LÖ"), 1-2 letters, 1-4 digits without a leading zero,
 # and "E" (electric) or "H" (historic) at the end: Fahrzeug-Zulassungsverordnung §8, §9.
@@ -78,7 +87,8 @@ class AlreadyHolding(PortalError):
 
 @dataclass(frozen=True)
 class PermitCheck:
-    """What a warden's device shows: ``valid``, ``expired``, ``cancelled`` or ``invalid``."""
+    """What a warden's device shows: ``valid``, ``expired``, ``cancelled``, ``invalid`` (a
+    forged or altered code) or ``unknown`` (a typed number the register does not know)."""
 
     result: str
     permit: Permit | None = None
@@ -87,6 +97,8 @@ class PermitCheck:
 def init_app(app: Flask) -> None:
     key_file = Path(app.config["INSTANCE_PATH"]) / "permit-signing-key.json"
     app.extensions[KEY_EXTENSION] = load_signing_key(key_file)
+    reference_key = Path(app.config["INSTANCE_PATH"]) / "permit-reference-key"
+    app.extensions[REFERENCE_KEY_EXTENSION] = load_reference_key(reference_key)
 
 
 def signing_key() -> ECKey:
@@ -245,4 +257,38 @@ def check_permit_token(token: str) -> PermitCheck:
     permit = db.session.scalars(select(Permit).where(Permit.number == claims["jti"])).first()
     if permit is None or permit.plate != claims["plate"] or permit.zone_id != claims["zone"]:
         return PermitCheck("invalid")
+    return PermitCheck(permit.status(dt.date.today()), permit)
+
+
+# -- what the windscreen shows: the short reference and the printed number ----------------------
+def _registered(number: str) -> Permit | None:
+    return db.session.scalars(select(Permit).where(Permit.number == number)).first()
+
+
+def permit_reference(permit: Permit) -> str:
+    """The short signed reference the permit's QR code carries."""
+    return sign_reference(permit.number, key=current_app.extensions[REFERENCE_KEY_EXTENSION])
+
+
+def check_permit_reference(reference: str) -> PermitCheck:
+    """A scanned QR code: the tag must be ours, then the register says how the permit stands."""
+    try:
+        number = verify_reference(reference, key=current_app.extensions[REFERENCE_KEY_EXTENSION])
+    except PermitReferenceInvalid:
+        return PermitCheck("invalid")
+    permit = _registered(number)
+    if permit is None:
+        return PermitCheck("unknown")
+    return PermitCheck(permit.status(dt.date.today()), permit)
+
+
+def check_permit_number(number: str) -> PermitCheck:
+    """A number typed from the printed permit: the register knows it, or it is ``unknown``.
+
+    A typo is far likelier than a forgery, so an unknown number is never called forged.
+    """
+    typed = re.sub(r"\s+", "", (number or "").upper())[:MAX_NUMBER_LENGTH]
+    permit = _registered(typed) if typed else None
+    if permit is None:
+        return PermitCheck("unknown")
     return PermitCheck(permit.status(dt.date.today()), permit)

@@ -27,6 +27,7 @@ from .tokens import public_jwks
 from .zones import load_zones
 
 bp = Blueprint("parking", __name__)
+MAX_FIELD = 128
 
 
 def _own_permit(permit_id: str) -> Permit:
@@ -72,7 +73,8 @@ def apply() -> Any:
 
 
 def _check_url(permit: Permit) -> str:
-    return external_url("parking.check", token=service.permit_token(permit))
+    """What the QR code holds: the check page and the short signed reference, no token."""
+    return external_url("parking.check", ref=service.permit_reference(permit))
 
 
 @bp.get("/permits/<permit_id>")
@@ -81,13 +83,16 @@ def permit(permit_id: str) -> Any:
     permit = _own_permit(permit_id)
     status = permit.status(dt.date.today())
     token = service.permit_token(permit) if status == "valid" else None
-    return render_template("parking/permit.html", permit=permit, status=status, token=token)
+    reference = service.permit_reference(permit) if status == "valid" else None
+    return render_template(
+        "parking/permit.html", permit=permit, status=status, token=token, reference=reference
+    )
 
 
 @bp.get("/permits/<permit_id>/qr.svg")
 @login_required
 def permit_qr(permit_id: str) -> Response:
-    """The QR code for the windscreen: a link to /check carrying the signed token."""
+    """The QR code for the windscreen: a link to /check carrying the short signed reference."""
     permit = _own_permit(permit_id)
     if permit.status(dt.date.today()) != "valid":
         abort(404)
@@ -113,10 +118,18 @@ def cancel(permit_id: str) -> Any:
 
 @bp.get("/check")
 def check() -> str:
-    """What a warden's device does with a scanned permit: verify it and ask the register."""
+    """A scanned QR code (``ref``), a typed permit number (``number``) or a signed token."""
+    reference = request.args.get("ref", "").strip()[:MAX_FIELD]
+    number = request.args.get("number", "").strip()[:MAX_FIELD]
     token = request.args.get("token", "").strip()
-    result = service.check_permit_token(token) if token else None
-    return render_template("parking/check.html", token=token, result=result)
+    result = None
+    if reference:
+        result = service.check_permit_reference(reference)
+    elif number:
+        result = service.check_permit_number(number)
+    elif token:
+        result = service.check_permit_token(token)
+    return render_template("parking/check.html", token=token, number=number, result=result)
 
 
 @bp.get("/jwks.json")

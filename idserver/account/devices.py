@@ -3,12 +3,17 @@
 Every change is one conditional ``UPDATE`` scoped to the citizen, audited in the same
 transaction. The lost-phone revocation code (shown once at enrolment, stored as SHA-256) works
 without a login and only once: burning it is ``UPDATE … WHERE used_at IS NULL``.
+
+A device that is revoked (account page, revocation code, clerk) or suspended as cloned loses
+what it already obtained, in the same transaction: ``end_device_grants`` is the one place that
+ends the sessions, access tokens, unredeemed codes and approved pairings of its logins.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,21 +26,22 @@ from ..audit import record_event
 from ..citizens.models import RevocationCode
 from ..citizens.service import DEVICE_NAME_MAX
 from ..citizens.service import hash_code
-from ..crosslogin.models import LoginTransaction
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
 from ..errors import NotFound
-from ..oidc.models import Token
+from ..oidc.server import revoke_device_grants
 from ..passkeys.aaguids import authenticator_name
 from ..passkeys.models import Credential
 from .models import BrowserSession
 from .pairing import cancel_pairings
-from .service import end_all_sessions
+from .service import end_device_sessions
 
 __all__ = [
     "Device",
+    "EndedGrants",
     "clean_device_name",
+    "end_device_grants",
     "find_device",
     "list_devices",
     "rename_device",
@@ -74,13 +80,48 @@ class Device:
 
 def session_credential(browser_session: BrowserSession) -> int | None:
     """The credential whose approval started this session, if it is known."""
-    if not browser_session.login_id:
-        return None
-    return db.session.scalar(
-        select(LoginTransaction.credential_pk).where(
-            LoginTransaction.id == browser_session.login_id
-        )
+    return browser_session.credential_pk
+
+
+@dataclass(frozen=True)
+class EndedGrants:
+    """What ``end_device_grants`` ended: how many of each."""
+
+    sessions: int
+    tokens: int
+    codes: int
+    pairings: int
+
+
+def end_device_grants(
+    citizen_id: str, credential_pks: Collection[int], *, reason: str, actor: str
+) -> EndedGrants:
+    """End what these devices of one citizen obtained: the browser sessions of the logins they
+    approved, the access tokens issued on those logins, their codes not yet redeemed, and the
+    pairings they approved; one audit event (ids and counts only).
+
+    Every revocation path calls this inside its own transaction, after marking the devices
+    revoked or suspended; the caller commits, so the grants end together with the device. Call
+    it before appending any other audit event: an append takes the log's lock, which a code
+    redemption or pairing waits for while holding its row, so rows first (or the two deadlock).
+    """
+    pks = sorted(set(credential_pks))
+    sessions = end_device_sessions(citizen_id=citizen_id, credential_pks=pks)
+    codes, tokens = revoke_device_grants(citizen_id=citizen_id, credential_pks=pks)
+    pairings = cancel_pairings(citizen_id, reason=reason, approved_by=pks) if pks else 0
+    ended = EndedGrants(sessions=sessions, tokens=tokens, codes=codes, pairings=pairings)
+    record_event(
+        "device_grants_ended",
+        actor=actor,
+        subject=citizen_id,
+        credential_ids=pks,
+        reason=reason,
+        sessions_ended=ended.sessions,
+        tokens_revoked=ended.tokens,
+        codes_voided=ended.codes,
+        pairings_cancelled=ended.pairings,
     )
+    return ended
 
 
 def list_devices(citizen_id: str, *, current: int | None = None) -> list[Device]:
@@ -166,7 +207,7 @@ def find_device(citizen_id: str, device_id: int) -> Credential:
 
 
 def revoke_device(citizen_id: str, device_id: int) -> None:
-    """Revoke one device: it can no longer log in or approve; pairings it approved end."""
+    """Revoke one device: it can no longer log in or approve; what it obtained ends."""
     session = db.session
     result = session.execute(
         update(Credential)
@@ -176,16 +217,15 @@ def revoke_device(citizen_id: str, device_id: int) -> None:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         raise _not_found()
-    cancel_pairings(citizen_id, reason="device_revoked", approved_by=device_id)
-    record_event(
-        "device_revoked", actor=f"citizen:{citizen_id}", subject=citizen_id, credential_id=device_id
-    )
+    actor = f"citizen:{citizen_id}"
+    end_device_grants(citizen_id, [device_id], reason="device_revoked", actor=actor)
+    record_event("device_revoked", actor=actor, subject=citizen_id, credential_id=device_id)
     session.commit()
 
 
 def revoke_devices_with_code(code: Any) -> str | None:
-    """Lost phone: a revocation code revokes all the citizen's devices, pairings, sessions and
-    access tokens at once.
+    """Lost phone: a revocation code revokes all the citizen's devices and pairings, and ends
+    what any of the devices obtained (sessions, access tokens, unredeemed codes), at once.
 
     Returns the citizen's id, or None for a wrong, unknown or used code. All three take the
     same path (hash, one conditional UPDATE that matches nothing, rollback), so neither the
@@ -216,19 +256,17 @@ def revoke_devices_with_code(code: Any) -> str | None:
         .values(revoked_at=now)
     )
     pairings = cancel_pairings(citizen_id, reason="lost_phone")
-    tokens = session.execute(
-        update(Token)
-        .where(Token.citizen_id == citizen_id, Token.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    actor = f"citizen:{citizen_id}"
+    # Every device, also those revoked or suspended before: whatever any of them obtained ends.
+    every_device = session.scalars(select(Credential.id).where(Credential.citizen_id == citizen_id))
+    end_device_grants(citizen_id, list(every_device), reason="lost_phone", actor=actor)
     record_event(
         "devices_revoked_with_code",
-        actor=f"citizen:{citizen_id}",
+        actor=actor,
         subject=citizen_id,
         revocation_code_id=code_id,
         credentials_revoked=revoked.rowcount,  # type: ignore[attr-defined]
         pairings_cancelled=pairings,
-        tokens_revoked=tokens.rowcount,  # type: ignore[attr-defined]
     )
-    end_all_sessions(citizen_id)  # commits the whole transaction
+    session.commit()
     return str(citizen_id)

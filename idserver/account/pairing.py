@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 from flask import current_app
@@ -305,14 +306,17 @@ def cancel(pairing: Pairing, *, reason: str) -> None:
     db.session.commit()
 
 
-def cancel_pairings(citizen_id: str, *, reason: str, approved_by: int | None = None) -> int:
-    """Cancel the citizen's live pairings (only those ``approved_by`` a device, if given).
+def cancel_pairings(
+    citizen_id: str, *, reason: str, approved_by: Collection[int] | None = None
+) -> int:
+    """Cancel the citizen's live pairings (only those ``approved_by`` one of these devices, if
+    given).
 
     Runs inside the caller's transaction; the caller commits.
     """
     conditions = [Pairing.citizen_id == citizen_id, Pairing.state.in_(LIVE)]
     if approved_by is not None:
-        conditions.append(Pairing.approved_by == approved_by)
+        conditions.append(Pairing.approved_by.in_(approved_by))
     result = db.session.execute(
         update(Pairing)
         .where(*conditions)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Collection
 
 from flask import current_app
 from flask import session
+from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
@@ -19,12 +21,13 @@ from ..clerks import active_clerk
 from ..db import db
 from ..db import utcnow
 from ..oidc.models import Client
+from ..passkeys.models import usable_device
 from .models import BrowserSession
 
 __all__ = [
     "SELF_CLIENT_ID",
     "current_session",
-    "end_all_sessions",
+    "end_device_sessions",
     "end_session",
     "safe_next",
     "self_client",
@@ -70,8 +73,11 @@ def safe_next(value: object) -> str:
     return current_app.config["ISSUER"] + "/account"
 
 
-def start_session(*, citizen_id: str, acr: str, amr: list[str], login_id: str | None) -> str:
-    """A fresh session after a login; the old cookie content is dropped (session rotation)."""
+def start_session(
+    *, citizen_id: str, acr: str, amr: list[str], login_id: str | None, credential_pk: int | None
+) -> str:
+    """A fresh session after a login approved by ``credential_pk``; the old cookie content is
+    dropped (session rotation)."""
     session.clear()
     lifetime = dt.timedelta(seconds=current_app.config["SESSION_TTL_SECONDS"])
     record = BrowserSession(
@@ -81,6 +87,7 @@ def start_session(*, citizen_id: str, acr: str, amr: list[str], login_id: str | 
         acr=acr,
         amr=amr,
         login_id=login_id,
+        credential_pk=credential_pk,
     )
     db.session.add(record)
     db.session.commit()
@@ -93,7 +100,13 @@ def current_session() -> BrowserSession | None:
     sid = session.get(SESSION_KEY)
     if not isinstance(sid, str):
         return None
-    record = db.session.get(BrowserSession, sid)
+    # Only while the device that approved the login is usable: this also holds for a session
+    # started in the moment between the device check at ``consume`` and its revocation.
+    record = db.session.scalars(
+        select(BrowserSession).where(
+            BrowserSession.id == sid, usable_device(BrowserSession.credential_pk)
+        )
+    ).first()
     if record is None or record.ended_at is not None or record.expires_at <= utcnow():
         session.pop(SESSION_KEY, None)
         return None
@@ -134,12 +147,20 @@ def end_session() -> None:
         db.session.commit()
 
 
-def end_all_sessions(citizen_id: str) -> int:
-    """End every open session of a citizen (lost phone, clerk action); returns how many."""
+def end_device_sessions(*, citizen_id: str, credential_pks: Collection[int]) -> int:
+    """End the open sessions of logins these devices approved; returns how many.
+
+    Runs in the caller's transaction (a device's revocation); the caller commits.
+    """
+    if not credential_pks:
+        return 0
     result = db.session.execute(
         update(BrowserSession)
-        .where(BrowserSession.citizen_id == citizen_id, BrowserSession.ended_at.is_(None))
+        .where(
+            BrowserSession.citizen_id == citizen_id,
+            BrowserSession.credential_pk.in_(credential_pks),
+            BrowserSession.ended_at.is_(None),
+        )
         .values(ended_at=utcnow())
     )
-    db.session.commit()
     return result.rowcount  # type: ignore[attr-defined,no-any-return]

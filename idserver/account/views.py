@@ -49,7 +49,7 @@ from .service import self_client
 
 bp = Blueprint("account", __name__)
 
-PAIR_COOKIE = "pair-binding"
+PAIR_COOKIE = "pair-{pairing_id}"
 LOST_DONE_KEY = "lost_done"
 
 
@@ -272,15 +272,25 @@ def pairing_cancel(pairing_id: str) -> Any:
 
 
 # -- adding a device: the new device ----------------------------------------------------------
-def _binding() -> str | None:
-    return request.cookies.get(PAIR_COOKIE)
+def _pair_cookie(pairing_id: str) -> tuple[str, str]:
+    """Name and path of the new device's binding cookie: ``__Host-`` on Path=/ over https, so
+    no sibling host can plant one (as ``crosslogin.views.phone_cookie``); plain-http demos get
+    the unprefixed name kept to the pairing's pages by its path."""
+    name = PAIR_COOKIE.format(pairing_id=pairing_id)
+    if current_app.config["ISSUER"].startswith("https://"):
+        return "__Host-" + name, "/"
+    return name, f"/pair/{pairing_id}"
+
+
+def _binding(pairing_id: str) -> str | None:
+    return request.cookies.get(_pair_cookie(pairing_id)[0])
 
 
 @bp.get("/pair/<pairing_id>")
 def join(pairing_id: str) -> Any:
     """What the new device opens: continue (claim), then the number, then register."""
     found = pairings.find_pairing(pairing_id)
-    if pairings.holds_binding(found, _binding()):
+    if pairings.holds_binding(found, _binding(pairing_id)):
         if found.state in ("cancelled", "expired"):
             raise pairings.PairingRejected(
                 _l("Adding this device was cancelled or has expired. Please start again."),
@@ -293,13 +303,14 @@ def join(pairing_id: str) -> Any:
 
 @bp.post("/pair/<pairing_id>/claim")
 def claim(pairing_id: str) -> Any:
-    found, binding = pairings.claim(pairing_id, binding=_binding())
+    found, binding = pairings.claim(pairing_id, binding=_binding(pairing_id))
     response = _to(f"/pair/{found.id}")
+    name, path = _pair_cookie(found.id)
     response.set_cookie(
-        PAIR_COOKIE,
+        name,
         binding,
         max_age=int(pairings.PAIRING_TTL.total_seconds()) + 60,
-        path=f"/pair/{found.id}",
+        path=path,
         secure=current_app.config["ISSUER"].startswith("https://"),
         httponly=True,
         samesite="Strict",
@@ -309,19 +320,19 @@ def claim(pairing_id: str) -> Any:
 
 @bp.get("/pair/<pairing_id>/status")
 def join_status(pairing_id: str) -> Any:
-    found = pairings.for_device(pairing_id, _binding())
+    found = pairings.for_device(pairing_id, _binding(pairing_id))
     return no_store(jsonify(pairings.status(found)))
 
 
 @bp.post("/pair/<pairing_id>/enrolment/options")
 def join_options(pairing_id: str) -> Any:
-    found = pairings.for_device(pairing_id, _binding())
+    found = pairings.for_device(pairing_id, _binding(pairing_id))
     return no_store(jsonify(pairings.begin_device_enrolment(found)))
 
 
 @bp.post("/pair/<pairing_id>/enrolment")
 def join_finish(pairing_id: str) -> Any:
-    found = pairings.for_device(pairing_id, _binding())
+    found = pairings.for_device(pairing_id, _binding(pairing_id))
     body = _json_body()
     enrolment = pairings.finish_device_enrolment(
         found,

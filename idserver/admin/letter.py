@@ -74,8 +74,12 @@ class Sender:
 
 
 def activation_link(activation_url: str, code: str) -> str:
-    """The link in the QR code: the activation page with the code filled in."""
-    return f"{activation_url}?{urlencode({'code': code})}"
+    """The link in the QR code: the activation page, the code in its fragment (``#code=…``).
+
+    A browser never sends the fragment (RFC 3986 §3.5), so the code reaches no access log;
+    the page's script fills it in and removes it from the address bar and history.
+    """
+    return f"{activation_url}#{urlencode({'code': code})}"
 
 
 def _simplify(text: str, encoding: str) -> str:

@@ -15,15 +15,16 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select
 from sqlalchemy import func
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
-from ..account.service import end_all_sessions
+from ..account.devices import EndedGrants
+from ..account.devices import end_device_grants
 from ..audit import record_event
 from ..audit.models import AuditEvent
 from ..citizens.models import ActivationCode
 from ..citizens.models import Citizen
+from ..citizens.models import searchable_name
 from ..citizens.service import issue_activation_code
 from ..citizens.service import register_citizen
 from ..clerks.models import Clerk
@@ -136,13 +137,9 @@ def _active_devices() -> Any:
 
 def _matching(query: ResidentQuery) -> Select[Any]:
     statement = select(Citizen)
-    for part in query.name.lower().split():
-        statement = statement.where(
-            or_(
-                func.lower(Citizen.given_name).contains(part, autoescape=True),
-                func.lower(Citizen.family_name).contains(part, autoescape=True),
-            )
-        )
+    # Both sides spelt alike (``searchable_name``): "Mueller" finds "Müller" and back.
+    for part in searchable_name(query.name).split():
+        statement = statement.where(Citizen.search_name.contains(part, autoescape=True))
     if query.postcode:
         statement = statement.where(Citizen.postcode.startswith(query.postcode, autoescape=True))
     if query.birthdate:
@@ -200,8 +197,9 @@ def activation_codes_of(citizen: Citizen) -> list[ActivationCode]:
     )
 
 
-def _revoke_devices(citizen: Citizen, *, actor: str) -> list[int]:
-    """Revoke every device not yet revoked; one ``device_revoked`` event each. Caller commits."""
+def _revoke_devices(citizen: Citizen, *, actor: str, reason: str) -> tuple[list[int], EndedGrants]:
+    """Revoke every device not yet revoked, one ``device_revoked`` event each, and end what any
+    of the resident's devices obtained (sessions, tokens, codes). Caller commits."""
     ids = sorted(
         db.session.scalars(
             update(Credential)
@@ -210,6 +208,10 @@ def _revoke_devices(citizen: Citizen, *, actor: str) -> list[int]:
             .returning(Credential.id)
         )
     )
+    every_device = db.session.scalars(
+        select(Credential.id).where(Credential.citizen_id == citizen.id)
+    )
+    ended = end_device_grants(citizen.id, list(every_device), reason=reason, actor=actor)
     for credential_id in ids:
         record_event(
             "device_revoked",
@@ -218,19 +220,18 @@ def _revoke_devices(citizen: Citizen, *, actor: str) -> list[int]:
             credential_id=credential_id,
             reason="clerk",
         )
-    return ids
+    return ids, ended
 
 
 def revoke_all_devices(clerk: Clerk, citizen: Citizen) -> tuple[int, int]:
-    """Revoke all of a resident's devices and end their browser sessions.
+    """Revoke all of a resident's devices and end their sessions, tokens and codes.
 
     Returns (devices revoked, sessions ended).
     """
-    revoked = _revoke_devices(citizen, actor=f"clerk:{clerk.id}")
+    revoked, ended = _revoke_devices(citizen, actor=f"clerk:{clerk.id}", reason="clerk")
     record_clerk_action(clerk, "revoke_devices", subject=citizen.id, credential_ids=revoked)
     db.session.commit()
-    ended = end_all_sessions(citizen.id)
-    return len(revoked), ended
+    return len(revoked), ended.sessions
 
 
 def mark_resident_deleted(clerk: Clerk, citizen: Citizen) -> bool:
@@ -253,11 +254,10 @@ def mark_resident_deleted(clerk: Clerk, citizen: Citizen) -> bool:
     if marked.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         return False
-    revoked = _revoke_devices(citizen, actor=f"clerk:{clerk.id}")
+    revoked, _ended = _revoke_devices(citizen, actor=f"clerk:{clerk.id}", reason="resident_deleted")
     record_clerk_action(clerk, "delete_resident", subject=citizen.id, credential_ids=revoked)
     session.commit()
     session.refresh(citizen)
-    end_all_sessions(citizen.id)
     return True
 
 

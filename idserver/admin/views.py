@@ -18,6 +18,7 @@ from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -34,6 +35,9 @@ from ..clerks import may
 from ..errors import IdServerError
 from ..web import SUPPORTED_LANGUAGES
 from . import service
+from .events import EVENT_LABELS
+from .events import describe_actor
+from .events import describe_event
 from .letter import LETTER_LANGUAGE
 from .letter import Sender
 from .letter import activation_letter_pdf
@@ -216,6 +220,13 @@ def activation_letter(citizen_id: str) -> Response:
         font_dir=config["LETTER_FONT_DIR"],
         language=language,
     )
+    # Shown when the resident's page is next loaded (the console's script reloads it at once).
+    flash(
+        _(
+            "A new activation letter has been issued. The code is valid until %(date)s.",
+            date=format_datetime(record.expires_at, "short"),
+        )
+    )
     response = Response(pdf, mimetype="application/pdf")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="activation-letter-{record.id[:8]}.pdf"'
@@ -284,6 +295,8 @@ def audit() -> str:
         page=page,
         problems=problems,
         checkpoint=checkpoint,
-        events=sorted(EVENTS),
+        events=sorted((str(EVENT_LABELS.get(name, name)), name) for name in EVENTS),
+        describe_event=describe_event,
+        describe_actor=describe_actor,
         form={"event": event, "subject": subject},
     )

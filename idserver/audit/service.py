@@ -60,6 +60,7 @@ EVENTS = frozenset(
         "device_renamed",
         "device_suspended",
         "devices_revoked_with_code",
+        "device_grants_ended",
         "consent_withdrawn",
         "clerk_action",
         "clerk_added",
@@ -68,6 +69,7 @@ EVENTS = frozenset(
         "key_retired",
         "keys_imported",
         "residents_purged",
+        "maintenance_purged",
         "audit_checkpoint",
     }
 )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
+from typing import Any
 
 from sqlalchemy import Date
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import event
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -20,6 +24,21 @@ from ..db import utcnow
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# German spellings without umlauts (DIN 5007-2): "Mueller" is how "Müller" is typed on a
+# keyboard without ü, and how it stands in many foreign documents.
+_TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+def searchable_name(text: str) -> str:
+    """``text`` as the clerk search compares it: lower case, ä/ö/ü/ß spelt ae/oe/ue/ss, other
+    accents dropped (é → e), spaces collapsed. Applied to names on write and to search terms."""
+    spelt = unicodedata.normalize("NFC", text).casefold().translate(_TRANSLITERATION)
+    plain = "".join(
+        char for char in unicodedata.normalize("NFKD", spelt) if not unicodedata.combining(char)
+    )
+    return " ".join(plain.split())
 
 
 class Citizen(Base):
@@ -35,10 +54,18 @@ class Citizen(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Given and family name as ``searchable_name`` spells them; kept up to date on every write.
+    search_name: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     @property
     def active(self) -> bool:
         return self.deleted_at is None
+
+
+@event.listens_for(Citizen, "before_insert")
+@event.listens_for(Citizen, "before_update")
+def _keep_search_name(_mapper: Any, _connection: Any, citizen: Citizen) -> None:
+    citizen.search_name = searchable_name(f"{citizen.given_name} {citizen.family_name}")
 
 
 class ActivationCode(Base):
@@ -64,7 +91,7 @@ class ActivationAttempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     address: Mapped[str] = mapped_column(String(64))
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # purge
 
     __table_args__ = (Index("ix_activation_attempts_address_at", "address", "at"),)
 

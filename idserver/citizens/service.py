@@ -20,13 +20,18 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import String
+from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from webauthn.helpers import base64url_to_bytes
 
 from ..audit import record_event
+from ..db import UTCDateTime
 from ..db import db
 from ..db import utcnow
 from ..errors import ActivationRejected
@@ -59,6 +64,7 @@ CODE_GROUPS = 4
 CODE_GROUP_LENGTH = 4
 CITIZEN_FIELDS = ("given_name", "family_name", "birthdate", "street", "postcode", "city", "email")
 DEVICE_NAME_MAX = 60
+ATTEMPT_WINDOW = dt.timedelta(hours=1)  # ACTIVATION_MAX_ATTEMPTS_PER_ADDRESS counts per hour
 _UNKNOWN_CODE_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # matches no code
 
 
@@ -153,43 +159,82 @@ def activation_url(record: ActivationCode) -> str:
     return f"{current_app.config['ISSUER']}/activate/{record.id}"
 
 
-def _count_address_failures(address: str) -> int:
-    since = utcnow() - dt.timedelta(hours=1)
-    count = db.session.scalar(
+def _take_address_attempt(address: str) -> int:
+    """Count one try from ``address`` before the code is looked at; 429 once the hour is full.
+
+    One conditional ``INSERT … SELECT`` that counts the hour's tries and adds this one only below
+    the limit, serialised per address (SQLite: a writing statement holds the database's write
+    lock; PostgreSQL: a transaction-level advisory lock), so concurrent tries cannot all read
+    the same count. A refused try writes nothing. The id of the new row is returned; a try that
+    turns out not to be a wrong code gives it back (``_give_back_address_attempt``).
+    """
+    limit = current_app.config["ACTIVATION_MAX_ATTEMPTS_PER_ADDRESS"]
+    now = utcnow()
+    recent = (
         select(func.count())
         .select_from(ActivationAttempt)
-        .where(ActivationAttempt.address == address, ActivationAttempt.at > since)
+        .where(ActivationAttempt.address == address, ActivationAttempt.at > now - ATTEMPT_WINDOW)
+        .scalar_subquery()
     )
-    return count or 0
-
-
-def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCode:
-    """The live activation record ``code`` belongs to; wrong tries are counted and bounded."""
-    limit = current_app.config["ACTIVATION_MAX_ATTEMPTS_PER_ADDRESS"]
-    if _count_address_failures(address) >= limit:
+    statement = (
+        insert(ActivationAttempt)
+        .from_select(
+            ["address", "at"],
+            select(literal(address, String()), literal(now, UTCDateTime())).where(recent < limit),
+        )
+        .returning(ActivationAttempt.id)
+    )
+    with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            lock = func.hashtextextended("activation-attempts:" + address, 0)
+            connection.execute(select(func.pg_advisory_xact_lock(lock)))
+        attempt = connection.scalar(statement)
+    if attempt is None:
         raise ActivationRejected(
             _l("Too many wrong codes from this connection. Please try again in an hour."),
             error="too_many_attempts",
             status=429,
         )
+    return int(attempt)
+
+
+def _give_back_address_attempt(attempt: int) -> None:
+    db.session.execute(delete(ActivationAttempt).where(ActivationAttempt.id == attempt))
+
+
+def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCode:
+    """The live activation record ``code`` belongs to; wrong tries are counted and bounded.
+
+    Counted before the answer is given, per address and per code, each in one conditional
+    statement (rate limits are raced by concurrent requests otherwise).
+    """
+    attempt = _take_address_attempt(address)
     # Known and unknown activation ids get the same answer after the same work (one lookup, one
     # hash comparison, one UPDATE), so the answers reveal nothing about which ids exist.
     well_formed_id = isinstance(activation_id, str) and len(activation_id) <= 36
     record = db.session.get(ActivationCode, activation_id) if well_formed_id else None
     presented = hash_code(code) if isinstance(code, str) and 0 < len(code) <= 64 else ""
     expected = record.code_hash if record is not None else _UNKNOWN_CODE_HASH
-    if not (hmac.compare_digest(presented, expected) and record is not None):
-        session = db.session
-        session.add(ActivationAttempt(address=address))
-        session.execute(
-            update(ActivationCode)
-            .where(ActivationCode.id == (activation_id if well_formed_id else ""))
-            .values(failed_attempts=ActivationCode.failed_attempts + 1)
+    right = hmac.compare_digest(presented, expected) and record is not None
+    # A wrong try takes one of the code's ACTIVATION_MAX_ATTEMPTS slots; the right one only
+    # checks that one is left. The row lock orders them: a code is never tried more often.
+    session = db.session
+    within_limit = session.execute(
+        update(ActivationCode)
+        .where(
+            ActivationCode.id == (activation_id if well_formed_id else ""),
+            ActivationCode.failed_attempts < current_app.config["ACTIVATION_MAX_ATTEMPTS"],
         )
+        .values(failed_attempts=ActivationCode.failed_attempts + (0 if right else 1))
+    )
+    if not right:
         session.commit()
         raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+    _give_back_address_attempt(attempt)
+    session.commit()
+    assert record is not None
     # Only whoever holds the right code learns that it has been blocked.
-    if record.failed_attempts >= current_app.config["ACTIVATION_MAX_ATTEMPTS"]:
+    if within_limit.rowcount != 1:  # type: ignore[attr-defined]
         raise ActivationRejected(
             _l("This code was entered wrongly too often. Please ask for a new letter."),
             error="too_many_attempts",
@@ -272,6 +317,7 @@ def finish_enrolment(
     if challenge.data.get("via", "activation") != via or challenge.subject is None:
         raise EnrolmentRejected(_l("This step has expired. Please start again."))
     config = current_app.config
+    roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
     verified = ceremonies.verify_registration(
         credential=credential,
         expected_challenge=challenge.challenge,
@@ -279,7 +325,10 @@ def finish_enrolment(
         expected_origins=expected_origins(),
         attestation_policy=config["ATTESTATION_POLICY"],
         aaguid_allowlist=config["AAGUID_ALLOWLIST"],
-        attestation_roots=ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"]),
+        attestation_roots=roots,
+    )
+    hardware = ceremonies.proves_hardware_key(
+        verified, aaguid_allowlist=config["AAGUID_ALLOWLIST"], attestation_roots=roots
     )
     fingerprint = ceremonies.public_key_fingerprint(verified.credential_public_key)
     session = db.session
@@ -306,6 +355,7 @@ def finish_enrolment(
         origin=str(client_data.get("origin", ""))[:300],
         backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
         backed_up=verified.credential_backed_up,
+        hardware_attested=hardware,
         created_at=now,
     )
     revocation_code = _new_code(groups=3)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+from urllib.parse import urlencode
+
 from flask import Blueprint
+from flask import current_app
+from flask import redirect
 from flask import render_template
 from flask import request
 
@@ -10,9 +16,19 @@ bp = Blueprint("citizens", __name__)
 
 
 @bp.get("/activate/<activation_id>")
-def activate(activation_id: str) -> str:
-    return render_template(
-        "citizens/activate.html",
-        activation_id=activation_id[:36],
-        code=request.args.get("code", "")[:32],
-    )
+def activate(activation_id: str) -> Any:
+    """The page; the letter's link carries the code in the fragment, which its script reads.
+
+    A link from a letter printed before the code moved to the fragment (``?code=…``) is sent
+    on with the code in the fragment, so the code is not kept in the page or its address.
+    """
+    activation_id = activation_id[:36]
+    code = request.args.get("code")
+    if code is not None:
+        kept = {key: value for key, value in request.args.items() if key != "code"}
+        target = f"{current_app.config['ISSUER']}/activate/{quote(activation_id, safe='')}"
+        target += (f"?{urlencode(kept)}" if kept else "") + f"#{urlencode({'code': code[:32]})}"
+        moved = redirect(target, code=303)
+        moved.headers["Cache-Control"] = "no-store"
+        return moved
+    return render_template("citizens/activate.html", activation_id=activation_id)

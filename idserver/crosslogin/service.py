@@ -38,7 +38,6 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -54,6 +53,7 @@ from ..oidc.claims import claim_names
 from ..oidc.models import Client
 from ..passkeys import ceremonies
 from ..passkeys.models import Credential
+from ..passkeys.models import usable_device
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
 from ..passkeys.service import find_credential
@@ -228,13 +228,10 @@ def consume(tx: LoginTransaction) -> bool:
     Only while the device that approved it is still active: one removed or blocked since
     (account page, revocation code, clerk) yields no code and no session.
     """
-    active = select(Credential.id).where(
-        Credential.revoked_at.is_(None), Credential.suspended_at.is_(None)
-    )
     return _transition(
         tx.id,
         from_states=("approved",),
-        where=(LoginTransaction.credential_pk.in_(active),),
+        where=(usable_device(LoginTransaction.credential_pk),),
         state="consumed",
     )
 
@@ -351,7 +348,8 @@ def _networks(desktop_ip: str, phone_ip: str | None) -> dict[str, Any]:
 
     The networks the comparison used, not the full addresses: the log is kept for good and
     must not hold personal data that outlives the resident (``audit.models``). The full
-    addresses stay in the login's row (``desktop_ip``, ``phone_ip``), found by ``login_id``.
+    addresses stay in the login's row (``desktop_ip``, ``phone_ip``), found by ``login_id``,
+    until the purge deletes it (``admin.retention``, ``PURGE_AFTER_HOURS``).
     """
     desktop = proximity.network_of(desktop_ip, **_prefixes())
     phone = proximity.network_of(phone_ip, **_prefixes())
@@ -580,8 +578,13 @@ def _approve(
 
 
 def _amr(stored: Credential) -> list[str]:
-    # RFC 8176: key possession (hardware- or software-protected) plus user verification.
-    return sorted({"hwk" if not stored.backup_eligible else "swk", "user", "mfa"})
+    """RFC 8176 §2: possession of a key plus user verification (UV is always required).
+
+    ``hwk`` only where attestation proved a hardware-bound key at enrolment (and the key cannot
+    be synced); a clear backup-eligible flag alone is the authenticator's unproved word.
+    """
+    hardware = stored.hardware_attested and not stored.backup_eligible
+    return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
 def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
 from sqlalchemy import bindparam
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from .. import limits
 from ..account.service import SELF_CLIENT_ID
@@ -31,6 +33,7 @@ from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
+from ..errors import is_transient
 from ..errors import wants_json
 from ..oidc.models import Client
 from ..oidc.server import Authentication
@@ -43,6 +46,8 @@ from . import events
 from . import qr
 from . import service
 from .models import LoginTransaction
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("crosslogin", __name__)
 
@@ -69,8 +74,26 @@ def login_cookie_name(login_id: str) -> str:
     return prefix + LOGIN_COOKIE.format(login_id=login_id)
 
 
+def phone_cookie(login_id: str) -> tuple[str, str]:
+    """Name and path of the phone browser's binding cookie for ``login_id``.
+
+    Over https it is ``__Host-phone-{id}`` on Path=/: the prefix forbids a Domain attribute, so
+    no sibling host, http or https (a relying party under the same city domain), can plant one
+    (RFC 6265bis §4.1.3.2); the login id in the name keeps it to its login. ``__Secure-`` with
+    Path=/q/{id} would still let an https sibling plant it. Plain-http demos cannot use a
+    prefix; their cookie is kept to the phone page by its path.
+    """
+    name = PHONE_COOKIE.format(login_id=login_id)
+    if current_app.config["ISSUER"].startswith("https://"):
+        return "__Host-" + name, "/"
+    return name, f"/q/{login_id}"
+
+
 def begin_login(client: Client, params: dict[str, str]) -> Any:
     """Start a login transaction for this browser and send it to the QR page."""
+    # End the request's reads first: the counter takes a connection of its own, and a request
+    # holding one while it waits for another could drain the pool under a flood.
+    db.session.commit()
     limits.consume("RATE_LIMIT_LOGIN", client_address(), scope="login")
     tx, browser_secret = service.create_transaction(
         client=client,
@@ -185,8 +208,16 @@ def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
 
     def read_version() -> int:
         nonlocal latest
-        with engine.connect() as connection:
-            row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+        try:
+            with engine.connect() as connection:
+                row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            # The answer has begun (200), so no 503 now: wait on as if nothing changed; the
+            # desktop asks again when the hold ends and meets the 503 then, if it lasts.
+            log.info("long poll of login %s could not read its status: %s", tx.id, exc.orig)
+            return seen
         if row is None:
             return -1
         latest = row
@@ -229,10 +260,17 @@ def continue_login(login_id: str) -> Any:
             amr=list(tx.amr or []),
             acr=tx.acr or service.ACR_PHONE,
             login_id=tx.id,
+            credential_pk=tx.credential_pk,
         )
         if tx.client_id == SELF_CLIENT_ID:
             # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
-            start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+            start_session(
+                citizen_id=citizen.id,
+                acr=auth.acr,
+                amr=auth.amr,
+                login_id=tx.id,
+                credential_pk=tx.credential_pk,
+            )
             response = redirect(safe_next(params.get("next")), code=303)
             response.delete_cookie(login_cookie_name(tx.id), path="/")
             return response
@@ -244,7 +282,13 @@ def continue_login(login_id: str) -> Any:
         )
         response.status_code = 303
         response.delete_cookie(login_cookie_name(tx.id), path="/")
-        start_session(citizen_id=citizen.id, acr=auth.acr, amr=auth.amr, login_id=tx.id)
+        start_session(
+            citizen_id=citizen.id,
+            acr=auth.acr,
+            amr=auth.amr,
+            login_id=tx.id,
+            credential_pk=tx.credential_pk,
+        )
         return response
     if tx.state in ("denied", "expired") and tx.client_id == SELF_CLIENT_ID:
         service.consume_denied(tx)
@@ -306,7 +350,7 @@ def passkey_finish(login_id: str) -> Response:
 @bp.get("/q/<login_id>")
 def phone(login_id: str) -> Any:
     """What the phone opens from the QR code: who asks, what they get, type the number."""
-    cookie = PHONE_COOKIE.format(login_id=login_id)
+    cookie, cookie_path = phone_cookie(login_id)
     tx, binding = service.mark_scanned(
         login_id,
         t=request.args.get("t"),
@@ -324,7 +368,7 @@ def phone(login_id: str) -> Any:
         cookie,
         binding,
         max_age=current_app.config["LOGIN_TTL_SECONDS"],
-        path=f"/q/{tx.id}",
+        path=cookie_path,
         secure=current_app.config["ISSUER"].startswith("https://"),
         httponly=True,
         samesite="Strict",

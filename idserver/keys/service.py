@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask import current_app
+from flask import request
 from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
 from sqlalchemy import insert
@@ -45,6 +46,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..config import ConfigError
@@ -461,7 +463,13 @@ class KeyStore:
 
 
 def _schema_exists(engine: Engine) -> bool:
-    names = set(inspect(engine).get_table_names())
+    """True when the key tables exist; False too when the database does not answer yet (the
+    keys are then prepared before the first request, and ``/readyz`` reports them)."""
+    try:
+        names = set(inspect(engine).get_table_names())
+    except SQLAlchemyError:
+        log.warning("database not reachable at start; the keys are prepared later")
+        return False
     return {"signing_keys", "server_secrets", "audit_events"} <= names
 
 
@@ -475,7 +483,13 @@ def init_app(app: Flask) -> None:
     engine = app.extensions["idserver.db"][0]
     store = KeyStore(app, engine)
     app.extensions["idserver.keys"] = store
-    app.before_request(store.prepare)
+
+    @app.before_request
+    def _prepare_before_request() -> None:
+        # Not for the probes: /healthz touches nothing, /readyz reports the keys itself.
+        if not (request.endpoint or "").startswith("health."):
+            store.prepare()
+
     if _schema_exists(engine):
         with app.app_context():
             try:

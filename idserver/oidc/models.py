@@ -100,12 +100,20 @@ class AuthorizationCode(Base, OIDCCodeMixin):
     acr: Mapped[str | None] = mapped_column(String(100))
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     login_id: Mapped[str | None] = mapped_column(String(64))
+    # The device that approved the login: revoking or suspending it voids the code.
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    # Authlib's nonce-replay check looks codes up by (client, nonce) on every login.
-    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+    __table_args__ = (
+        # Authlib's nonce-replay check looks codes up by (client, nonce) on every login.
+        Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),
+        Index("ix_authorization_codes_credential", "credential_pk"),
+    )
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -140,8 +148,12 @@ class Token(Base, TokenMixin):
     code_id: Mapped[int | None] = mapped_column(
         ForeignKey("authorization_codes.id", ondelete="SET NULL")
     )
+    # The device that approved the login: revoking or suspending it revokes the token.
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL")
+    )
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_tokens_citizen", "citizen_id"),)

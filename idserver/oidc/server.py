@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import requests
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import InvalidScopeError
@@ -49,6 +51,8 @@ from ..db import db
 from ..db import utcnow
 from ..keys import ID_TOKEN
 from ..keys import key_store
+from ..logs import note_client
+from ..passkeys.models import usable_device
 from .claims import claim_names
 from .claims import claims_for_scope
 from .models import AuthorizationCode
@@ -64,6 +68,7 @@ __all__ = [
     "StoredAuthorizationRequest",
     "authorization",
     "require_oauth",
+    "revoke_device_grants",
 ]
 
 ASSERTION_ALGORITHMS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
@@ -80,6 +85,7 @@ class Authentication:
     amr: list[str]
     acr: str
     login_id: str | None = None
+    credential_pk: int | None = None  # the device that approved the login
 
 
 class StoredAuthorizationRequest(OAuth2Request):
@@ -148,6 +154,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=auth.acr,
             amr=auth.amr,
             login_id=auth.login_id,
+            credential_pk=auth.credential_pk,
             expires_at=utcnow() + dt.timedelta(seconds=ttl),
         )
         db.session.add(record)
@@ -164,17 +171,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             revoke_tokens_of_code(record.id)
             log.warning("authorization code %s reused; its tokens are revoked", record.id)
             return None
-        if record.expires_at <= utcnow():
+        if record.revoked_at is not None or record.expires_at <= utcnow():
             return None
         return record
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
-        # Runs after PKCE passed: now burn the code, exactly once, in the database.
+        # Runs after PKCE passed: now burn the code, exactly once, in the database, and only
+        # while it is not voided and the device that approved its login is still usable.
         session = db.session
         burned = session.execute(
             update(AuthorizationCode)
             .where(
-                AuthorizationCode.id == authorization_code.id, AuthorizationCode.used_at.is_(None)
+                AuthorizationCode.id == authorization_code.id,
+                AuthorizationCode.used_at.is_(None),
+                AuthorizationCode.revoked_at.is_(None),
+                usable_device(AuthorizationCode.credential_pk),
             )
             .values(used_at=utcnow())
         )
@@ -198,6 +209,39 @@ def revoke_tokens_of_code(code_id: int) -> None:
         .values(revoked_at=utcnow())
     )
     db.session.commit()
+
+
+def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) -> tuple[int, int]:
+    """Void the unredeemed codes and revoke the live access tokens of these devices' logins.
+
+    Returns (codes voided, tokens revoked). Runs in the caller's transaction; the caller commits.
+    Codes go first: a redemption running at the same moment either burned its code before (then
+    its token is committed when the token UPDATE looks, and is revoked) or finds it voided.
+    """
+    if not credential_pks:
+        return 0, 0
+    now = utcnow()
+    session = db.session
+    codes = session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.credential_pk.in_(credential_pks),
+            AuthorizationCode.citizen_id == citizen_id,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    tokens = session.execute(
+        update(Token)
+        .where(
+            Token.citizen_id == citizen_id,
+            Token.credential_pk.in_(credential_pks),
+            Token.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return codes.rowcount, tokens.rowcount  # type: ignore[attr-defined]
 
 
 class IdToken(OpenIDCode):
@@ -250,8 +294,6 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [current_app.config["ISSUER"]]  # FAPI 2.0 §5.3.2.1: the issuer, nothing else
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
-        from authlib.oauth2.rfc6749 import InvalidClientError
-
         try:
             header = jws.extract_compact(assertion.encode()).headers()
             # Keys come from the client's registration only, never from the assertion itself
@@ -270,6 +312,19 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(description="Client assertion lifetime is out of bounds.")
         self.verify_claims(claims)
         return claims
+
+    def verify_claims(self, claims: Any) -> None:
+        """The issuer as a plain string is the only audience (FAPI 2.0 §5.3.2.1).
+
+        Authlib accepts an ``aud`` array that merely contains the issuer; refusing every array
+        (even ``[issuer]``) stops audience injection, where an assertion meant for another
+        server also names us. Checked before the ``jti`` is recorded as used.
+        """
+        if claims.get("aud") != current_app.config["ISSUER"]:
+            raise InvalidClientError(
+                description="The assertion's 'aud' must be the issuer, as a single string."
+            )
+        super().verify_claims(claims)
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         if not isinstance(jti, str) or not 0 < len(jti) <= 200:
@@ -300,9 +355,20 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
-        return db.session.scalars(
-            select(Token).where(Token.access_token_hash == hash_secret(token_string))
+        """The token, while the device that approved its login is usable (else invalid_token).
+
+        ``revoke_device_grants`` marks a device's tokens revoked when it goes; this check also
+        holds for tokens no revocation saw (a device blocked before tokens named their device).
+        """
+        token = db.session.scalars(
+            select(Token).where(
+                Token.access_token_hash == hash_secret(token_string),
+                usable_device(Token.credential_pk),
+            )
         ).first()
+        if token is not None:
+            note_client(token.client_id)
+        return token
 
 
 class UserInfoView(UserInfoEndpoint):
@@ -342,7 +408,10 @@ class RFC9207(IssuerParameter):
 def _query_client(client_id: Any) -> Client | None:
     if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None  # NUL: no such client, and PostgreSQL could not even look it up
-    return db.session.get(Client, client_id)
+    client = db.session.get(Client, client_id)
+    if client is not None:
+        note_client(client.client_id)
+    return client
 
 
 def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
@@ -356,6 +425,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         scope=scope,
         claims=claim_names(scope),
         code_id=code.id if code is not None else None,
+        credential_pk=code.credential_pk if code is not None else None,
         issued_at=now,
         expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
     )

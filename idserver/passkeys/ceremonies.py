@@ -57,6 +57,7 @@ __all__ = [
     "credential_id_of",
     "load_attestation_roots",
     "public_key_fingerprint",
+    "proves_hardware_key",
     "registration_options",
     "verify_assertion",
     "verify_registration",
@@ -270,6 +271,30 @@ def public_key_fingerprint(cose_key: bytes) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(spki).hexdigest()
+
+
+def proves_hardware_key(
+    verified: VerifiedRegistration,
+    *,
+    aaguid_allowlist: Sequence[str],
+    attestation_roots: Sequence[bytes],
+) -> bool:
+    """Did the attestation prove that the credential's key is kept in hardware (RFC 8176 ``hwk``)?
+
+    Only one that meets the ``trusted`` policy, whatever policy let the credential in: a
+    certificate chain verified to a trusted root (py_webauthn's vendor roots, or
+    ``attestation_roots``, which must be the roots ``verified`` was checked with), from an
+    allow-listed authenticator model, for a key that cannot leave the device (not
+    backup-eligible, WebAuthn L3 §6.1.3). ``none`` and self attestation prove nothing about
+    where the key is kept; SafetyNet vouches for the device's integrity, not for the key.
+    """
+    fmt = str(getattr(verified.fmt, "value", verified.fmt))
+    device_type = getattr(verified.credential_device_type, "value", "multi_device")
+    if fmt == "android-safetynet" or device_type != "single_device":
+        return False
+    return _attestation_trusted(
+        verified, policy="trusted", aaguid_allowlist=aaguid_allowlist, roots=attestation_roots
+    )
 
 
 def verify_registration(

@@ -7,11 +7,14 @@ from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
+from sqlalchemy import ColumnElement
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import exists
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -45,6 +48,9 @@ class Credential(Base):
     origin: Mapped[str] = mapped_column(String(300))
     backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
     backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    # At enrolment, attestation proved a hardware-bound key (ceremonies.proves_hardware_key):
+    # the only ground for amr "hwk". Credentials from before it was recorded count as not proved.
+    hardware_attested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -61,6 +67,19 @@ class Credential(Base):
         return self.revoked_at is None and self.suspended_at is None
 
 
+def usable_device(credential_pk: Any) -> ColumnElement[bool]:
+    """SQL condition: ``credential_pk`` names a device that is neither revoked nor suspended.
+
+    What a device obtained (an approved login, a session, a code, a token) counts only while
+    this holds; NULL names no device and never holds. A primary-key lookup per row.
+    """
+    return exists().where(
+        Credential.id == credential_pk,
+        Credential.revoked_at.is_(None),
+        Credential.suspended_at.is_(None),
+    )
+
+
 class Challenge(Base):
     """A WebAuthn challenge waiting for its answer; deleted before the answer is verified."""
 
@@ -72,4 +91,4 @@ class Challenge(Base):
     subject: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge

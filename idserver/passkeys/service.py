@@ -84,8 +84,9 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
     """Advance the signature counter and backup state after a genuine assertion.
 
     A counter that does not grow (when either side is non-zero) means a cloned authenticator
-    (WebAuthn L3 §6.1.1): the device is suspended and the login refused. The update is
-    conditional on the counter we read, so two concurrent assertions cannot both pass.
+    (WebAuthn L3 §6.1.1): the device is suspended, what it obtained before ends with it (its
+    sessions, tokens and codes: either copy may have made them) and the login is refused. The
+    update is conditional on the counter we read, so two concurrent assertions cannot both pass.
     """
     now = utcnow()
     session = db.session
@@ -96,6 +97,15 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
             update(Credential)
             .where(Credential.id == credential.id, Credential.suspended_at.is_(None))
             .values(suspended_at=now)
+        )
+        # account builds on passkeys, not vice versa: imported here, where a device goes
+        from ..account.devices import end_device_grants
+
+        end_device_grants(
+            credential.citizen_id,
+            [credential.id],
+            reason="sign_count_regression",
+            actor="system",
         )
         record_event(
             "device_suspended",

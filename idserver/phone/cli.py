@@ -70,14 +70,18 @@ def main(ctx: click.Context, key_file: Path, server: str | None) -> None:
 
 @main.command()
 @click.argument("activation_url")
-@click.option("--code", required=True, help="The code from the letter, e.g. ABCD-EFGH-JKMN-PQRS.")
+@click.option(
+    "--code",
+    default=None,
+    help="The code from the letter, e.g. ABCD-EFGH-JKMN-PQRS (not needed with the QR link).",
+)
 @click.option("--name", default="Soft phone", show_default=True, help="Name for this device.")
 @origin_option
 @click.pass_context
 def enrol(
-    ctx: click.Context, activation_url: str, code: str, name: str, origin: str | None
+    ctx: click.Context, activation_url: str, code: str | None, name: str, origin: str | None
 ) -> None:
-    """Register this phone with the activation URL and code from the letter."""
+    """Register this phone with the letter's QR link, or its activation URL and --code."""
     phone = _phone(ctx, origin)
     _run(lambda: {**phone.enrol(activation_url, code, name=name), "key_file": str(phone.key_file)})
 

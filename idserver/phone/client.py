@@ -254,10 +254,20 @@ class PhoneClient:
         ]
 
     # -- enrolment --------------------------------------------------------------------------
-    def enrol(self, activation_url: str, code: str, *, name: str = "Soft phone") -> dict[str, Any]:
-        """Register a new passkey with the code from the activation letter."""
+    def enrol(
+        self, activation_url: str, code: str | None = None, *, name: str = "Soft phone"
+    ) -> dict[str, Any]:
+        """Register a new passkey with the code from the activation letter.
+
+        ``activation_url`` is the printed address (then ``code`` is the printed code) or the
+        link in the letter's QR code, which carries the code in its fragment (``#code=…``).
+        """
         server, activation_id = _split_at(activation_url, "/activate/", "activation")
         server = self._check_server(server)
+        if code is None:
+            code = parse_qs(urlsplit(activation_url).fragment).get("code", [""])[0]
+        if not code.strip():
+            raise PhoneError("invalid_url", "no activation code: give it, or the letter's QR link")
         begun = self._post(
             f"{server}/api/v1/enrolments", {"activation_id": activation_id, "code": code.strip()}
         )

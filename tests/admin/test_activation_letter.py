@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import zxingcpp
+from clerk_session import html_of
 from clerk_session import sign_in_clerk
 
 from idserver.citizens.models import Citizen
@@ -71,17 +72,36 @@ def test_the_letter_is_a_pdf_download_that_enrols_a_phone(
         f"{parts.scheme}://{parts.netloc}{parts.path}"
         == f"http://localhost/activate/{activation_id}"
     )
-    assert parse_qs(parts.query) == {"code": [code]}
+    # the code rides in the fragment, which a browser never sends to the server
+    assert parts.query == ""
+    assert parse_qs(parts.fragment) == {"code": [code]}
     assert f"http://localhost/activate/{activation_id}" in text
 
     # the plain code is nowhere in the database
     state = repr(db_state())
     assert code not in state and code.replace("-", "") not in state
 
-    # the page the QR code opens has the code filled in, and the code enrols a phone
-    page = app.test_client().get(f"/activate/{activation_id}?code={code}")
-    assert f'value="{code}"' in page.get_data(as_text=True)
+    # the page the QR code opens is served without the code (its script reads the fragment,
+    # see tests/e2e), and the code enrols a phone
+    page = app.test_client().get(link.split("#", 1)[0].removeprefix("http://localhost"))
+    assert page.status_code == 200 and code not in page.get_data(as_text=True)
+    assert 'src="/static/js/activate.js"' in page.get_data(as_text=True)
     assert phone.enrol(activation_id, code).status_code == 201
+
+
+def test_a_link_from_an_older_letter_moves_the_code_into_the_fragment(
+    app, client, activation, db_state
+):
+    """Letters printed before the change carry ``?code=``: the page sends it on as ``#code=``."""
+    activation_id, code = activation
+    before = db_state()
+    moved = client.get(f"/activate/{activation_id}?code={code}&lang=en")
+    assert moved.status_code == 303
+    assert moved.headers["Location"] == (
+        f"http://localhost/activate/{activation_id}?lang=en#code={code}"
+    )
+    assert moved.headers["Cache-Control"] == "no-store"
+    assert db_state() == before
 
 
 def test_the_letter_is_german_by_default_and_names_the_expiry_date(app, runner, tmp_path, citizen):
@@ -147,3 +167,20 @@ def test_making_the_letter_logs_nothing_about_the_code(app, runner, tmp_path, ci
     printed = re.search(r"[A-Z0-9]{4}  [A-Z0-9]{4}  [A-Z0-9]{4}  [A-Z0-9]{4}", text).group(0)
     assert printed.replace("  ", "-") not in caplog.text
     assert "Glyph" not in caplog.text  # a font subsetter's glyph list names the code's letters
+
+
+def test_after_the_download_the_residents_page_shows_the_new_letter(app, runner, tmp_path, citizen):
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    before = html_of(clerk.browser.get(f"/admin/residents/{citizen.id}"))
+    (form,) = [f for f in before.find("form") if f.attrs["action"].endswith("/letter")]
+    # the console's script sends this form, saves the PDF and then opens data-after
+    assert "data-letter" in form.attrs
+    assert form.attrs["data-after"].startswith(f"/admin/residents/{citizen.id}")
+    assert before.find("script", src="/static/js/admin-letter.js")
+    assert before.find("p", id="letter-status", role="status")
+    assert "not used yet" not in " ".join(td.words for td in before.find("td"))
+    _letter(clerk, citizen.id)
+    after = html_of(clerk.browser.get(form.attrs["data-after"]))
+    flashes = [p.words for p in after.find("p", class_="notice")]
+    assert any(text.startswith("A new activation letter has been issued.") for text in flashes)
+    assert "not used yet" in [td.words for td in after.find("td")]

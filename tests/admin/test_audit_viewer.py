@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clerk_session import html_of
 from clerk_session import sign_in_clerk
 from sqlalchemy import select
 
@@ -92,3 +93,40 @@ def test_a_change_before_the_checkpoint_is_found_by_checking_the_whole_log(app, 
     assert f"Verified from the signed checkpoint at entry #{newest} on" in _page(clerk)
     text = _page(clerk, "?verify=all")
     assert TAMPERED in text and f"First broken entry: #{first_id}" in text
+
+
+def test_each_entry_reads_as_a_sentence_with_the_raw_entry_behind_a_disclosure(
+    app, runner, tmp_path, citizen, enrolled_phone
+):
+    clerk = sign_in_clerk(app, runner, tmp_path, role="supervisor")
+    clerk.browser.get("/admin?name=Erika&postcode=44137")
+    clerk.post(f"/admin/residents/{citizen.id}/revoke-devices")
+    page = html_of(clerk.browser.get("/admin/audit"))
+    rows = [row for row in page.find("tr") if row.parents[-1].tag == "tbody"]
+    cells = {}
+    for row in rows:
+        sentence = next(p for p in page.find("p", class_="audit-sentence") if row in p.parents)
+        raw = next(d for d in page.find("details", class_="audit-raw") if row in d.parents)
+        cells.setdefault(sentence.words, raw)
+    assert "Searched residents (name, postcode): 1 found." in cells
+    assert "Revoked all the resident's devices." in cells
+    assert "Opened the resident's record." not in cells  # no resident page was opened
+    (device_removed,) = [s for s in cells if s.startswith("Device no. ") and "removed" in s]
+    assert "Device registered" in [o.words for o in page.find("option")]
+    # the machine form stays available, behind the disclosure
+    raw = cells["Searched residents (name, postcode): 1 found."]
+    assert "clerk_action" in raw.words and '"fields": ["name", "postcode"]' in raw.words
+    assert [s.words for s in page.find("summary")][0].startswith("Raw entry")
+    actors = {row.words for row in page.find("td")}
+    assert any(words.startswith(f"Clerk {clerk.clerk_id[:8]}") for words in actors)
+
+
+def test_the_audit_viewer_speaks_german(app, runner, tmp_path, citizen):
+    clerk = sign_in_clerk(app, runner, tmp_path, role="supervisor")
+    clerk.browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    clerk.browser.get("/admin?name=Erika")
+    page = html_of(clerk.browser.get("/admin/audit"))
+    sentences = [p.words for p in page.find("p", class_="audit-sentence")]
+    assert "Personen gesucht (Name): 1 gefunden." in sentences
+    assert not [s for s in sentences if "clerk_action" in s or "{" in s]
+    assert "Rohdaten" in [s.words for s in page.find("summary")][0]

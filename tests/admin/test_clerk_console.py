@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+from clerk_session import html_of
 from clerk_session import log_in
 from clerk_session import run_cli
 from clerk_session import sign_in_clerk
@@ -86,6 +87,77 @@ def test_an_empty_or_malformed_search_shows_no_one_and_records_nothing(
         as_text=True
     )
     assert db_state() == before
+
+
+def _register(app, *names):
+    with app.app_context():
+        rows = [
+            {
+                "given_name": given,
+                "family_name": family,
+                "birthdate": "1970-01-01",
+                "street": "Weg 1",
+                "postcode": "12345",
+                "city": "Musterstadt",
+            }
+            for given, family in names
+        ]
+        import_citizens(json.dumps(rows), fmt="json")
+        found = db.session.scalars(select(Citizen).order_by(Citizen.family_name)).all()
+        return {c.given_name: c.id for c in found}
+
+
+def test_search_finds_umlauts_and_their_spelling_without(app, runner, tmp_path):
+    # A clerk types what the resident says or what the foreign document shows: "Mueller" and
+    # "Müller" are the same name (DIN 5007-2), both ways, and ä/ae, ö/oe, ü/ue, ß/ss alike.
+    ids = _register(
+        app,
+        ("Jürgen", "Müller"),
+        ("Juergen", "Mueller"),
+        ("Käthe", "Strauß"),
+        ("Goetz", "Schoenberg"),
+        ("Renée", "Weiß"),
+        ("Hans", "Meier"),
+    )
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    both_muellers = sorted([ids["Jürgen"], ids["Juergen"]])
+    for typed in ("Mueller", "Müller", "MÜLLER", "jürgen müller", "juergen"):
+        assert sorted(_residents_on(clerk.browser.get(f"/admin?name={typed}"))) == both_muellers
+    assert _residents_on(clerk.browser.get("/admin?name=Strauss")) == [ids["Käthe"]]
+    assert _residents_on(clerk.browser.get("/admin?name=Kaethe+Strauß")) == [ids["Käthe"]]
+    assert _residents_on(clerk.browser.get("/admin?name=Götz+Schönberg")) == [ids["Goetz"]]
+    assert _residents_on(clerk.browser.get("/admin?name=renee+weiss")) == [ids["Renée"]]
+    assert _residents_on(clerk.browser.get("/admin?name=Muller")) == []  # not a spelling of ü
+    page = html_of(clerk.browser.get("/admin?name=Mueller"))
+    assert [
+        a.words for a in page.find("a") if RESIDENT_LINK.match(f'href="{a.attrs["href"]}"')
+    ] == [
+        "Mueller, Juergen",
+        "Müller, Jürgen",
+    ]
+
+
+def test_the_search_name_follows_a_changed_name(app, runner, tmp_path):
+    ids = _register(app, ("Erik", "Schmidt"))
+    with app.app_context():
+        db.session.get(Citizen, ids["Erik"]).family_name = "Schäfer"
+        db.session.commit()
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    assert _residents_on(clerk.browser.get("/admin?name=schaefer")) == [ids["Erik"]]
+    assert _residents_on(clerk.browser.get("/admin?name=schmidt")) == []
+
+
+def test_every_drop_down_sits_in_kerns_bordered_wrapper(app, runner, tmp_path, citizen):
+    # KERN draws the border and the arrow of a select on its wrapper (WCAG 1.4.11); a bare
+    # .kern-form-input__select has neither.
+    clerk = sign_in_clerk(app, runner, tmp_path, role="supervisor")
+    for path in ("/admin/audit", f"/admin/residents/{citizen.id}"):
+        selects = html_of(clerk.browser.get(path)).find("select")
+        assert selects, path
+        for select_element in selects:
+            assert select_element.parents[-1].attrs.get("class") == (
+                "kern-form-input__select-wrapper"
+            ), path
 
 
 def test_search_results_are_paginated(app, runner, tmp_path):

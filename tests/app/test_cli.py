@@ -37,6 +37,7 @@ def test_citizen_add_then_activation_issue(runner):
     code, issued = _run(runner, "activation", "issue", citizen["id"])
     assert code == 0
     assert issued["activation_url"] == f"http://localhost/activate/{issued['activation_id']}"
+    assert issued["activation_link"] == f"{issued['activation_url']}#code={issued['code']}"
     assert len(issued["code"]) == 19 and issued["expires_at"]
 
 
@@ -185,3 +186,18 @@ def test_client_add_private_key_jwt_needs_keys(runner):
 def test_keys_list(runner, app):
     code, listing = _run(runner, "keys", "list")
     assert code == 0 and listing["active"] in listing["published"]
+
+
+def test_idserver_offers_only_its_own_commands():
+    # Flask-Limiter installs a ``limiter`` group for every Flask CLI (an entry point); it is not
+    # part of Bürger-ID's command and must neither be listed nor run.
+    from click.testing import CliRunner
+
+    from idserver.cli import main
+
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--help"])
+    assert shown.exit_code == 0 and "clerk" in shown.output
+    assert "limiter" not in shown.output
+    refused = runner.invoke(main, ["limiter", "config"])
+    assert refused.exit_code == 2 and "No such command 'limiter'" in refused.output

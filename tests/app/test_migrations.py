@@ -1,23 +1,50 @@
-"""The Alembic migrations build exactly the schema the models describe."""
+"""The Alembic migrations build exactly the schema the models describe, and instances that
+start together on an empty or old database all come up (one upgrades, the others wait)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import cbor2
+import pytest
+import requests
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric import ec
+from harness import RP_REDIRECT
+from harness import Phone
+from harness import RelyingParty
+from harness import complete_login
+from sqlalchemy import select
+from sqlalchemy import text
 
 from idserver import create_app
+from idserver.account.models import BrowserSession
+from idserver.citizens.service import issue_activation_code
+from idserver.citizens.service import register_citizen
 from idserver.db import Base
 from idserver.db import UTCDateTime
+from idserver.db import db
 from idserver.db import make_engine
+from idserver.db_migrate import MIGRATION_LOCK_KEY
 from idserver.db_migrate import alembic_config
 from idserver.db_migrate import upgrade
+from idserver.oidc.clients import register_client
+from idserver.oidc.models import AuthorizationCode
+from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
+from idserver.passkeys.models import Credential
+from idserver.phone.authenticator import SoftAuthenticator
 
 
 def test_upgrade_from_empty_matches_the_models(app_config, tmp_path):
@@ -110,3 +137,238 @@ def test_upgrade_fingerprints_existing_keys_and_revokes_copies(app_config):
         (3, None, True),
         (4, public_key_fingerprint(keys[4]), False),
     ]
+
+
+def test_upgrade_spells_the_search_names_of_existing_residents(app_config):
+    # Residents registered before citizens.search_name are found by the clerk search too.
+    app = create_app(app_config)
+    url = app.config["DATABASE_URL"]
+    engine = make_engine(url)
+    config = alembic_config(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0009")
+    now = dt.datetime.now(dt.UTC)
+    address = {"street": "Kampstraße 12", "postcode": "44137", "city": "Dortmund"}
+    with engine.begin() as connection:
+        for number, (given, family) in enumerate([("Jürgen", "Müller"), ("Renée", "Strauß")]):
+            connection.execute(
+                sa.insert(OLD_CITIZENS).values(
+                    id=f"c{number}",
+                    given_name=given,
+                    family_name=family,
+                    birthdate=dt.date(1984, 8, 12),
+                    created_at=now,
+                    **address,
+                )
+            )
+    upgrade(app)
+    citizens = Base.metadata.tables["citizens"]
+    with engine.connect() as connection:
+        names = connection.execute(
+            sa.select(citizens.c.search_name).order_by(citizens.c.id)
+        ).scalars()
+        assert list(names) == ["juergen mueller", "renee strauss"]
+    engine.dispose()
+
+
+# -- several instances starting at once ---------------------------------------------------------
+BIN = Path(sys.executable).parent
+OLD_REVISION = "0004"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _head() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def _revision(url: str) -> str | None:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+    engine.dispose()
+    return revision
+
+
+def _server_environment(database_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("IDSERVER_")}
+    return {
+        **env,
+        "IDSERVER_DATABASE_URL": database_url,
+        "IDSERVER_KEYS_DIR": str(tmp_path / "keys"),  # one folder for all: a shared volume
+        "IDSERVER_SECRET_KEY": "shared-secret-" + "x" * 32,
+    }
+
+
+def _serve(env: dict[str, str], tmp_path: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    issuer = f"http://localhost:{port}"
+    log = (tmp_path / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [BIN / "idserver", "serve", "--port", str(port), "--workers", "1", *options],
+        env={**env, "IDSERVER_ISSUER": issuer},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, issuer
+
+
+def _wait_until_all_answer(servers: list[tuple[subprocess.Popen, str]], tmp_path: Path) -> None:
+    deadline = time.monotonic() + 90
+    waiting = list(servers)
+    while waiting:
+        process, issuer = waiting[0]
+        try:
+            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=2).ok:
+                waiting.pop(0)
+                continue
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("serve-*.log"))
+            pytest.fail(f"{issuer} did not come up (exit {process.poll()}):\n{logs[-4000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def stop_servers():
+    servers: list[subprocess.Popen] = []
+    yield servers
+    for process in servers:
+        process.terminate()
+    for process in servers:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("start_from", ["empty", "old"])
+def test_three_instances_starting_together_all_come_up(
+    database_url, tmp_path, stop_servers, start_from
+):
+    """One upgrades the schema under the migration lock; the others wait, then find it done."""
+    if start_from == "old":
+        command.upgrade(alembic_config(database_url), OLD_REVISION)
+        assert _revision(database_url) == OLD_REVISION
+    env = _server_environment(database_url, tmp_path)
+    servers = [_serve(env, tmp_path) for _ in range(3)]
+    stop_servers.extend(process for process, _ in servers)
+    _wait_until_all_answer(servers, tmp_path)
+    assert all(process.poll() is None for process, _ in servers)
+    assert _revision(database_url) == _head()
+    # They raced for the first keys in the database too, and agree on one signing key.
+    jwks = [requests.get(f"{issuer}/jwks.json", timeout=5).json() for _, issuer in servers]
+    assert jwks[0] == jwks[1] == jwks[2] and len(jwks[0]["keys"]) == 1
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        purposes = connection.execute(text("SELECT purpose, kid FROM signing_keys")).all()
+        salts = connection.execute(text("SELECT count(*) FROM server_secrets")).scalar_one()
+    engine.dispose()
+    assert sorted(purpose for purpose, _ in purposes) == ["audit", "id_token"]
+    assert [kid for purpose, kid in purposes if purpose == "id_token"] == [
+        jwks[0]["keys"][0]["kid"]
+    ]
+    assert salts == 1
+    assert not list((tmp_path / "keys").glob("*.pem"))  # nothing in the keys folder
+
+
+def test_upgrade_waits_for_the_migration_lock(app_config):
+    """While another holds the lock (PostgreSQL: the advisory lock; SQLite: the write lock),
+    an upgrade waits, and then finds the schema the other left."""
+    app = create_app(app_config)
+    url = app.config["DATABASE_URL"]
+    holder = make_engine(url)
+    connection = holder.connect()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    result: list[str | None] = []
+    upgrading = threading.Thread(target=lambda: result.append(upgrade(app)))
+    upgrading.start()
+    upgrading.join(timeout=2)
+    try:
+        assert upgrading.is_alive() and result == []
+    finally:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+        connection.close()
+        holder.dispose()
+        upgrading.join(timeout=60)
+    assert result == [_head()]
+
+
+# -- idserver serve --no-migrate ----------------------------------------------------------------
+def test_no_migrate_refuses_a_database_behind_head(database_url, tmp_path):
+    command.upgrade(alembic_config(database_url), OLD_REVISION)
+    env = _server_environment(database_url, tmp_path)
+    result = subprocess.run(
+        [BIN / "idserver", "serve", "--port", str(_free_port()), "--no-migrate"],
+        env={**env, "IDSERVER_ISSUER": "http://localhost:5000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"the database is at revision {OLD_REVISION}, this version needs {_head()}: run "
+        "`idserver db upgrade` first, or start without --no-migrate"
+    )
+    assert "Traceback" not in result.stderr
+    assert _revision(database_url) == OLD_REVISION  # untouched
+
+
+def test_no_migrate_serves_a_database_at_head(database_url, tmp_path, stop_servers):
+    env = _server_environment(database_url, tmp_path)
+    upgraded = subprocess.run(
+        [BIN / "idserver", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    process, issuer = _serve(env, tmp_path, "--no-migrate")
+    stop_servers.append(process)
+    _wait_until_all_answer([(process, issuer)], tmp_path)
+
+
+def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
+    """Grants made before 0006 learn their device from their login, so revoking it ends them."""
+    app = create_app(app_config)
+    app.config["TESTING"] = True
+    upgrade(app)
+    with app.app_context():
+        citizen = register_citizen(
+            given_name="Erika",
+            family_name="Mustermann",
+            birthdate="1984-08-12",
+            street="Kampstraße 12",
+            postcode="44137",
+            city="Dortmund",
+        )
+        activation, code = issue_activation_code(citizen.id)
+        client, secret = register_client(
+            name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
+        )
+    phone = Phone(app.test_client(), SoftAuthenticator())
+    assert phone.enrol(activation.id, code).status_code == 201
+    complete_login(app.test_client(), RelyingParty(app, client.client_id, secret), phone)
+    engine = make_engine(app.config["DATABASE_URL"])
+    config = alembic_config(app.config["DATABASE_URL"])
+    with engine.begin() as connection:  # back to the schema before the device was recorded
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010")
+    engine.dispose()
+    upgrade(app)
+    with app.app_context():
+        device = db.session.scalars(select(Credential.id)).one()
+        for model in (BrowserSession, AuthorizationCode, Token):
+            assert db.session.scalars(select(model.credential_pk)).all() == [device]
+        # SQLite copies authorization_codes to change it: the tokens still know their code
+        code = db.session.scalars(select(AuthorizationCode.id)).one()
+        assert db.session.scalars(select(Token.code_id)).all() == [code]

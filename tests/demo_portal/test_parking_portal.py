@@ -277,3 +277,78 @@ def test_pages_carry_a_strict_content_security_policy(parking, idp):
     assert "default-src 'self'" in policy and "script-src 'self'" in policy
     assert f"form-action 'self' {idp.issuer}" in policy
     assert b"<script" not in response.data and b"style=" not in response.data
+
+
+def _reference(page_text: str) -> str:
+    from demo_portal.page import Page
+
+    element = Page(page_text).by_id("permit-reference")
+    assert element is not None, "no reference on the page"
+    return element.text.strip()
+
+
+def _check_by(browser, **query: str) -> str:
+    from urllib.parse import urlencode
+
+    from demo_portal.page import Page
+
+    page = browser.get(f"{PARKING}/check?" + urlencode(query))
+    assert page.status == 200
+    found = Page(page.text).with_attribute("data-result")
+    assert found is not None, "no check result"
+    return found.attrs["data-result"]
+
+
+def test_the_qr_code_holds_a_short_signed_reference(signed_in_erika, parking):
+    browser = signed_in_erika
+    location = _apply(browser, parking).location
+    page = browser.get(location)
+    reference = _reference(page.text)
+    number = re.search(r"KV-\d{4}-[A-Z2-9]{6}", page.text).group(0)
+    assert reference.startswith(number + ".") and len(reference) < 40
+    assert _check_by(browser, ref=reference) == "valid"
+    qr = browser.portals[PARKING].get(f"/permits/{_permit_id(location)}/qr.svg").data
+    size = re.search(rb'viewBox="0 0 (\d+) (\d+)"|width="(\d+)"', qr)
+    assert size is not None
+    modules = int(next(g for g in size.groups() if g)) // 4 - 4  # scale 4, border 2
+    assert modules <= 41, f"QR code of {modules} modules: too dense for a windscreen"
+
+
+def test_a_typed_permit_number_is_looked_up(signed_in_erika, parking):
+    browser = signed_in_erika
+    location = _apply(browser, parking).location
+    page = browser.get(location)
+    number = re.search(r"KV-\d{4}-[A-Z2-9]{6}", page.text).group(0)
+    assert _check_by(browser, number=number) == "valid"
+    assert _check_by(browser, number=" " + number.lower() + " ") == "valid"
+    browser.submit(parking, f"/permits/{_permit_id(location)}/cancel", page)
+    assert _check_by(browser, number=number) == "cancelled"
+
+
+def test_an_unknown_permit_number_is_unknown_not_forged(browser, parking):
+    browser.open(parking)
+    page = browser.get(f"{PARKING}/check?number=KV-2025-NOSUCH")
+    assert 'data-result="unknown"' in page.text
+    assert "Nicht im Register" in page.text and "gefälscht" not in page.text
+
+
+def test_expired_permit_number_checks_expired(parking):
+    with parking.app_context():
+        from demo_portal.db import db
+
+        start = dt.date.today() - dt.timedelta(days=400)
+        permit = Permit(
+            number="KV-2020-OLD234",
+            holder_sub="someone",
+            holder_name="Erika Mustermann",
+            address="Kreuzstraße 5, 44139 Dortmund",
+            zone_id="KV",
+            zone_name="Kreuzviertel",
+            plate="DO-EM 1984",
+            valid_from=start,
+            valid_until=service.one_year_from(start),
+        )
+        db.session.add(permit)
+        db.session.commit()
+        assert service.check_permit_number("KV-2020-OLD234").result == "expired"
+        assert service.check_permit_reference(service.permit_reference(permit)).result == "expired"

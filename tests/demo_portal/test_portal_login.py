@@ -168,3 +168,15 @@ def test_unreachable_idp_is_explained(tmp_path):
     answer = app.test_client().get("/login")
     assert answer.status_code == 503
     assert "Bürger-ID ist gerade nicht erreichbar" in answer.get_data(as_text=True)
+
+
+def test_a_failed_login_shows_only_the_failure_and_signs_nobody_in(browser, parking, erika):
+    """A replayed callback after a login: the failure page, no "signed in" notice or name."""
+    callback = browser.authorize(parking, erika.phone)
+    assert browser.get(callback).status == 303  # signed in; the notice waits in the session
+    failed = browser.get(callback)
+    assert failed.status == 400 and 'data-error="login_failed"' in failed.text
+    assert "Anmeldung fehlgeschlagen" in failed.text
+    assert "angemeldet" not in failed.text.lower()
+    assert "Erika" not in failed.text
+    assert browser.page(parking, "/about").status == 303  # not signed in any more

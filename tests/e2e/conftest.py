@@ -40,6 +40,7 @@ from demo_portal import create_portal
 from demo_portal.jobs import PORTAL as JOBS
 from demo_portal.parking import PORTAL as PARKING
 from idserver import create_app
+from idserver.admin.letter import activation_link
 from idserver.citizens.models import ActivationCode
 from idserver.citizens.service import activation_url
 from idserver.citizens.service import issue_activation_code
@@ -118,6 +119,11 @@ class Letter:
     citizen_id: str
     activation_url: str
     code: str
+
+    @property
+    def link(self) -> str:
+        """The link in the letter's QR code (the code in its fragment)."""
+        return activation_link(self.activation_url, self.code)
 
 
 @dataclass

@@ -230,11 +230,16 @@ def test_every_page_meets_wcag_21_aa(stack: Stack, device: Device, language: str
     device.shoot(
         "console-resident", docs_name="12-desktop-clerk-console.png" if for_readme else None
     )
+    with page.expect_download():
+        page.locator("form[data-letter] button[type=submit]").click()
+    expect(page.locator(".flashes .notice")).to_be_visible(timeout=TIMEOUT_MS)
+    device.shoot("console-letter-issued")
     page.goto(issuer + "/admin/residents/new")
     device.shoot("console-register")
     page.locator("form.resident-form button[type=submit]").click()
     device.shoot("console-register-errors")
     page.goto(issuer + "/admin/audit")
+    page.locator("details.audit-raw summary").first.click()
     device.shoot("console-audit")
 
     assert len(device.checked) >= 30, device.checked

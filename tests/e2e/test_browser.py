@@ -9,6 +9,7 @@ own ``data-msg-*`` attributes, so the tests hold in every language.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -43,12 +44,23 @@ QR_MAX_AGE_SECONDS = 2  # a shorter window than the default 5 s keeps the stale-
 
 # -- what a person does ---------------------------------------------------------------------
 def enrol(
-    device: Device, letter: Letter, *, name: str = "Erikas Telefon", shots: bool = False
+    device: Device,
+    letter: Letter,
+    *,
+    name: str = "Erikas Telefon",
+    shots: bool = False,
+    scanned: bool = False,
 ) -> str:
-    """Open the letter's link, type the code, create the passkey; returns the revocation code."""
+    """Open the letter's address and type the code, or open its QR code's link (``scanned``,
+    the code in the fragment); create the passkey; returns the revocation code."""
     page = device.page
-    page.goto(letter.activation_url)
-    page.fill("#code", letter.code)
+    if scanned:
+        page.goto(letter.link)
+        expect(page.locator("#code")).to_have_value(letter.code)
+        assert page.url == letter.activation_url  # the fragment is gone from the address bar
+    else:
+        page.goto(letter.activation_url)
+        page.fill("#code", letter.code)
     page.fill("#device-name", name)
     if shots:
         device.shoot("activate-code", docs_name="01-phone-activate.png")
@@ -122,15 +134,19 @@ def wait_for_portal(device: Device, stack: Stack, portal: str) -> None:
 
 # -- (a) activation -------------------------------------------------------------------------
 def test_phone_enrols_with_the_code_from_the_letter(
-    stack: Stack, phone: Device, letter: Letter
+    stack: Stack, phone: Device, letter: Letter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    revocation_code = enrol(phone, letter, shots=True)
+    caplog.set_level(logging.INFO)
+    revocation_code = enrol(phone, letter, shots=True, scanned=True)
 
     assert re.fullmatch(r"[A-Z0-9]{4}(-[A-Z0-9]{4}){2}", revocation_code), revocation_code
     assert phone.page.locator("#activate-form").is_hidden()
     assert len(phone.passkeys()) == 1
     assert phone.passkeys()[0]["isResidentCredential"]
     assert stack.passkey_count(letter.citizen_id) == 1
+    # The QR code's fragment never reached the server: its log has the page, not the code.
+    assert "/activate/<activation_id>" in caplog.text
+    assert letter.code not in caplog.text and revocation_code not in caplog.text
 
 
 # -- (b) the QR login at the parking portal -------------------------------------------------
@@ -418,3 +434,85 @@ def test_cancel_on_the_login_page_returns_to_the_portal(stack: Stack, desktop: D
     desktop.page.wait_for_url(re.compile(re.escape(stack.portals["parking"])), timeout=5_000)
     expect(desktop.page.locator("[data-error=access_denied]")).to_be_visible()
     assert not desktop.problems
+
+
+# -- (i) the clerk console --------------------------------------------------------------------
+def _contrast(first: list[int], second: list[int]) -> float:
+    """WCAG 2.1 contrast ratio of two sRGB colours (0–255 each)."""
+
+    def luminance(colour: list[int]) -> float:
+        channels = [v / 255 for v in colour[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+# Computed colours may be oklch(…) (KERN): a canvas pixel gives them as sRGB.
+TO_RGB = """(colour) => {
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 1;
+    const context = canvas.getContext("2d");
+    context.fillStyle = colour;
+    context.fillRect(0, 0, 1, 1);
+    return Array.from(context.getImageData(0, 0, 1, 1).data.slice(0, 3));
+}"""
+
+
+def test_clerk_prints_a_letter_and_the_page_then_shows_it(
+    stack: Stack, desktop: Device, letter: Letter, tmp_path: Any
+) -> None:
+    clerk = stack.add_clerk(given_name="Clara", family_name="Schreiber", email="c@example.org")
+    enrol(desktop, clerk, name="Diensthandy")
+    page = desktop.page
+    page.goto(f"{stack.issuer}/admin/residents/{letter.citizen_id}")
+    page.wait_for_url(re.compile(re.escape(stack.issuer) + r"/login/[^/?]+$"))
+    page.click("#passkey-button")
+    page.wait_for_url(f"{stack.issuer}/admin/residents/{letter.citizen_id}")
+    open_letters = page.locator("#codes-heading + .table-wrap td.state-open")
+    expect(open_letters).to_have_count(1)  # the letter the resident was registered with
+
+    # The language drop-down shows where it is and that it opens (WCAG 1.4.11: 3:1).
+    wrapper = page.locator(".kern-form-input__select-wrapper:has(#language)")
+    found = wrapper.evaluate(
+        """(box) => {
+            const toRgb = """
+        + TO_RGB
+        + """;
+            const own = getComputedStyle(box), after = getComputedStyle(box, "::after");
+            let behind = box.parentElement;
+            while (getComputedStyle(behind).backgroundColor === "rgba(0, 0, 0, 0)") {
+                behind = behind.parentElement;
+            }
+            return {
+                width: parseFloat(own.borderBottomWidth),
+                border: toRgb(own.borderBottomColor),
+                page: toRgb(getComputedStyle(behind).backgroundColor),
+                surface: toRgb(own.backgroundColor),
+                arrow: after.content === "none" ? null : toRgb(after.backgroundColor),
+            };
+        }"""
+    )
+    assert found["width"] >= 1, found
+    assert _contrast(found["border"], found["page"]) >= 3, found
+    assert _contrast(found["border"], found["surface"]) >= 3, found
+    assert found["arrow"] is not None and _contrast(found["arrow"], found["surface"]) >= 3, found
+
+    with page.expect_download() as download:
+        page.locator("form[data-letter] button[type=submit]").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF-")
+    # Without a click, the page now lists the new letter and says so.
+    expect(open_letters).to_have_count(2, timeout=TIMEOUT_MS)
+    expect(page.locator(".flashes .notice")).to_contain_text(re.compile(r"\d"))
+    desktop.shoot("console-letter-issued")
+
+    # The audit log reads as sentences; the raw entry opens on request.
+    page.goto(f"{stack.issuer}/admin/audit")
+    first = page.locator("details.audit-raw").first
+    expect(first.locator("code.audit-data")).not_to_be_visible()
+    first.locator("summary").click()
+    expect(first.locator("code.audit-data")).to_be_visible()
+    assert "clerk_action" not in page.locator("p.audit-sentence").all_inner_texts()

@@ -11,8 +11,11 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 
-def _assertion(key, client_id, **overrides):
+def _assertion(key, client_id, relative=None, **overrides):
+    """``relative(now)`` gives time claims computed when the assertion is made, not collected."""
     now = int(time.time())
+    if relative is not None:
+        overrides.update(relative(now))
     claims = {
         "iss": client_id,
         "sub": client_id,
@@ -33,16 +36,31 @@ def test_private_key_jwt_exchanges_the_code(client, jwt_client, rp_key, enrolled
     jwt_client.verify_id_token(client, response.json["id_token"])
 
 
+def _bad_assertion(key, client_id, overrides):
+    if callable(overrides):
+        return _assertion(key, client_id, relative=overrides)
+    return _assertion(key, client_id, **overrides)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
         {"aud": "http://localhost/token"},  # FAPI 2.0: the issuer is the only audience
         {"aud": "https://other.example"},
-        {"exp": int(time.time()) - 120},
-        {"iat": int(time.time()) + 600, "exp": int(time.time()) + 660},
-        {"exp": int(time.time()) + 3600},  # lifetime beyond five minutes
+        lambda now: {"exp": now - 120},
+        lambda now: {"iat": now + 600, "exp": now + 660},
+        lambda now: {"exp": now + 3600},  # lifetime beyond five minutes
         {"jti": None},
         {"sub": "someone-else"},
+    ],
+    ids=[
+        "aud-token-endpoint",
+        "aud-other",
+        "expired",
+        "from-the-future",
+        "too-long",
+        "no-jti",
+        "sub",
     ],
 )
 def test_rejects_bad_client_assertion(
@@ -51,7 +69,7 @@ def test_rejects_bad_client_assertion(
     code = jwt_client.approved_code(client, enrolled_phone)
     before = db_state()
     response = jwt_client.exchange(
-        client, code, assertion=_assertion(rp_key, jwt_client.client_id, **overrides)
+        client, code, assertion=_bad_assertion(rp_key, jwt_client.client_id, overrides)
     )
     assert response.status_code in (400, 401), response.json  # RFC 6749 §5.2
     assert response.json["error"] == "invalid_client"

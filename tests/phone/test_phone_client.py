@@ -25,6 +25,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from idserver import create_app
+from idserver.admin.letter import activation_link
 from idserver.citizens.service import activation_url
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
@@ -98,6 +99,23 @@ def test_enrol_returns_revocation_code_and_keeps_key_private(app, soft_phone, le
         stored = db.session.scalars(select(Credential)).one()
         assert _b64(stored.credential_id) == held["credential_id"]
         assert stored.origin == "http://localhost"
+
+
+def test_enrol_with_the_letters_qr_link_alone(soft_phone, letter):
+    """The QR code's link carries the code in its fragment; the phone needs nothing else."""
+    url, code = letter
+    result = soft_phone.enrol(activation_link(url, code), name="Erikas Telefon")
+    assert result["revocation_code"] and len(soft_phone.credentials()) == 1
+
+
+def test_rejects_an_activation_url_without_a_code(soft_phone, letter, app, db_state):
+    url, _code = letter
+    before = db_state()
+    with pytest.raises(PhoneError) as refused:
+        soft_phone.enrol(url)
+    assert refused.value.error == "invalid_url"
+    assert soft_phone.credentials() == []
+    assert db_state() == before
 
 
 def test_rejects_wrong_activation_code_and_keeps_no_key(soft_phone, letter):

@@ -10,16 +10,26 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import hashlib
 import inspect
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import cbor2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import b64
 from harness import changed_tables
+from harness import desktop_status
 from OpenSSL.crypto import FILETYPE_ASN1
 from OpenSSL.crypto import FILETYPE_PEM
 from OpenSSL.crypto import X509Store
@@ -30,8 +40,11 @@ from webauthn.helpers import base64url_to_bytes
 from webauthn.helpers import validate_certificate_chain
 from webauthn.helpers.known_root_certs import apple_webauthn_root_ca
 
+from idserver.db import db
 from idserver.errors import EnrolmentRejected
+from idserver.passkeys.ceremonies import proves_hardware_key
 from idserver.passkeys.ceremonies import verify_registration
+from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SOFT_PHONE_AAGUID
 
 from .conftest import begin_enrolment
@@ -193,3 +206,198 @@ def test_self_policy_accepts_the_phones_self_attestation(app, phone, activation)
         enrolment.options, origin=phone.origin, attestation="packed"
     )
     assert enrolment.finish(credential).status_code == 201
+
+
+# -- amr: "hwk" only for a key that attestation proved to be kept in hardware (RFC 8176) -------
+SOFT_PHONE = str(uuid.UUID(bytes=SOFT_PHONE_AAGUID))
+OTHER_MODEL = "00000000-0000-0000-0000-000000000001"
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Beispiel Authenticator GmbH"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Authenticator Attestation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+@pytest.fixture
+def maker(tmp_path):
+    """An authenticator maker: a root CA (its PEM in a file, as for IDSERVER_ATTESTATION_ROOTS)
+    and a batch attestation key with a certificate it issued (WebAuthn L3 §8.2.1)."""
+    now = dt.datetime.now(dt.UTC)
+    root_key, batch_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+
+    def issue(subject, key, issuer, signer, *, ca):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256())
+        )
+
+    root = issue(_name("Beispiel Root CA"), root_key, _name("Beispiel Root CA"), root_key, ca=True)
+    batch = issue(_name("Beispiel Batch 1"), batch_key, root.subject, root_key, ca=False)
+    roots_file = tmp_path / "attestation-roots.pem"
+    roots_file.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    return {"key": batch_key, "x5c": [batch.public_bytes(serialization.Encoding.DER)]}, roots_file
+
+
+def _full_attestation(credential, batch):
+    """The soft phone's answer with a "packed" full attestation statement signed by the
+    maker's batch key over authData ‖ SHA-256(clientDataJSON) (WebAuthn L3 §8.2)."""
+    response = credential["response"]
+    attestation = cbor2.loads(base64url_to_bytes(response["attestationObject"]))
+    signed = (
+        attestation["authData"]
+        + hashlib.sha256(base64url_to_bytes(response["clientDataJSON"])).digest()
+    )
+    attestation["fmt"] = "packed"
+    attestation["attStmt"] = {
+        "alg": -7,
+        "sig": batch["key"].sign(signed, ec.ECDSA(hashes.SHA256())),
+        "x5c": batch["x5c"],
+    }
+    response["attestationObject"] = b64(cbor2.dumps(attestation))
+    return credential
+
+
+def _amr_after_enrolling(app, client, relying_party, phone, activation, *, attestation, synced):
+    """Enrol the phone (its answer made by ``attestation``), log in; the ID token's amr and
+    what was stored about the credential."""
+    enrolment = begin_enrolment(phone.client, activation)
+    credential = attestation(
+        phone.authenticator.create_credential(
+            enrolment.options,
+            origin=phone.origin,
+            attestation="packed" if attestation is _self_attested else "none",
+            backup_eligible=synced,
+        )
+    )
+    finished = enrolment.finish(credential, name="Telefon")
+    assert finished.status_code == 201, finished.json
+    login_id = relying_party.start_login(client)
+    status = desktop_status(client, login_id).json
+    approved = phone.approve(status["phone_url"], status["number"], backup_eligible=synced)
+    assert approved.status_code == 200, approved.json
+    continued = client.get(desktop_status(client, login_id).json["continue_url"])
+    code = parse_qs(urlsplit(continued.headers["Location"]).query)["code"][0]
+    tokens = relying_party.exchange(client, code)
+    assert tokens.status_code == 200, tokens.json
+    claims = relying_party.verify_id_token(client, tokens.json["id_token"])
+    with app.app_context():
+        stored = db.session.query(Credential).one()
+        return claims["amr"], stored.hardware_attested, stored.attestation_format
+
+
+def _self_attested(credential):
+    return credential  # the soft phone made it "packed" without x5c (self attestation)
+
+
+@pytest.mark.parametrize(
+    ("policy", "attestation", "configured_root", "allowlist", "synced"),
+    [
+        ("none", "none", False, [], False),  # nothing proved at all
+        ("self", "self", False, [], False),  # self attestation: the key vouching for itself
+        ("self", "full", False, [SOFT_PHONE], False),  # a chain, but to no root we trust
+        ("self", "full", True, [OTHER_MODEL], False),  # trusted root, model not allow-listed
+        ("trusted", "full", True, [SOFT_PHONE], True),  # proved, but a synced passkey
+    ],
+    ids=[
+        "none-attestation",
+        "self-attestation",
+        "chain-to-an-unconfigured-root",
+        "model-not-allow-listed",
+        "backup-eligible",
+    ],
+)
+def test_amr_does_not_claim_hwk_without_hardware_attestation(
+    app,
+    client,
+    relying_party,
+    phone,
+    activation,
+    maker,
+    policy,
+    attestation,
+    configured_root,
+    allowlist,
+    synced,
+):
+    # RFC 8176 "hwk" is proof of possession of a hardware-secured key. A clear backup-eligible
+    # flag is only the authenticator's word; without attestation to a trusted root it is "swk".
+    batch, roots_file = maker
+    app.config.update(
+        ATTESTATION_POLICY=policy,
+        AAGUID_ALLOWLIST=allowlist,
+        ATTESTATION_ROOTS=str(roots_file) if configured_root else "",
+    )
+    made_by = {
+        "none": lambda credential: credential,
+        "self": _self_attested,
+        "full": lambda credential: _full_attestation(credential, batch),
+    }[attestation]
+    amr, hardware_attested, fmt = _amr_after_enrolling(
+        app, client, relying_party, phone, activation, attestation=made_by, synced=synced
+    )
+    assert fmt == ("none" if attestation == "none" else "packed")
+    assert sorted(amr) == ["mfa", "swk", "user"]
+    assert hardware_attested is False
+
+
+def test_amr_claims_hwk_for_a_key_attested_to_a_trusted_root(
+    app, client, relying_party, phone, activation, maker
+):
+    batch, roots_file = maker
+    app.config.update(
+        ATTESTATION_POLICY="trusted",
+        AAGUID_ALLOWLIST=[SOFT_PHONE],
+        ATTESTATION_ROOTS=str(roots_file),
+    )
+    amr, hardware_attested, fmt = _amr_after_enrolling(
+        app,
+        client,
+        relying_party,
+        phone,
+        activation,
+        attestation=lambda credential: _full_attestation(credential, batch),
+        synced=False,
+    )
+    assert fmt == "packed" and hardware_attested is True
+    assert sorted(amr) == ["hwk", "mfa", "user"]
+
+
+@pytest.mark.parametrize(
+    ("name", "allow_listed", "proves"),
+    [
+        ("none", True, False),
+        ("packed", True, False),  # a genuine YubiKey chain, but no Yubico root configured
+        ("fido-u2f", True, False),
+        ("tpm", True, False),
+        ("android-key", True, True),  # chained to the root its relying party configured
+        ("apple", True, True),  # chained to the Apple root py_webauthn ships
+        ("android-key", False, False),  # the same, but the model is not on the allow-list
+    ],
+)
+def test_only_recorded_attestation_to_a_trusted_root_proves_a_hardware_key(
+    app, name, allow_listed, proves
+):
+    recorded = _recorded(name)
+    roots = _own_roots(recorded)
+    with app.test_request_context():
+        verified = _verify_as_recorded(recorded, attestation_roots=roots)
+    allowlist = [verified.aaguid] if allow_listed else [OTHER_MODEL]
+    assert (
+        proves_hardware_key(verified, aaguid_allowlist=allowlist, attestation_roots=roots) is proves
+    )

@@ -366,3 +366,32 @@ def test_rejects_withdrawing_another_residents_application(
     withdraw = second_browser.submit(jobs, f"/applications/{application_id}/withdraw", page)
     assert withdraw.status == 404
     check()
+
+
+# -- the windscreen QR code: a short signed reference (RP11) ------------------------------------
+def test_rejects_a_forged_short_permit_reference(browser, parking, erika, unchanged):
+    """A reference with a guessed, altered or borrowed tag is refused as invalid, not looked up."""
+    from demo_portal.page import Page
+
+    browser.sign_in(parking, erika.phone)
+    issued = browser.submit(parking, "/permits", browser.page(parking, "/"), plate="DO-EM 1984")
+    page = browser.get(issued.location)
+    element = Page(page.text).by_id("permit-reference")
+    assert element is not None
+    genuine = element.text.strip()
+    number, tag = genuine.rsplit(".", 1)
+    other = number[:-1] + ("A" if number[-1] != "A" else "B")
+    forged = [
+        f"{number}.{tag[:-1]}{'A' if tag[-1] != 'A' else 'B'}",  # one character of the tag
+        f"{other}.{tag}",  # the genuine tag on another number
+        f"{number}.",
+        number,  # the number alone, passed off as a scanned code
+        f"{number}.{tag}{tag}",
+        f"{number}.{'A' * 64}",
+    ]
+    check = unchanged(parking)
+    for reference in forged:
+        answer = browser.get(f"{PARKING}/check?" + urlencode({"ref": reference}))
+        assert answer.status == 200 and 'data-result="invalid"' in answer.text, reference
+    check()
+    assert 'data-result="valid"' in browser.get(f"{PARKING}/check?ref={genuine}").text

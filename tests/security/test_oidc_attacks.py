@@ -101,6 +101,30 @@ def test_rejects_client_assertion_hmac_signed_with_the_public_key(
     _refused_assertion(client, jwt_client, enrolled_phone, db_state, forged)
 
 
+@pytest.mark.parametrize(
+    "audience",
+    [[ISSUER, "https://evil.test"], [ISSUER], ["https://evil.test", ISSUER]],
+    ids=["issuer-and-evil", "issuer-only", "evil-and-issuer"],
+)
+def test_rejects_client_assertion_with_an_array_audience(
+    client, jwt_client, rp_key, enrolled_phone, db_state, audience
+):
+    # FAPI 2.0 §5.3.2.1 (audience injection): an assertion whose aud also names another server
+    # could have been made for, and replayed from, that server. Only the issuer as a string.
+    def signed(aud):
+        claims = {**_claims(jwt_client.client_id), "aud": aud}
+        return jwt.encode({"alg": "ES256", "kid": rp_key.kid}, claims, rp_key)
+
+    # invalid_client, and only the failed-authentication counter moved: no jti recorded, and
+    # the code is not burned, so the same code still buys tokens with a correct assertion
+    code = _refused_assertion(
+        client, jwt_client, enrolled_phone, db_state, lambda: signed(audience)
+    )
+    accepted = jwt_client.exchange(client, code, assertion=signed(ISSUER))
+    assert accepted.status_code == 200, accepted.json
+    jwt_client.verify_id_token(client, accepted.json["id_token"])
+
+
 def test_rejects_client_secret_sent_in_the_body(client, relying_party, enrolled_phone, db_state):
     # Only the registered method (client_secret_basic) authenticates this client.
     code = relying_party.approved_code(client, enrolled_phone)

@@ -14,15 +14,20 @@ from harness import RP_REDIRECT
 from harness import RelyingParty
 from harness import changed_tables
 from harness import desktop_status
+from harness import snapshot
 from sqlalchemy import update
 
 from idserver import create_app
 from idserver.account.models import BrowserSession
+from idserver.account.pairing import create_pairing
+from idserver.citizens.service import register_citizen
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 from idserver.oidc.clients import register_client
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+HTTPS = {"base_url": "https://localhost"}
+STALE_FRAME = "t=1&h=" + "A" * 43
 
 
 def _set_cookies(response):
@@ -114,6 +119,89 @@ def test_phone_binding_cookie_is_scoped_to_its_login_and_strict(
     other = app.test_client().get(phone_url.replace(ISSUER, ""))
     assert other.status_code == 400
     assert db_state() == before
+
+
+def _scanned_over_https(app, relying_party):
+    """A login started and scanned over https; (login id, phone URL, the phone's Set-Cookie)."""
+    started = app.test_client().get(
+        "/authorize?" + urlencode(relying_party.authorize_params()), **HTTPS
+    )
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    browser_cookie = _set_cookies(started)[f"__Host-login-{login_id}"].value
+    browser = app.test_client()
+    browser.set_cookie(f"__Host-login-{login_id}", browser_cookie)
+    status = browser.get(f"/login/{login_id}", headers={"Accept": "application/json"}, **HTTPS)
+    phone_url = status.json["phone_url"].removeprefix("https://localhost")
+    phone = app.test_client()
+    page = phone.get(phone_url, **HTTPS)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return login_id, phone_url, phone, _set_cookies(page)
+
+
+def test_phone_binding_cookie_carries_the_host_prefix_under_https(https_app):
+    # __Host-: Secure, Path=/, no Domain, so no sibling host (http or https) can plant it; the
+    # login id in the name keeps it to its login, as Path=/q/<id> does on plain-http demos.
+    app, relying_party = https_app
+    login_id, _, phone, jar = _scanned_over_https(app, relying_party)
+    assert f"phone-{login_id}" not in jar
+    morsel = jar[f"__Host-phone-{login_id}"]
+    assert morsel["secure"] and morsel["httponly"] and morsel["samesite"] == "Strict"
+    assert morsel["path"] == "/" and not morsel["domain"]
+    # the phone holding it is recognised on a reload, even from a frame that is no longer fresh
+    assert phone.get(f"/q/{login_id}?{STALE_FRAME}", **HTTPS).status_code == 200
+
+
+def test_rejects_phone_binding_cookie_without_the_host_prefix_under_https(https_app):
+    # Cookie tossing: a sibling http host sets phone-<id> (no prefix) in the victim's phone
+    # browser with the attacker's binding, hoping it skips the fresh-QR check and joins the
+    # attacker's scanned login. Over https only the __Host- name is read.
+    app, relying_party = https_app
+    login_id, phone_url, _, jar = _scanned_over_https(app, relying_party)
+    binding = jar[f"__Host-phone-{login_id}"].value
+    victim = app.test_client()
+    victim.set_cookie(f"phone-{login_id}", binding, path=f"/q/{login_id}")
+    before = snapshot(app)
+    for url in (f"/q/{login_id}?{STALE_FRAME}", phone_url):
+        refused = victim.get(url, **HTTPS)
+        assert refused.status_code == 400
+        assert b"__Host-phone-" not in b"".join(
+            h.encode() for h in refused.headers.getlist("Set-Cookie")
+        )
+    assert snapshot(app) == before
+
+
+def test_rejects_pairing_binding_cookie_without_the_host_prefix_under_https(https_app):
+    # The same for the new device's pairing cookie (account pairing, /pair/<id>).
+    app, _ = https_app
+    with app.app_context():
+        citizen = register_citizen(
+            given_name="Erika",
+            family_name="Mustermann",
+            birthdate="1984-08-12",
+            street="Kampstraße 12",
+            postcode="44137",
+            city="Dortmund",
+        )
+        pairing_id = create_pairing(citizen.id).id
+    device = app.test_client()
+    page = device.get(f"/pair/{pairing_id}", **HTTPS).get_data(as_text=True)
+    token = CSRF_FIELD.search(page).group(1)
+    claimed = device.post(f"/pair/{pairing_id}/claim", data={"csrf_token": token}, **HTTPS)
+    assert claimed.status_code == 303
+    jar = _set_cookies(claimed)
+    assert f"pair-{pairing_id}" not in jar
+    morsel = jar[f"__Host-pair-{pairing_id}"]
+    assert morsel["secure"] and morsel["httponly"] and morsel["samesite"] == "Strict"
+    assert morsel["path"] == "/" and not morsel["domain"]
+    status = f"/pair/{pairing_id}/status"
+    assert device.get(status, **HTTPS).json["status"] == "claimed"
+    intruder = app.test_client()
+    intruder.set_cookie(f"pair-{pairing_id}", morsel.value, path=f"/pair/{pairing_id}")
+    before = snapshot(app)
+    refused = intruder.get(status, headers={"Accept": "application/json"}, **HTTPS)
+    assert refused.status_code == 400
+    assert refused.json["error"] == "not_bound"
+    assert snapshot(app) == before
 
 
 def test_session_is_rotated_at_login_so_a_planted_cookie_stays_anonymous(

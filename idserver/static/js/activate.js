@@ -10,6 +10,14 @@
     status.classList.toggle("status-error", Boolean(isError));
   }
 
+  // The letter's QR code carries the code in the fragment (#code=…), which a browser never
+  // sends to the server. Fill it in, then drop it from the address bar and the history entry.
+  if (window.location.hash) {
+    const code = new URLSearchParams(window.location.hash.slice(1)).get("code");
+    if (code) { document.getElementById("code").value = code.slice(0, 32); }
+    window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
+  }
+
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     if (!api.supported()) { say(form.dataset.msgUnsupported, true); return; }

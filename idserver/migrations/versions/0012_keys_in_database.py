@@ -1,7 +1,7 @@
 """signing keys and the pairwise salt in the database, sealed under the KEK
 
-Revision ID: 0008_keys_in_database
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06 10:00:00.000000
 
 The tables start empty: the first start after this upgrade imports the keys folder
@@ -17,8 +17,8 @@ from alembic import op
 import idserver.db
 
 
-revision = '0008_keys_in_database'
-down_revision = '0007'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
