@@ -487,8 +487,15 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _prepare_before_request() -> None:
         # Not for the probes: /healthz touches nothing, /readyz reports the keys itself.
-        if not (request.endpoint or "").startswith("health."):
+        if (request.endpoint or "").startswith("health."):
+            return
+        try:
             store.prepare()
+        except SQLAlchemyError as exc:
+            # No database (yet), or no schema: a page that needs neither still answers; one
+            # that uses the keys prepares them itself and fails as any database use would.
+            # A KEK that does not open the keys (ConfigError) is not caught.
+            log.debug("keys not prepared before %s: %s", request.path, type(exc).__name__)
 
     if _schema_exists(engine):
         with app.app_context():
