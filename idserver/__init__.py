@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import csrf
     from . import errors
     from . import health
+    from . import keys
     from . import limits
     from . import logs
     from . import metrics
@@ -42,7 +43,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .citizens import views as citizen_views
     from .crosslogin import views as crosslogin_views
     from .db import db
-    from .oidc import keys
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
 

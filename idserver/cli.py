@@ -121,6 +121,7 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrat
                     err=True,
                 )
                 sys.exit(1)
+        _prepare_keys()
     # One access log, written by the application (idserver/logs.py); gunicorn's is off.
     logconfig = gunicorn_logconfig(fmt=app.config["LOG_FORMAT"], level=app.config["LOG_LEVEL"])
 
@@ -169,6 +170,19 @@ def _prepare_metrics_directory() -> str | None:
     return None
 
 
+def _prepare_keys() -> None:
+    """Import or create the keys once, before the workers start; refuse with one line."""
+    from .config import ConfigError
+    from .keys import KeyStoreError
+    from .keys import key_store
+
+    try:
+        key_store().prepare()
+    except (ConfigError, KeyStoreError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
 # -- db ---------------------------------------------------------------------------------------
 @main.group("db")
 def db_group() -> None:
@@ -182,6 +196,7 @@ def db_upgrade() -> None:
     from .db_migrate import upgrade
 
     revision = upgrade(current_app)
+    _prepare_keys()  # the first keys, once, before instances start (compose's `migrate`)
     _print({"database": _safe_url(current_app.config["DATABASE_URL"]), "revision": revision})
 
 
@@ -368,53 +383,62 @@ def client_add(
 # -- keys -------------------------------------------------------------------------------------
 @main.group("keys")
 def keys_group() -> None:
-    """ES256 signing keys."""
+    """ES256 signing keys and the pairwise salt, kept in the database for every instance."""
 
 
 @keys_group.command("list")
 @with_appcontext
 def keys_list() -> None:
-    from .oidc.keys import key_store
+    """Every key: purpose (id_token, audit), state (active, published, kept, retired)."""
+    from .keys import key_store
 
-    store = key_store()
-    _print({"directory": store.directory, **store.describe()})
+    _print(key_store().describe())
 
 
 @keys_group.command("rotate")
+@click.option(
+    "--purpose",
+    type=click.Choice(["id_token", "audit"]),
+    default="id_token",
+    show_default=True,
+    help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints.",
+)
 @with_appcontext
-def keys_rotate() -> None:
-    """Add a key and sign with it; the previous one stays in the JWKS until retired."""
-    from .oidc.keys import key_store
+def keys_rotate(purpose: str) -> None:
+    """Add a key and sign with it on every instance; the previous one stays until retired."""
+    from .keys import KeyStoreError
+    from .keys import key_store
 
     store = key_store()
-    kid = store.rotate()
-    _audit("key_rotated", kid=kid)
-    _print({"active": kid, **store.describe()})
+    try:
+        kid = store.rotate(purpose)
+    except KeyStoreError as exc:
+        _fail(IdServerError(str(exc), error="invalid_key"))
+    _print({"rotated": kid, "purpose": purpose, **store.describe()})
 
 
 @keys_group.command("retire")
 @click.argument("kid")
 @with_appcontext
 def keys_retire(kid: str) -> None:
-    """Stop publishing an old key (after its tokens have expired)."""
-    from .oidc.keys import KeyStoreError
-    from .oidc.keys import key_store
+    """Stop publishing an old key (after its tokens have expired); it is kept to verify."""
+    from .keys import KeyStoreError
+    from .keys import key_store
 
     store = key_store()
     try:
         store.retire(kid)
     except KeyStoreError as exc:
         _fail(IdServerError(str(exc), error="invalid_key"))
-    _audit("key_retired", kid=kid)
     _print(store.describe())
 
 
-def _audit(event: str, **data: Any) -> None:
-    from .audit import record_event
-    from .db import db
+@keys_group.command("new-kek", with_appcontext=False)  # needs no settings and no database
+def keys_new_kek() -> None:
+    """Print a new random key-encryption key for IDSERVER_KEY_ENCRYPTION_KEY."""
+    from .keys.sealing import new_kek
 
-    record_event(event, actor="operator", **data)
-    db.session.commit()
+    click.echo(new_kek())
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -88,7 +88,29 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL. Empty: SQLite file `instance/idserver.sqlite3`.",
         secret=True,
     ),
-    Setting("KEYS_DIR", "keys", "Folder of the ES256 signing keys (created on first start, 0600)."),
+    Setting(
+        "KEYS_DIR",
+        "keys",
+        "Keys folder of earlier versions (`keys.json`, `*.pem`, `pairwise-salt.hex`): "
+        "imported into the database on the first start that finds no keys there, and may be "
+        "deleted afterwards. The keys now live in the database.",
+    ),
+    Setting(
+        "KEY_ENCRYPTION_KEY",
+        "",
+        "Key-encryption key (KEK): 32 random bytes in base64 (`idserver keys new-kek`), the same "
+        "on every instance; seals the signing keys and the pairwise salt in the database. "
+        "Required in production; development derives one from SECRET_KEY.",
+        secret=True,
+    ),
+    Setting(
+        "KEYS_REFRESH_SECONDS",
+        10,
+        "Each worker re-reads the signing keys at least this often, so a rotation made by "
+        "another instance reaches its JWKS and its tokens.",
+        int,
+        minimum=0,
+    ),
     Setting(
         "SECRET_KEY",
         DEMO_SECRET_KEY,
@@ -503,6 +525,13 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
                     f"{PREFIX}{setting.name} must be limits such as '10/minute;50/hour', "
                     f"not {config[setting.name]!r}"
                 )
+    if config["KEY_ENCRYPTION_KEY"]:
+        from .keys.sealing import parse_kek
+
+        try:
+            parse_kek(config["KEY_ENCRYPTION_KEY"])
+        except ValueError as exc:
+            problems.append(f"IDSERVER_KEY_ENCRYPTION_KEY {exc}")
     return problems
 
 
@@ -524,6 +553,11 @@ def config_problems(config: Mapping[str, Any], *, explicit: Collection[str]) -> 
         problems.append("production needs an explicit IDSERVER_DATABASE_URL")
     if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 32:
         problems.append("IDSERVER_METRICS_TOKEN must have 32 or more random characters")
+    if not config["KEY_ENCRYPTION_KEY"]:
+        problems.append(
+            "production needs IDSERVER_KEY_ENCRYPTION_KEY (32 random bytes in base64; "
+            "`idserver keys new-kek` makes one), the same on every instance"
+        )
     return problems
 
 

@@ -2,8 +2,10 @@
 
 ``/healthz`` answers while the process serves requests, and touches nothing else: restart the
 container when it fails. ``/readyz`` answers 200 only when this instance can do its work: the
-database answers, its schema is at the migrations' head and the signing keys load; send it no
-traffic while it answers 503. Redis (``IDSERVER_REDIS_URL``) is reported but does not make an
+database answers, its schema is at the migrations' head and the signing keys load (from the
+database, where they live: a worker that has them keeps them while the database is away, one that
+never had them reports them ``skipped`` while the database fails); send it no traffic while it
+answers 503. Redis (``IDSERVER_REDIS_URL``) is reported but does not make an
 instance unready: while it is down, rate limits count in the database and waiting desktops poll
 the database (docs/operations.md, "Failure behaviour"), so taking every instance out of the load
 balancer during a Redis outage would turn a degraded service into none. Both bodies name
@@ -33,7 +35,7 @@ from sqlalchemy import text
 
 from .db import db
 from .db_migrate import alembic_config
-from .oidc.keys import key_store
+from .keys import key_store
 
 __all__ = ["PROBE_PATHS", "bp", "init_app"]
 
@@ -116,7 +118,9 @@ def readyz() -> Response:
         key_store().signing_key()
         checks["keys"] = OK
     except Exception as exc:  # noqa: BLE001
-        checks["keys"], failures["keys"] = FAILED, exc
+        # The keys live in the database: without it they cannot be checked, only found missing.
+        checks["keys"] = SKIPPED if checks["database"] == FAILED else FAILED
+        failures["keys"] = exc
     if readiness.redis is None:
         checks["redis"] = NOT_CONFIGURED
     else:
@@ -168,6 +172,6 @@ def _log_changes(
             readiness.last[name] = value
             if name in failures:
                 exc = failures[name]
-                log.warning("readiness: %s failed: %s: %s", name, type(exc).__name__, exc)
+                log.warning("readiness: %s %s: %s: %s", name, value, type(exc).__name__, exc)
             elif value == OK:
                 log.info("readiness: %s ok", name)

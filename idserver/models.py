@@ -12,6 +12,8 @@ from .citizens.models import Citizen
 from .citizens.models import RevocationCode
 from .clerks.models import Clerk
 from .crosslogin.models import LoginTransaction
+from .keys.models import ServerSecret
+from .keys.models import SigningKey
 from .limits import RateLimitCounter
 from .oidc.models import AuthorizationCode
 from .oidc.models import Client
@@ -38,6 +40,8 @@ __all__ = [
     "Pairing",
     "RateLimitCounter",
     "RevocationCode",
+    "ServerSecret",
+    "SigningKey",
     "Token",
     "UsedAssertion",
 ]

@@ -28,6 +28,7 @@ from idserver.citizens.models import Citizen
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
 from idserver.db import db
+from idserver.keys import key_store
 from idserver.oidc.clients import register_client
 from idserver.phone.authenticator import SoftAuthenticator
 
@@ -62,6 +63,7 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
     app.config["TESTING"] = True
     with app.app_context():
         db.create_all()
+        key_store().prepare()  # as `idserver serve` does once the schema is there
     yield app
     with app.app_context():
         db.engine.dispose()

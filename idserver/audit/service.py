@@ -3,8 +3,10 @@
 Each entry stores ``hash = SHA-256(prev_hash ‖ canonical JSON of the entry)`` and the previous
 entry's hash, so editing, deleting or reordering a row breaks the chain at that row. Every
 ``AUDIT_CHECKPOINT_EVERY`` entries (and on ``idserver audit checkpoint``) the head is signed
-with the server's ES256 key, so even a rewrite of the whole chain is detected up to the last
-checkpoint. An append runs inside the caller's transaction, after taking the database's write
+with the server's audit key (its own ES256 key, never published, not the ID-token key), so even
+a rewrite of the whole chain is detected up to the last checkpoint. Checkpoints are verified
+with every key the server has or had, found by ``kid``: older ones were signed with the
+ID-token key. An append runs inside the caller's transaction, after taking the database's write
 lock (an advisory lock on PostgreSQL), so the chain stays linear under concurrent writers and
 the event commits or rolls back together with the change it records.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +23,22 @@ from typing import Any
 from flask import current_app
 from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from ..db import db
 from ..db import utcnow
-from ..oidc.keys import key_store
+from ..keys import AUDIT
+from ..keys import key_store
 from .models import AuditCheckpoint
 from .models import AuditEvent
 
 __all__ = [
     "Problem",
+    "append_event",
     "export_events",
     "record_event",
     "verify_chain",
@@ -65,6 +68,7 @@ EVENTS = frozenset(
         "clerk_disabled",
         "key_rotated",
         "key_retired",
+        "keys_imported",
         "residents_purged",
         "maintenance_purged",
         "audit_checkpoint",
@@ -87,9 +91,8 @@ def _entry_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + _canonical(body)).hexdigest()
 
 
-def _lock_chain() -> None:
+def _lock_chain(session: Session) -> None:
     """Serialise appends until the caller's transaction ends."""
-    session = db.session
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     else:
@@ -99,25 +102,36 @@ def _lock_chain() -> None:
 
 def record_event(event: str, *, actor: str, subject: str | None = None, **data: Any) -> AuditEvent:
     """Append ``event`` in the current transaction; the caller commits."""
+    return append_event(db.session, event, actor=actor, subject=subject, data=data)
+
+
+def append_event(
+    session: Session,
+    event: str,
+    *,
+    actor: str,
+    subject: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """``record_event`` in ``session``'s transaction (the key store keeps its own session)."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
-    session = db.session
-    _lock_chain()
+    _lock_chain(session)
     head = session.scalars(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
-    entry = AuditEvent(at=utcnow(), event=event, actor=actor, subject=subject, data=data)
+    entry = AuditEvent(at=utcnow(), event=event, actor=actor, subject=subject, data=data or {})
     entry.prev_hash = head or GENESIS
     entry.hash = _entry_hash(entry.prev_hash, entry)
     session.add(entry)
     session.flush()
     every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
     if every and entry.id % every == 0:
-        _sign_checkpoint(entry)
+        _sign_checkpoint(session, entry)
     return entry
 
 
-def _sign_checkpoint(entry: AuditEvent) -> AuditCheckpoint:
+def _sign_checkpoint(session: Session, entry: AuditEvent) -> AuditCheckpoint:
     now = utcnow()
-    key = key_store().signing_key()
+    key = key_store().signing_key(AUDIT)
     payload = _canonical(
         {"event_id": entry.id, "event_hash": entry.hash, "at": int(now.timestamp())}
     )
@@ -125,19 +139,20 @@ def _sign_checkpoint(entry: AuditEvent) -> AuditCheckpoint:
     checkpoint = AuditCheckpoint(
         event_id=entry.id, event_hash=entry.hash, created_at=now, signature=signature
     )
-    db.session.add(checkpoint)
+    session.add(checkpoint)
     return checkpoint
 
 
 def write_checkpoint() -> AuditCheckpoint | None:
     """Sign the current head now (the CLI and the periodic job call this)."""
+    key_store().prepare()  # before the chain's lock: a first start writes its keys meanwhile
     session = db.session
-    _lock_chain()
+    _lock_chain(session)
     head = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
     if head is None:
         session.rollback()
         return None
-    checkpoint = _sign_checkpoint(head)
+    checkpoint = _sign_checkpoint(session, head)
     session.commit()
     return checkpoint
 
@@ -149,14 +164,9 @@ class Problem:
 
 
 def _verification_keys() -> KeySet:
-    """Every key in the keys folder, retired ones too: old checkpoints must stay verifiable."""
-    directory = key_store().directory
-    keys = []
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".pem"):
-            with open(os.path.join(directory, name), "rb") as handle:
-                keys.append(ECKey.import_key(handle.read(), {"kid": name[:-4]}))
-    return KeySet(keys)  # type: ignore[arg-type]
+    """Every key the server has or had, of any purpose, retired ones too, read afresh: old
+    checkpoints were signed with the ID-token key, newer ones with the audit key."""
+    return key_store().verification_keys()
 
 
 def _walk(entries: Any, previous_hash: str, problems: list[Problem]) -> dict[int, str]:

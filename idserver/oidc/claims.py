@@ -15,7 +15,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oidc.core import UserInfo
 
 from ..citizens.models import Citizen
-from .keys import key_store
+from ..keys import key_store
 
 __all__ = ["SCOPE_CLAIMS", "claim_names", "claims_for_scope", "pairwise_subject"]
 

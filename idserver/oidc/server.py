@@ -49,12 +49,13 @@ from ..audit import record_event
 from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
+from ..keys import ID_TOKEN
+from ..keys import key_store
 from ..logs import note_client
 from ..metrics import TOKEN_GRANTS
 from ..passkeys.models import usable_device
 from .claims import claim_names
 from .claims import claims_for_scope
-from .keys import key_store
 from .models import AuthorizationCode
 from .models import Client
 from .models import Token
@@ -386,8 +387,10 @@ class UserInfoView(UserInfoEndpoint):
 class EndSession(EndSessionEndpoint):
     """RP-Initiated Logout 1.0: end the browser's session; redirect only where registered."""
 
-    def get_server_jwks(self) -> dict[str, Any]:
-        return key_store().jwks()
+    def get_server_jwks(self) -> KeySet:
+        # Retired ID-token keys too: a hint signed before a retirement still shows that we
+        # issued it (§2). They verify here only; they are never published and never sign.
+        return key_store().verification_keys(ID_TOKEN)
 
     def get_algorithms(self) -> list[str]:
         return ["ES256"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from authlib.common.urls import add_params_to_uri
@@ -18,11 +19,12 @@ from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
 
+from ..keys import key_store
 from .claims import SCOPE_CLAIMS
-from .keys import key_store
 from .server import authorization
 
 bp = Blueprint("oidc", __name__)
+log = logging.getLogger(__name__)
 
 
 def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
@@ -131,12 +133,26 @@ def authorize() -> Any:
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
     """RP-initiated logout: ends the Bürger-ID session, then returns to the application."""
+    from ..account.service import end_session
+
     server = authorization()
     try:
         end_request = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
+        # An id_token_hint that does not verify (not ours, altered, or a client_id that is not
+        # its audience) vouches for nothing: no redirect (RP-Initiated Logout 1.0 §4). The
+        # session ended is the browser's own, as on a logout without any hint, so a citizen
+        # who asked to leave is not left logged in.
+        end_session()
+        log.info("logout request refused (%s): %s", error.error, error.description)
         return render_template(
-            "error.html", error=error.error, description=error.description, status=400
+            "error.html",
+            error=error.error,
+            description=_l(
+                "You are logged out of Bürger-ID. The application's logout request could not "
+                "be verified, so you are not sent back to it."
+            ),
+            status=400,
         ), 400
     response = server.create_endpoint_response("end_session", end_request)
     if response is not None:

@@ -17,6 +17,7 @@ from idserver.config import SETTINGS
 from idserver.config import ConfigError
 from idserver.config import effective_config
 from idserver.config import read_config
+from idserver.keys.sealing import new_kek
 
 
 def test_demo_defaults_start(app_config):
@@ -51,6 +52,7 @@ def test_production_with_real_settings_starts(app_config, monkeypatch):
             "ENV": "production",
             "ISSUER": "https://id.example.org",
             "SECRET_KEY": "s" * 48,
+            "KEY_ENCRYPTION_KEY": new_kek(),
         }
     )
     assert app.config["SESSION_COOKIE_NAME"] == "__Host-session"

@@ -137,9 +137,15 @@ def test_refuses_to_start_with_a_token_that_is_not_a_bearer_token(app_config, to
 def test_production_refuses_a_short_metrics_token(app_config, monkeypatch):
     from idserver import create_app
     from idserver.config import ConfigError
+    from idserver.keys.sealing import new_kek
 
     monkeypatch.setenv("IDSERVER_DATABASE_URL", app_config["DATABASE_URL"])
-    production = {**app_config, "ENV": "production", "SECRET_KEY": secrets.token_urlsafe(32)}
+    production = {
+        **app_config,
+        "ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "KEY_ENCRYPTION_KEY": new_kek(),
+    }
     with pytest.raises(ConfigError, match="IDSERVER_METRICS_TOKEN"):
         create_app({**production, "METRICS_TOKEN": "short"})
     # One line among all the others, not the first problem alone.

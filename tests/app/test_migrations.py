@@ -263,10 +263,20 @@ def test_three_instances_starting_together_all_come_up(
     _wait_until_all_answer(servers, tmp_path)
     assert all(process.poll() is None for process, _ in servers)
     assert _revision(database_url) == _head()
-    # They raced for the empty keys folder too, and agree on one signing key.
+    # They raced for the first keys in the database too, and agree on one signing key.
     jwks = [requests.get(f"{issuer}/jwks.json", timeout=5).json() for _, issuer in servers]
     assert jwks[0] == jwks[1] == jwks[2] and len(jwks[0]["keys"]) == 1
-    assert len(list((tmp_path / "keys").glob("*.pem"))) == 1
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        purposes = connection.execute(text("SELECT purpose, kid FROM signing_keys")).all()
+        salts = connection.execute(text("SELECT count(*) FROM server_secrets")).scalar_one()
+    engine.dispose()
+    assert sorted(purpose for purpose, _ in purposes) == ["audit", "id_token"]
+    assert [kid for purpose, kid in purposes if purpose == "id_token"] == [
+        jwks[0]["keys"][0]["kid"]
+    ]
+    assert salts == 1
+    assert not list((tmp_path / "keys").glob("*.pem"))  # nothing in the keys folder
 
 
 def test_upgrade_waits_for_the_migration_lock(app_config):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 from harness import ISSUER
 from harness import postgres_schema
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from idserver import create_app
@@ -190,7 +190,7 @@ def test_readyz_names_no_secret_of_an_unreachable_database(app_config, caplog):
         "checks": {
             "database": "failed",
             "migrations": "skipped",
-            "keys": "ok",
+            "keys": "skipped",  # they live in the database, which never answered
             "redis": "not configured",
         },
     }
@@ -225,14 +225,22 @@ def test_readyz_fails_while_the_schema_is_behind_the_migrations(app_config):
         db.engine.dispose()
 
 
-def test_readyz_fails_when_the_signing_key_cannot_be_read(served_app):
-    keys_dir = served_app.config["KEYS_DIR"]
-    manifest = os.path.join(keys_dir, "keys.json")
-    for name in os.listdir(keys_dir):
-        if name.endswith(".pem"):
-            shutil.move(os.path.join(keys_dir, name), os.path.join(keys_dir, name + ".moved"))
-    os.utime(manifest, ns=(0, os.stat(manifest).st_mtime_ns + 1))  # workers re-read on change
-    unready = _probe(served_app, "/readyz")
+def test_readyz_fails_when_the_signing_key_cannot_be_read(app_config):
+    app = _migrated({**app_config, "KEYS_REFRESH_SECONDS": 0})  # re-read on every use
+    try:
+        assert _probe(app, "/readyz").json == {"status": "ready", "checks": SETTLED}
+        # The active ID-token key's row no longer opens under the KEK: its sealed private key
+        # is bound to its kid, so a row whose kid was changed reads like one sealed elsewhere.
+        engine = make_engine(app.config["DATABASE_URL"])
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE signing_keys SET kid = 'tampered' WHERE active_purpose = 'id_token'")
+            )
+        engine.dispose()
+        unready = _probe(app, "/readyz")
+    finally:
+        with app.app_context():
+            db.engine.dispose()
     assert unready.status_code == 503
     assert unready.json["checks"]["keys"] == "failed"
     assert unready.json["checks"]["database"] == "ok"

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -140,7 +141,12 @@ def test_operator_set_up_keeps_clients_and_residents_between_runs(tmp_path, monk
         letter.code for letter in second.letters
     )  # each run posts fresh activation codes
     assert (tmp_path / "instance" / "idserver.sqlite3").exists()
-    assert any((tmp_path / "keys").iterdir())
+    database = sqlite3.connect(tmp_path / "instance" / "idserver.sqlite3")
+    try:  # the demo's keys live in its database, sealed under a KEK derived from its secret
+        purposes = {row[0] for row in database.execute("SELECT purpose FROM signing_keys")}
+    finally:
+        database.close()
+    assert purposes == {"id_token", "audit"}
 
 
 def test_demo_fails_cleanly_when_a_port_is_taken(tmp_path):

@@ -2,7 +2,8 @@
 
 A citizen enrols and logs in; the database is backed up, lost and restored; then the same
 phone logs in again as the same ``sub``, the audit chain verifies, /readyz is ready, and the
-access token issued before the backup still works at /userinfo.
+access token issued before the backup still works at /userinfo. The signing keys and the pairwise
+salt are in the database: the restore needs the key-encryption key, and no keys folder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from idserver import create_app
 from idserver.db import db
+from idserver.keys.sealing import new_kek
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -40,15 +42,16 @@ def _pg_tool(name: str) -> str:
 def _cli(app: Any, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # the log goes to stderr
 
 
-def _app(database_url: str, keys: Path) -> Any:
+def _app(database_url: str, keys: Path, kek: str) -> Any:
     app = create_app(
         {
             "ISSUER": ISSUER,
             "DATABASE_URL": database_url,
             "KEYS_DIR": str(keys),
+            "KEY_ENCRYPTION_KEY": kek,
             "SECRET_KEY": "test-secret-" + "x" * 32,
         }
     )
@@ -113,7 +116,8 @@ def test_postgresql_dump_and_restore_of_the_schema(tmp_path):
         schema = make_url(url).query["options"].split("=", 1)[1]
         libpq = make_url(url).set(drivername="postgresql", query={})
         dsn = libpq.render_as_string(hide_password=False)
-        app = _app(url, tmp_path / "keys")
+        kek = new_kek()
+        app = _app(url, tmp_path / "keys", kek)
         phone, rp, _client, tokens = _enrol_and_log_in(app, tmp_path)
 
         dump = tmp_path / "idserver.dump"
@@ -137,7 +141,9 @@ def test_postgresql_dump_and_restore_of_the_schema(tmp_path):
         )
         engine.dispose()
 
-        restored = _app(url, tmp_path / "keys")  # `db upgrade` finds it at the newest revision
+        # `db upgrade` finds it at the newest revision; the keys come back with the database
+        restored = _app(url, tmp_path / "no-keys-folder", kek)
+        assert not (tmp_path / "keys").exists() and not (tmp_path / "no-keys-folder").exists()
         _check_restored(restored, phone, rp, tokens)
         with restored.app_context():
             db.engine.dispose()
@@ -147,7 +153,8 @@ def test_postgresql_dump_and_restore_of_the_schema(tmp_path):
 
 def test_sqlite_online_backup_and_restore(tmp_path):
     live = tmp_path / "instance" / "idserver.sqlite3"
-    app = _app(f"sqlite:///{live}", tmp_path / "keys")
+    kek = new_kek()
+    app = _app(f"sqlite:///{live}", tmp_path / "keys", kek)
     phone, rp, _client, tokens = _enrol_and_log_in(app, tmp_path)
 
     # the backup API copies a consistent snapshot, the WAL included, while the server runs
@@ -164,7 +171,8 @@ def test_sqlite_online_backup_and_restore(tmp_path):
         lost.unlink()
     shutil.copy(backup, live)
 
-    restored = _app(f"sqlite:///{live}", tmp_path / "keys")
+    restored = _app(f"sqlite:///{live}", tmp_path / "no-keys-folder", kek)
+    assert not (tmp_path / "keys").exists() and not (tmp_path / "no-keys-folder").exists()
     _check_restored(restored, phone, rp, tokens)
     with restored.app_context():
         db.engine.dispose()

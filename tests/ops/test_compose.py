@@ -17,7 +17,7 @@ from idserver.config import PREFIX
 from idserver.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_SETTINGS = {"SECRET_KEY", "DATABASE_URL"}
+SECRET_SETTINGS = {"SECRET_KEY", "DATABASE_URL", "KEY_ENCRYPTION_KEY"}
 
 
 @pytest.fixture(scope="module")

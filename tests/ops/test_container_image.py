@@ -28,6 +28,8 @@ import pytest
 import requests
 from harness import postgres_schema
 
+from idserver.keys.sealing import new_kek
+
 pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,6 +262,7 @@ def test_image_serves_openid_configuration_against_postgresql(image, mounted, tm
         for name, value in (
             ("database_url", database_url),
             ("secret_key", secrets.token_urlsafe(48)),
+            ("key_encryption_key", new_kek()),
         ):
             (secrets_dir / name).write_text(value + "\n")
             os.chown(secrets_dir / name, uid, gid)
@@ -273,6 +276,7 @@ def test_image_serves_openid_configuration_against_postgresql(image, mounted, tm
             IDSERVER_TRUST_PROXY="true",
             IDSERVER_DATABASE_URL_FILE="/run/secrets/database_url",
             IDSERVER_SECRET_KEY_FILE="/run/secrets/secret_key",
+            IDSERVER_KEY_ENCRYPTION_KEY_FILE="/run/secrets/key_encryption_key",
         )
         enter = _in_image(mounted, config["WorkingDir"], uid, gid)
         with log_path.open("wb") as log:
@@ -294,7 +298,8 @@ def test_image_serves_openid_configuration_against_postgresql(image, mounted, tm
             assert discovery.status_code == 200
             assert discovery.json()["issuer"] == issuer
             assert requests.get(discovery.json()["jwks_uri"], timeout=5).json()["keys"]
-            assert list((mounted / "var/lib/idserver/keys").glob("*.pem"))
+            # the keys live in the database, sealed under the KEK: nothing in the volume
+            assert not list((mounted / "var/lib/idserver/keys").glob("*.pem"))
 
             healthcheck = _healthcheck(image)
             assert healthcheck[0] == "CMD"

@@ -31,7 +31,7 @@ from portals import PORTAL_URLS
 from portals import enrolled_resident
 from portals import portal_snapshot
 
-from idserver.oidc.keys import key_store
+from idserver.keys import key_store
 
 PARKING = PORTAL_URLS["parking"]
 JOBS = PORTAL_URLS["jobs"]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from harness import changed_tables
 from harness import complete_login
+from harness import snapshot
 from joserfc import jws
 from joserfc.jwk import KeySet
 
-from idserver.oidc.keys import KeyStoreError
-from idserver.oidc.keys import key_store
+from idserver import create_app
+from idserver.config import ConfigError
+from idserver.db import db
+from idserver.keys import KeyStoreError
+from idserver.keys import key_store
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 
@@ -39,16 +42,24 @@ def test_id_tokens_are_signed_es256_by_a_published_key_only(client, relying_part
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "/etc/shadow", "key/../../x"])
-def test_rejects_key_ids_that_leave_the_keys_folder(app, client, kid, db_state):
-    with app.app_context():
-        store = key_store()
-        manifest_path = os.path.join(store.directory, "keys.json")
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
-        manifest["published"] = [kid, *manifest["published"]]
-        with open(manifest_path, "w") as handle:
-            json.dump(manifest, handle)
-        before = db_state()
-        with pytest.raises(KeyStoreError):
-            store.jwks()
-    assert changed_tables(before, db_state()) == set()
+def test_rejects_key_ids_that_leave_the_keys_folder(app_config, tmp_path, kid):
+    # The keys folder of earlier versions is imported on the first start: a tampered manifest
+    # must not make it open files outside the folder, and nothing is imported or created.
+    folder = tmp_path / "old-keys"
+    folder.mkdir()
+    (folder / "keys.json").write_text(json.dumps({"active": kid, "published": [kid]}))
+    app = create_app({**app_config, "KEYS_DIR": str(folder)})
+    try:
+        with app.app_context():
+            db.create_all()
+        before = snapshot(app)
+        with app.app_context(), pytest.raises(KeyStoreError, match="bad key id"):
+            key_store().jwks()
+        assert changed_tables(before, snapshot(app)) == set()
+        # at start, the same refusal stops the server with one line
+        with pytest.raises(ConfigError, match="bad key id"):
+            create_app({**app_config, "KEYS_DIR": str(folder)})
+        assert changed_tables(before, snapshot(app)) == set()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
