@@ -175,7 +175,10 @@ def init_app(app: Flask) -> None:
 
 @bp.get("/")
 def home() -> str:
-    return render_template("home.html")
+    config = current_app.config
+    return render_template(
+        "home.html", office=config["OFFICE_NAME"], office_contact=config["OFFICE_CONTACT"]
+    )
 
 
 # The accessibility statement says when it was last checked against the pages (BITV 2.0 § 7):

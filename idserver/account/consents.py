@@ -26,7 +26,7 @@ from ..oidc.models import Token
 from .models import ConsentWithdrawal
 from .service import SELF_CLIENT_ID
 
-__all__ = ["Service", "list_services", "withdraw_consent"]
+__all__ = ["Service", "find_service", "list_services", "withdraw_consent"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,17 @@ def list_services(citizen_id: str) -> list[Service]:
     return sorted(found.values(), key=lambda s: s.last_login, reverse=True)
 
 
+def find_service(citizen_id: str, client_id: str) -> Service:
+    """One of the services in ``list_services``, or 404 (never used, or consent withdrawn)."""
+    for service in list_services(citizen_id):
+        if service.client_id == client_id:
+            return service
+    raise NotFound(_l("You have not logged in to this service."), error="unknown_service")
+
+
 def withdraw_consent(citizen_id: str, client_id: str) -> int:
     """Revoke the service's tokens and codes for this citizen; returns how many tokens."""
-    if not any(s.client_id == client_id for s in list_services(citizen_id)):
-        raise NotFound(_l("You have not logged in to this service."), error="unknown_service")
+    find_service(citizen_id, client_id)
     session = db.session
     now = utcnow()
     tokens = session.execute(

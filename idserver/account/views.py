@@ -124,6 +124,14 @@ def overview() -> Any:
     browser_session, login = require_session("/account")
     if login is not None:
         return login
+    return _overview(browser_session)
+
+
+def _overview(
+    browser_session: BrowserSession, *, status: int = 200, rejected: dict[str, Any] | None = None
+) -> Response:
+    """The account page; ``rejected`` re-shows a refused rename at its field (device id,
+    entered value, error text), without the round trip that would lose them."""
     citizen = db.session.get(Citizen, browser_session.citizen_id)
     current = devices.session_credential(browser_session)
     services = consents.list_services(browser_session.citizen_id)
@@ -131,14 +139,17 @@ def overview() -> Any:
         service.client_id: [CLAIM_LABELS[c] for c in service.claims if CLAIM_LABELS.get(c)]
         for service in services
     }
-    return _page(
+    response = _page(
         "account/overview.html",
         citizen=citizen,
         devices=devices.list_devices(browser_session.citizen_id, current=current),
         services=services,
         claim_labels=labels,
         revocation_codes=citizens.count_revocation_codes(browser_session.citizen_id),
+        rejected=rejected,
     )
+    response.status_code = status
+    return response
 
 
 @bp.post("/account/devices/<int:device_id>/rename")
@@ -146,14 +157,17 @@ def rename_device(device_id: int) -> Any:
     browser_session, login = require_session("/account")
     if login is not None:
         return login
+    entered = request.form.get("name")
     try:
-        devices.rename_device(browser_session.citizen_id, device_id, request.form.get("name"))
+        devices.rename_device(browser_session.citizen_id, device_id, entered)
     except IdServerError as exc:
         if exc.error != "invalid_name":
             raise
-        flash(str(exc.description), "error")
-        return _to(f"/account#device-{device_id}")
-    flash(str(_l("The device has been renamed.")), "success")
+        # Shown again at the field with what was typed (WCAG 3.3.1), not as a redirect.
+        rejected = {"device_id": device_id, "name": entered or "", "error": str(exc.description)}
+        return _overview(browser_session, status=422, rejected=rejected)
+    # The message is shown inside the renamed device's entry (see ``_messages.html``).
+    flash(str(_l("The device has been renamed.")), f"at:device-{device_id}")
     return _to(f"/account#device-{device_id}")
 
 
@@ -195,12 +209,27 @@ def revoke_device(device_id: int) -> Any:
     return _to("/account")
 
 
+@bp.get("/account/services/<client_id>/withdraw")
+def confirm_withdraw_consent(client_id: str) -> Any:
+    """What withdrawing will do, and the button that does it (works without JavaScript)."""
+    browser_session, login = require_session("/account")
+    if login is not None:
+        return login
+    service = consents.find_service(browser_session.citizen_id, client_id[:64])
+    labels = [CLAIM_LABELS[c] for c in service.claims if CLAIM_LABELS.get(c)]
+    return _page("account/withdraw.html", service=service, claim_labels=labels)
+
+
 @bp.post("/account/services/<client_id>/withdraw")
 def withdraw_consent(client_id: str) -> Any:
     browser_session, login = require_session("/account")
     if login is not None:
         return login
-    consents.withdraw_consent(browser_session.citizen_id, client_id[:64])
+    service = consents.find_service(browser_session.citizen_id, client_id[:64])
+    if request.form.get("confirm") != "yes":
+        # Only the confirmation page's button withdraws; anything else is asked first.
+        return _to(f"/account/services/{service.client_id}/withdraw")
+    consents.withdraw_consent(browser_session.citizen_id, service.client_id)
     flash(
         str(
             _l(
@@ -208,7 +237,7 @@ def withdraw_consent(client_id: str) -> Any:
                 "there again, it will receive your data again."
             )
         ),
-        "success",
+        "at:services",
     )
     return _to("/account#services")
 

@@ -163,10 +163,22 @@ def desktop(login_id: str) -> Any:
         step_seconds=current_app.config["QR_STEP_SECONDS"],
         server_time=int(time.time()),
         client_name=service.display_context(tx)["client_name"],
+        on_phone=on_phone(request.headers.get("User-Agent", "")),
     )
     # The cancel form's redirects end at the relying party: form-action must allow its origin.
     csp = CSP.format(form_targets=_origin(tx.request_params.get("redirect_uri")))
     return Response(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
+
+
+# "Mobi" is what phone browsers put in their User-Agent (MDN, "Browser detection using the user
+# agent"); Android tablets and iPads cannot scan their own screen either.
+PHONE_USER_AGENT = re.compile(r"Mobi|Android|iPhone|iPad|iPod")
+
+
+def on_phone(user_agent: str) -> bool:
+    """Whether the login page is open on a phone or tablet: it offers logging in with this
+    device first, since a phone cannot scan the QR code on its own screen (issue 14.4)."""
+    return PHONE_USER_AGENT.search(user_agent[:500]) is not None
 
 
 def _origin(uri: object) -> str:

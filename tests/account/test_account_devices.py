@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from account_browser import CitizenBrowser
+from admin.clerk_session import html_of
 from harness import ISSUER
 from harness import ORIGIN
 from harness import Phone
@@ -105,10 +106,51 @@ def test_rejects_invalid_device_name(app, browser, enrolled_phone, db_state, nam
     device = _device(app, "Erikas Telefon")
     before = db_state()
     response = browser.post_form(f"/account/devices/{device.id}/rename", {"name": name})
-    assert response.status_code == 303
+    assert response.status_code == 422
     assert db_state() == before
-    page = browser.client.get(response.headers["Location"]).get_data(as_text=True)
-    assert 'class="notice notice-error" role="alert"' in page
+    (error,) = html_of(response).find("p", id=f"name-error-{device.id}")
+    assert error.attrs["role"] == "alert"
+    assert "notice-error" in error.attrs["class"].split()
+
+
+def test_refused_name_is_shown_at_its_field_with_what_was_typed(
+    app, browser, enrolled_phone, db_state
+):
+    device = _device(app, "Erikas Telefon")
+    before = db_state()
+    typed = "Ein sehr langer Gerätename, der mehr als sechzig Zeichen hat!"
+    assert len(typed) == 61
+    response = browser.post_form(f"/account/devices/{device.id}/rename", {"name": typed})
+    assert response.status_code == 422
+    assert db_state() == before
+    assert _device(app, "Erikas Telefon").id == device.id  # the name did not change
+    page = html_of(response)
+    (field,) = page.find("input", id=f"name-{device.id}")
+    assert field.attrs["value"] == typed  # kept, to correct rather than type again
+    assert field.attrs["aria-invalid"] == "true"
+    assert f"name-error-{device.id}" in field.attrs["aria-describedby"].split()
+    (error,) = page.find("p", id=f"name-error-{device.id}")
+    assert error.attrs["role"] == "alert"
+    assert "60" in error.words
+    # at the field, inside the device's own entry: not only at the top of the page
+    assert any(p.attrs.get("id") == f"device-{device.id}" for p in error.parents)
+    assert len(page.find("p", role="alert")) == 1  # no second copy at the top
+    assert len([f for f in page.find("input", name="name") if "aria-invalid" in f.attrs]) == 1
+
+
+def test_rename_confirmation_is_shown_at_the_renamed_device(app, browser, enrolled_phone):
+    device = _device(app, "Erikas Telefon")
+    response = browser.post_form(f"/account/devices/{device.id}/rename", {"name": "Diensthandy"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{ISSUER}/account#device-{device.id}"
+    page = html_of(browser.client.get(response.headers["Location"]))
+    (message,) = [p for p in page.find("p", role="status") if "renamed" in p.words]
+    assert message.words == "The device has been renamed."
+    (entry,) = [p for p in message.parents if p.attrs.get("id") == f"device-{device.id}"]
+    assert entry.tag == "li"
+    # shown once: the next visit has no message
+    again = html_of(browser.client.get("/account"))
+    assert not [p for p in again.find("p", role="status") if "renamed" in p.words]
 
 
 def test_rejects_rename_without_csrf_token(app, browser, enrolled_phone, db_state):

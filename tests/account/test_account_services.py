@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from account_browser import CitizenBrowser
+from admin.clerk_session import html_of
 from harness import ISSUER
 from harness import changed_tables
 from harness import complete_login
@@ -50,7 +51,9 @@ def test_withdrawing_consent_revokes_the_services_tokens(
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert client.get("/userinfo", headers=bearer).status_code == 200
     before = db_state()
-    response = browser.post_form(f"/account/services/{relying_party.client_id}/withdraw")
+    response = browser.post_form(
+        f"/account/services/{relying_party.client_id}/withdraw", {"confirm": "yes"}
+    )
     assert response.status_code == 303
     assert response.headers["Location"] == f"{ISSUER}/account#services"
     assert changed_tables(before, db_state()) == {"tokens", "consent_withdrawals", "audit_events"}
@@ -85,5 +88,57 @@ def test_rejects_withdrawal_without_csrf_token(
     complete_login(client, relying_party, enrolled_phone)
     before = db_state()
     response = browser.client.post(f"/account/services/{relying_party.client_id}/withdraw")
+    assert response.status_code == 403
+    assert db_state() == before
+
+
+def test_withdrawal_asks_first_and_only_the_confirmed_form_withdraws(
+    app, client, browser, relying_party, enrolled_phone, db_state
+):
+    complete_login(client, relying_party, enrolled_phone, scope="openid address")
+    withdraw = f"/account/services/{relying_party.client_id}/withdraw"
+    overview = html_of(browser.client.get("/account"))
+    # the account page links to the question; it has no button that withdraws at once
+    assert [a for a in overview.find("a") if a.attrs.get("href") == ISSUER + withdraw]
+    assert not overview.find("form", action=ISSUER + withdraw)
+
+    before = db_state()
+    asked = browser.client.get(withdraw)
+    assert asked.status_code == 200
+    page = html_of(asked)
+    (heading,) = page.find("h1")
+    assert "Bewohnerparkausweis" in heading.words
+    assert "your registered address" in asked.get_data(as_text=True)  # what it received
+    (form,) = page.find("form", action=ISSUER + withdraw, method="post")
+    fields = {e.attrs.get("name"): e.attrs.get("value") for e in page.find("input")}
+    assert fields["confirm"] == "yes"
+    assert fields["csrf_token"]
+    assert [b for b in page.find("button", type="submit") if "withdraw" in b.words.lower()]
+    assert db_state() == before  # asking changes nothing
+
+    # a post without the confirmation is sent to the question, and changes nothing
+    unconfirmed = browser.post_form(withdraw)
+    assert unconfirmed.status_code == 303
+    assert unconfirmed.headers["Location"] == ISSUER + withdraw
+    assert db_state() == before
+    assert all(token.revoked_at is None for token in _tokens(app))
+
+    confirmed = browser.post_form(withdraw, {"confirm": "yes"})
+    assert confirmed.status_code == 303
+    assert changed_tables(before, db_state()) == {"tokens", "consent_withdrawals", "audit_events"}
+    page = html_of(browser.client.get(confirmed.headers["Location"]))
+    (message,) = [p for p in page.find("p", role="status") if "Done." in p.words]
+    assert any(p.attrs.get("id") == "services" for p in message.parents)
+    assert browser.client.get(withdraw).status_code == 404  # nothing left to withdraw
+
+
+def test_rejects_confirmed_withdrawal_without_csrf_token(
+    app, client, browser, relying_party, enrolled_phone, db_state
+):
+    complete_login(client, relying_party, enrolled_phone)
+    before = db_state()
+    response = browser.client.post(
+        f"/account/services/{relying_party.client_id}/withdraw", data={"confirm": "yes"}
+    )
     assert response.status_code == 403
     assert db_state() == before

@@ -58,8 +58,8 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_tokens_credential_pk_credentials'), 'credentials', ['credential_pk'], ['id'], ondelete='SET NULL')
 
     for table in ('browser_sessions', 'authorization_codes'):  # fixed names, no input
-        op.execute(  # nosec B608
-            f'UPDATE {table} SET credential_pk = (SELECT login_transactions.credential_pk '
+        op.execute(
+            f'UPDATE {table} SET credential_pk = (SELECT login_transactions.credential_pk '  # nosec B608
             f'FROM login_transactions WHERE login_transactions.id = {table}.login_id) '
             'WHERE login_id IS NOT NULL'
         )
