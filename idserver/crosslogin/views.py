@@ -329,14 +329,16 @@ def continue_login(login_id: str) -> Any:
         return _ended_page(tx, reason=_ended_message(tx))
     description = DENIAL_DESCRIPTIONS[_denial_kind(tx)]  # before consume_denied changes tx
     if tx.state in ("denied", "expired") and service.consume_denied(tx):
-        response = authorization_error_response(params, description)
-        response.delete_cookie(login_cookie_name(tx.id), path="/")
-        return response
+        # The cookie stays (until it runs out): back here, the browser is offered a new code.
+        return authorization_error_response(params, description)
     if tx.state in ("pending", "scanned"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
     if tx.state == "consumed" and tx.approved_at is not None:
         return _already_logged_in_page(tx)
-    return _ended_page(tx, reason=_l("This login has already ended."))
+    if tx.state == "consumed":  # the answer went back already: offer a new code
+        return _ended_page(tx, reason=_l("This login has already ended."))
+    # Approved, but the approving device was revoked since (``service.consume``).
+    raise LoginRejected(_l("This login has already ended."), error="login_ended")
 
 
 # What the relying party's ``error_description`` says for each way a login ends without a

@@ -148,3 +148,119 @@ def test_a_live_login_renders_the_ending_box_hidden(client, relying_party):
     page = Elements(client.get(f"/login/{login_id}").get_data(as_text=True))
     assert "hidden" in page.by_id["ended"]["attrs"]
     assert page.by_id["ended-reason"]["text"].strip() == ""
+
+
+def _renew(browser: Any, login_id: str) -> Any:
+    page = browser.get(f"/login/{login_id}").get_data(as_text=True)
+    return browser.post(f"/login/{login_id}/renew", data={"csrf_token": csrf_token(page)})
+
+
+def test_cancel_after_the_timeout_tells_the_relying_party_that_it_expired(
+    app, client, relying_party
+):
+    login_id = relying_party.start_login(client)
+    page = client.get(f"/login/{login_id}").get_data(as_text=True)
+    _expire(app, login_id)
+    cancelled = client.post(f"/login/{login_id}/cancel", data={"csrf_token": csrf_token(page)})
+    assert cancelled.status_code == 303
+    query = _redirect_query(client.get(cancelled.headers["Location"]))
+    assert query["error"] == ["access_denied"]
+    assert query["error_description"] == [DENIAL_DESCRIPTIONS["expired"]]
+    assert query["state"] == [relying_party.state] and query["iss"] == [ISSUER]
+
+
+def test_an_expired_login_offers_a_new_code_and_the_way_back(app, client, relying_party):
+    login_id = relying_party.start_login(client)
+    _expire(app, login_id)
+    page = Elements(client.get(f"/login/{login_id}?lang=de").get_data(as_text=True))
+    assert "abgelaufen" in page.by_id["ended-reason"]["text"]
+    assert "Neuen Code anzeigen" in page.by_id["renew-button"]["text"]
+    assert page.by_id["back-button"]["attrs"]["href"].endswith(f"/login/{login_id}/continue")
+
+
+def test_a_new_code_is_a_fresh_login_for_the_same_request_end_to_end(
+    app, client, relying_party, enrolled_phone
+):
+    old_id = relying_party.start_login(client)
+    _expire(app, old_id)
+    renewed = _renew(client, old_id)
+    assert renewed.status_code == 303
+    new_id = renewed.headers["Location"].rsplit("/", 1)[-1]
+    assert new_id != old_id and renewed.headers["Location"] == f"{ISSUER}/login/{new_id}"
+    with app.app_context():
+        old = db.session.get(LoginTransaction, old_id)
+        new = db.session.get(LoginTransaction, new_id)
+        assert new.request_params == old.request_params and new.client_id == old.client_id
+        assert new.state == "pending" and new.browser_hash != old.browser_hash
+        assert old.state == "consumed"  # the old login can no longer answer the application
+    status = desktop_status(client, new_id).json
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    query = _redirect_query(client.get(desktop_status(client, new_id).json["continue_url"]))
+    assert query["state"] == [relying_party.state] and query["iss"] == [ISSUER]
+    tokens = relying_party.exchange(client, query["code"][0])
+    assert tokens.status_code == 200, tokens.json
+    # the same nonce as the original request (verify_id_token checks it) and the same verifier
+    relying_party.verify_id_token(client, tokens.json["id_token"])
+
+
+def test_a_new_code_is_counted_like_any_new_login(app, client, relying_party, db_state):
+    app.config["RATE_LIMIT_LOGIN"] = "1/minute"
+    login_id = relying_party.start_login(client)
+    _expire(app, login_id)
+    page = client.get(f"/login/{login_id}").get_data(as_text=True)
+    before = db_state()
+    refused = client.post(f"/login/{login_id}/renew", data={"csrf_token": csrf_token(page)})
+    assert refused.status_code == 429
+    assert db_state() == before
+
+
+def test_after_the_answer_went_back_the_ended_page_still_offers_a_new_code(
+    app, client, relying_party
+):
+    login_id = relying_party.start_login(client)
+    _expire(app, login_id)
+    assert client.get(f"/login/{login_id}/continue").status_code == 303  # the RP is told
+    again = client.get(f"/login/{login_id}/continue?lang=de")
+    assert again.status_code == 400 and "Location" not in again.headers
+    page = Elements(again.get_data(as_text=True))
+    assert "Neuen Code anzeigen" in page.by_id["renew-button"]["text"]
+    # "back" no longer answers the application a second time: it leads to its site
+    assert page.by_id["back-button"]["attrs"]["href"] == _site(relying_party)
+    assert _renew(client, login_id).status_code == 303
+
+
+def _site(relying_party: Any) -> str:
+    parts = urlsplit(relying_party.redirect_uri)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def test_the_back_button_after_a_successful_login_says_you_are_logged_in(
+    app, client, relying_party, enrolled_phone, db_state
+):
+    login_id = relying_party.start_login(client)
+    status = desktop_status(client, login_id).json
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    assert client.get(f"/login/{login_id}/continue").status_code == 303
+    before = db_state()
+    for path in (f"/login/{login_id}?lang=de", f"/login/{login_id}/continue?lang=de"):
+        shown = client.get(path)
+        assert shown.status_code == 200 and "Location" not in shown.headers
+        page = Elements(shown.get_data(as_text=True))
+        assert "Sie sind schon angemeldet" in shown.get_data(as_text=True)
+        assert page.by_id["onward"]["attrs"]["href"] == _site(relying_party)
+    assert db_state() == before
+    # someone else (no session of this login) still gets 404
+    assert app.test_client().get(f"/login/{login_id}").status_code == 404
+
+
+def test_the_back_button_after_logging_in_to_buergerid_itself_leads_to_the_account(
+    app, client, enrolled_phone
+):
+    started = client.get("/account")
+    assert started.status_code == 303
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    status = desktop_status(client, login_id).json
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    assert client.get(f"/login/{login_id}/continue").status_code == 303
+    page = Elements(client.get(f"/login/{login_id}").get_data(as_text=True))
+    assert page.by_id["onward"]["attrs"]["href"] == f"{ISSUER}/account"
