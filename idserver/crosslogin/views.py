@@ -20,6 +20,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import stream_with_context
+from flask import url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
 from sqlalchemy import bindparam
@@ -477,9 +478,37 @@ def passkey_finish(login_id: str) -> Response:
     )
 
 
+def _opened_by_the_starting_browser(login_id: str) -> bool:
+    """Whether this request carries the login cookie of the browser that started ``login_id``."""
+    if not request.cookies.get(login_cookie_name(login_id)):
+        return False
+    try:
+        _browser_tx(login_id)
+    except NotFound:
+        return False
+    return True
+
+
 @bp.get("/q/<login_id>")
 def phone(login_id: str) -> Any:
     """What the phone opens from the QR code: who asks, what they get, type the number."""
+    if request.args.get("here") != "1" and _opened_by_the_starting_browser(login_id):
+        # The "Can't scan the code?" link, opened on the computer itself: binding the login to
+        # this browser would lock out the real phone. Explain, change nothing.
+        tx = _browser_tx(login_id)
+        page = render_template(
+            "login/phone_on_computer.html",
+            tx=tx,
+            client_name=_client_name(tx),
+            here_url=url_for(
+                "crosslogin.phone",
+                login_id=login_id,
+                t=request.args.get("t"),
+                h=request.args.get("h"),
+                here="1",
+            ),
+        )
+        return Response(page, headers={"Cache-Control": "no-store"})
     cookie, cookie_path = phone_cookie(login_id)
     tx, binding = service.mark_scanned(
         login_id,

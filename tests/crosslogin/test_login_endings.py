@@ -264,3 +264,49 @@ def test_the_back_button_after_logging_in_to_buergerid_itself_leads_to_the_accou
     assert client.get(f"/login/{login_id}/continue").status_code == 303
     page = Elements(client.get(f"/login/{login_id}").get_data(as_text=True))
     assert page.by_id["onward"]["attrs"]["href"] == f"{ISSUER}/account"
+
+
+def _phone_path(url: str) -> str:
+    return url.replace(ISSUER, "")
+
+
+def test_the_phone_link_opened_on_the_computer_explains_and_binds_nothing(
+    app, client, relying_party, enrolled_phone, db_state
+):
+    login_id = relying_party.start_login(client)
+    status = desktop_status(client, login_id).json
+    before = db_state()
+    opened = client.get(_phone_path(status["phone_url"]) + "&lang=de")
+    assert opened.status_code == 200
+    html = opened.get_data(as_text=True)
+    assert "Öffnen Sie diesen Link auf Ihrem Handy" in html
+    assert "approve-form" not in html and "phone-" not in opened.headers.get("Set-Cookie", "")
+    page = Elements(html)
+    assert page.by_id["back-to-code"]["attrs"]["href"] == f"{ISSUER}/login/{login_id}"
+    assert db_state() == before
+    assert desktop_status(client, login_id).json["status"] == "pending"
+    # the real phone can still bind and approve it
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    assert desktop_status(client, login_id).json["status"] == "approved"
+
+
+def test_the_phone_page_in_another_browser_binds_as_before(app, client, relying_party):
+    login_id = relying_party.start_login(client)
+    status = desktop_status(client, login_id).json
+    phone_browser = app.test_client()
+    opened = phone_browser.get(_phone_path(status["phone_url"]))
+    assert opened.status_code == 200 and 'id="approve-form"' in opened.get_data(as_text=True)
+    assert desktop_status(client, login_id).json["status"] == "scanned"
+
+
+def test_on_the_registered_phone_itself_the_link_can_still_be_confirmed_there(
+    app, client, relying_party
+):
+    login_id = relying_party.start_login(client)
+    status = desktop_status(client, login_id).json
+    page = Elements(client.get(_phone_path(status["phone_url"])).get_data(as_text=True))
+    here = page.by_id["confirm-here"]["attrs"]["href"]
+    assert "here=1" in here
+    confirmed = client.get(here)
+    assert confirmed.status_code == 200 and 'id="approve-form"' in confirmed.get_data(as_text=True)
+    assert desktop_status(client, login_id).json["status"] == "scanned"
