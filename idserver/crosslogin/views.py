@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import stream_with_context
+from flask import url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
 from sqlalchemy import bindparam
@@ -27,12 +29,14 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import limits
 from ..account.service import SELF_CLIENT_ID
+from ..account.service import current_session
 from ..account.service import safe_next
 from ..account.service import start_session
 from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
+from ..errors import NotFound
 from ..errors import is_transient
 from ..errors import wants_json
 from ..oidc.models import Client
@@ -66,6 +70,7 @@ CLAIM_LABELS = {
 
 
 LOGIN_COOKIE = "login-{login_id}"
+RENEW_GRACE_SECONDS = 15 * 60
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -105,7 +110,8 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
     response.set_cookie(
         login_cookie_name(tx.id),
         browser_secret,
-        max_age=current_app.config["LOGIN_TTL_SECONDS"] + 60,
+        # Outlives the login, so its ended page can still offer a new code (``renew``).
+        max_age=current_app.config["LOGIN_TTL_SECONDS"] + RENEW_GRACE_SECONDS,
         path="/",
         secure=current_app.config["ISSUER"].startswith("https://"),
         httponly=True,
@@ -117,6 +123,17 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
 
 def _browser_tx(login_id: str) -> LoginTransaction:
     return service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+
+
+def _logged_in_by(login_id: str) -> LoginTransaction | None:
+    """The login that started this browser's live session, if it is ``login_id``.
+
+    A successful login drops its browser cookie; the back button then finds the session.
+    """
+    record = current_session()
+    if record is None or record.login_id != login_id:
+        return None
+    return db.session.get(LoginTransaction, login_id)
 
 
 def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
@@ -142,7 +159,13 @@ def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
 @bp.get("/login/<login_id>")
 def desktop(login_id: str) -> Any:
     """The QR page; with ``Accept: application/json`` its status (``?seen=N`` waits for news)."""
-    tx = _browser_tx(login_id)
+    try:
+        tx = _browser_tx(login_id)
+    except NotFound:
+        done = None if wants_json() else _logged_in_by(login_id)
+        if done is None:
+            raise
+        return _already_logged_in_page(done)
     if wants_json():
         seen = request.args.get("seen", type=int)
         if seen == tx.version and tx.state in ("pending", "scanned"):
@@ -154,6 +177,10 @@ def desktop(login_id: str) -> Any:
         response = jsonify(_status(tx))
         response.headers["Cache-Control"] = "no-store"
         return response
+    if tx.state == "consumed":
+        if tx.approved_at is not None:
+            return _already_logged_in_page(tx)
+        return _ended_page(tx, reason=_l("This login has already ended."))
     key = base64.urlsafe_b64encode(service.qr_key(tx)).rstrip(b"=").decode()
     page = render_template(
         "login/desktop.html",
@@ -164,6 +191,7 @@ def desktop(login_id: str) -> Any:
         server_time=int(time.time()),
         client_name=service.display_context(tx)["client_name"],
         on_phone=on_phone(request.headers.get("User-Agent", "")),
+        ended_reason=_ended_message(tx) if tx.state in ("denied", "expired") else "",
     )
     # The cancel form's redirects end at the relying party: form-action must allow its origin.
     csp = CSP.format(form_targets=_origin(tx.request_params.get("redirect_uri")))
@@ -260,7 +288,13 @@ def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
 @bp.get("/login/<login_id>/continue")
 def continue_login(login_id: str) -> Any:
     """Finish the OIDC authorization: a code for an approved login, an error otherwise."""
-    tx = _browser_tx(login_id)
+    try:
+        tx = _browser_tx(login_id)
+    except NotFound:
+        done = _logged_in_by(login_id)
+        if done is None:
+            raise
+        return _already_logged_in_page(done)
     params = tx.request_params
     if tx.state == "approved" and service.consume(tx):
         citizen = db.session.get(Citizen, tx.citizen_id)
@@ -303,40 +337,137 @@ def continue_login(login_id: str) -> Any:
         )
         return response
     if tx.state in ("denied", "expired") and tx.client_id == SELF_CLIENT_ID:
+        # Logging in to Bürger-ID itself: there is no relying party to tell.
         service.consume_denied(tx)
-        raise LoginRejected(
-            _l("The login was cancelled or has expired. Nobody has been logged in."),
-            error="login_ended",
-        )
+        return _ended_page(tx, reason=_ended_message(tx))
+    description = DENIAL_DESCRIPTIONS[_denial_kind(tx)]  # before consume_denied changes tx
     if tx.state in ("denied", "expired") and service.consume_denied(tx):
-        error = AccessDeniedError(description=_denial_description(tx))
-        error.state = params.get("state")
-        response = redirect_with_error(params["redirect_uri"], error)
-        response.delete_cookie(login_cookie_name(tx.id), path="/")
-        return response
+        # The cookie stays (until it runs out): back here, the browser is offered a new code.
+        return authorization_error_response(params, description)
     if tx.state in ("pending", "scanned"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
+    if tx.state == "consumed" and tx.approved_at is not None:
+        return _already_logged_in_page(tx)
+    if tx.state == "consumed":  # the answer went back already: offer a new code
+        return _ended_page(tx, reason=_l("This login has already ended."))
+    # Approved, but the approving device was revoked since (``service.consume``).
     raise LoginRejected(_l("This login has already ended."), error="login_ended")
 
 
-def _denial_description(tx: LoginTransaction) -> str:
-    """The relying party's ``error_description`` (RFC 6749 §4.1.2.1: for developers, English)."""
+# What the relying party's ``error_description`` says for each way a login ends without a
+# code (RFC 6749 §4.1.2.1: for developers, so English and stable; docs/relying-parties.md).
+DENIAL_DESCRIPTIONS = {
+    "denied": "The citizen declined the login on their phone",
+    "wrong_number": "The number typed on the phone did not match",
+    "cancelled": "The login was cancelled on the computer",
+    service.OTHER_NETWORK: "The phone was in another network than the computer",
+    "expired": "The login expired before it was approved",
+}
+
+
+def _denial_kind(tx: LoginTransaction) -> str:
+    """Why ``tx`` ended without a code: ``expired`` or its deny reason."""
     if tx.state == "expired":
-        return "The login expired"
-    if tx.deny_reason == service.OTHER_NETWORK:
-        return (
-            "The citizen's phone was in another network than the computer that started the "
-            "login, and the proximity policy for this client is deny"
+        return "expired"
+    return tx.deny_reason if tx.deny_reason in DENIAL_DESCRIPTIONS else "denied"
+
+
+def authorization_error_response(params: dict[str, str], description: str) -> Any:
+    """The ``access_denied`` answer to the relying party of a stored authorization request.
+
+    OIDC Core 1.0 §3.1.2.6 / RFC 6749 §4.1.2.1, with ``state`` and ``iss`` (RFC 9207 §2); to
+    the redirect URI that ``/authorize`` checked against the client's registration.
+    """
+    error = AccessDeniedError(description=description)
+    error.state = params.get("state")
+    return redirect_with_error(params["redirect_uri"], error)
+
+
+def _ended_message(tx: LoginTransaction) -> Any:
+    """What the person at the computer is told about a login that ended without approval."""
+    if tx.state == "expired":
+        return _l("The time for this login has run out. Please start again.")
+    if tx.deny_reason == "wrong_number":
+        return _l(
+            "A wrong number was typed on the phone, so the login was cancelled. Please start again."
         )
-    return "The citizen denied the login"
+    if tx.deny_reason == service.OTHER_NETWORK:
+        return _l(
+            "The phone that scanned the code is in a different network than this computer, and "
+            "%(name)s only allows logins when both are in the same network. The login was "
+            "cancelled. If it was your phone, connect it to the same Wi-Fi as this computer and "
+            "start again.",
+            name=_client_name(tx),
+        )
+    if tx.deny_reason == "cancelled":
+        return _l("The login was cancelled on this computer.")
+    return _l("The login was cancelled on the phone.")
+
+
+def _client_name(tx: LoginTransaction) -> str:
+    return str(service.display_context(tx)["client_name"])
+
+
+def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
+    """A login that has ended: why, a fresh code for the same request, and the way back."""
+    page = render_template(
+        "login/ended.html",
+        tx=tx,
+        reason=reason,
+        client_name=_client_name(tx),
+        back_url=_relying_party_site(tx),
+    )
+    return Response(page, status=400, headers={"Cache-Control": "no-store"})
+
+
+def _already_logged_in_page(tx: LoginTransaction) -> Any:
+    """The back button after a successful login: no error, a link onward."""
+    page = render_template(
+        "login/already.html", client_name=_client_name(tx), onward_url=_relying_party_site(tx)
+    )
+    return Response(page, headers={"Cache-Control": "no-store"})
+
+
+def _relying_party_site(tx: LoginTransaction) -> str:
+    """Where "back" leads without an OIDC answer: the client's first redirect URI's origin."""
+    if tx.client_id == SELF_CLIENT_ID:
+        return f"{current_app.config['ISSUER']}/account"
+    client = db.session.get(Client, tx.client_id)
+    uris = client.redirect_uris if client is not None else []
+    origin = _origin(uris[0]) if uris else ""
+    return origin + "/" if origin else f"{current_app.config['ISSUER']}/"
 
 
 @bp.post("/login/<login_id>/cancel")
 def cancel(login_id: str) -> Any:
     """The person at the computer gives up: the login ends and the application is told."""
     tx = _browser_tx(login_id)
-    service.cancel_on_desktop(tx)
+    if tx.state in ("pending", "scanned"):
+        with contextlib.suppress(LoginRejected):  # the phone ended it a moment earlier
+            service.cancel_on_desktop(tx)
+    # Already ended (expired, denied, used): continue tells the application or says so.
     return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
+
+
+@bp.post("/login/<login_id>/renew")
+def renew(login_id: str) -> Any:
+    """ "Show a new code": a fresh login for the same authorization request, this browser only.
+
+    The old login must have ended without approval; the new one is counted like any other
+    (``RATE_LIMIT_LOGIN``) and gets its own browser cookie.
+    """
+    tx = _browser_tx(login_id)
+    if tx.state in ("pending", "scanned", "approved"):
+        return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
+    if tx.approved_at is not None:
+        return _already_logged_in_page(tx)
+    client = db.session.get(Client, tx.client_id)
+    if client is None:
+        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+    response = begin_login(client, dict(tx.request_params))
+    # The old login can no longer answer the application: the new one will.
+    service.consume_denied(tx)
+    return response
 
 
 @bp.post("/login/<login_id>/passkey/options")
@@ -359,9 +490,37 @@ def passkey_finish(login_id: str) -> Response:
     )
 
 
+def _opened_by_the_starting_browser(login_id: str) -> bool:
+    """Whether this request carries the login cookie of the browser that started ``login_id``."""
+    if not request.cookies.get(login_cookie_name(login_id)):
+        return False
+    try:
+        _browser_tx(login_id)
+    except NotFound:
+        return False
+    return True
+
+
 @bp.get("/q/<login_id>")
 def phone(login_id: str) -> Any:
     """What the phone opens from the QR code: who asks, what they get, type the number."""
+    if request.args.get("here") != "1" and _opened_by_the_starting_browser(login_id):
+        # The "Can't scan the code?" link, opened on the computer itself: binding the login to
+        # this browser would lock out the real phone. Explain, change nothing.
+        tx = _browser_tx(login_id)
+        page = render_template(
+            "login/phone_on_computer.html",
+            tx=tx,
+            client_name=_client_name(tx),
+            here_url=url_for(
+                "crosslogin.phone",
+                login_id=login_id,
+                t=request.args.get("t"),
+                h=request.args.get("h"),
+                here="1",
+            ),
+        )
+        return Response(page, headers={"Cache-Control": "no-store"})
     cookie, cookie_path = phone_cookie(login_id)
     tx, binding = service.mark_scanned(
         login_id,

@@ -101,7 +101,9 @@ def test_rejects_reused_login_transaction(app, client, relying_party, enrolled_p
     assert client.get(continue_url).status_code == 303
     before = db_state()
     again = client.get(continue_url)
-    assert again.status_code in (400, 404)
+    # no second code: the back button finds "you are already logged in" (issue 14.1), no redirect
+    assert again.status_code == 200 and "Location" not in again.headers
+    assert 'id="onward"' in again.get_data(as_text=True)
     assert db_state() == before
     # and the phone cannot approve it once more
     assert enrolled_phone.scan(status["phone_url"])[1].status_code == 400

@@ -260,16 +260,21 @@ def test_wrong_number_on_the_phone_cancels_the_login_on_both_screens(
 
     confirm_on_phone(phone, wrong)
 
-    expect(desktop.page.locator("#status")).to_have_text(
-        data(desktop, "#login", "msg-wrong-number"), timeout=TIMEOUT_MS
-    )
+    reason = desktop.page.locator("#ended-reason[role=alert]")
+    expect(reason).to_have_text(data(desktop, "#login", "msg-wrong-number"), timeout=TIMEOUT_MS)
     expect(desktop.page.locator("#qr svg")).to_have_count(0)
+    expect(desktop.page.locator("#renew-button")).to_be_visible()
     desktop.shoot("wrong-number", docs_name="08-desktop-wrong-number.png")
     expect(phone.page.locator("#approve-form")).to_be_hidden()
     expect(phone.page.locator("#status")).not_to_be_empty()
     phone.shoot("wrong-number")
     assert phone.passkeys()[0]["signCount"] == signatures  # the passkey was never asked
-    # After a pause to read the message, the portal hears "access_denied".
+    # The reason stays until the citizen acts (WCAG 2.2.1): no redirect by itself, even after
+    # the old 2.5 s pause; "Back to …" then tells the portal "access_denied".
+    desktop.page.wait_for_timeout(4000)
+    assert desktop.page.url.startswith(f"{stack.issuer}/login/")
+    expect(reason).to_be_visible()
+    desktop.page.locator("#back-button").click()
     desktop.page.wait_for_url(re.compile(re.escape(stack.portals["parking"])), timeout=TIMEOUT_MS)
     expect(desktop.page.locator("[data-error=access_denied]")).to_be_visible()
 

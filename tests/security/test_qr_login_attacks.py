@@ -7,6 +7,7 @@ to a victim (by mail, chat or a fake web page), hoping the victim's phone approv
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from harness import changed_tables
@@ -285,3 +286,26 @@ def test_rejects_continuing_a_login_approved_by_a_device_revoked_since(
     with app.app_context():
         assert db.session.scalars(select(AuthorizationCode)).first() is None
     assert _tx(app, scanned.login_id).state == "approved"
+
+
+def test_rejects_renewing_another_browsers_login(app, client, relying_party, db_state):
+    """ "Show a new code" starts a login only for the browser that started the old one."""
+    victim_login = relying_party.start_login(client)
+    with app.app_context():
+        db.session.execute(
+            update(LoginTransaction)
+            .where(LoginTransaction.id == victim_login)
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+        db.session.commit()
+    client.get(f"/login/{victim_login}")  # ends it as expired
+    attacker = app.test_client()
+    own_login = relying_party.start_login(attacker)  # a genuine cookie and CSRF token of its own
+    page = attacker.get(f"/login/{own_login}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    before = db_state()
+    refused = attacker.post(f"/login/{victim_login}/renew", data={"csrf_token": token.group(1)})
+    assert refused.status_code == 404
+    assert "Location" not in refused.headers and "Set-Cookie" not in refused.headers
+    assert db_state() == before

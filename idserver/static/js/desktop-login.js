@@ -12,6 +12,8 @@
   const statusBox = document.getElementById("status");
   const countdown = document.getElementById("countdown");
   const countdownSr = document.getElementById("countdown-sr");
+  const endedBox = document.getElementById("ended");
+  const endedReason = document.getElementById("ended-reason");
   let version = Number(d.version);
   let finished = false;
   let hmacKey = null;
@@ -63,18 +65,26 @@
     if (state.status === "scanned") { say(d.msgScanned); root.classList.add("is-scanned"); }
     if (state.status === "approved") { say(d.msgApproved); }
     if (state.status === "denied") {
-      say({ wrong_number: d.msgWrongNumber, other_network: d.msgOtherNetwork }[state.reason] || d.msgDenied);
+      end({ wrong_number: d.msgWrongNumber, other_network: d.msgOtherNetwork,
+        cancelled: d.msgCancelled }[state.reason] || d.msgDenied);
     }
-    if (state.status === "expired") { say(d.msgExpired); }
+    if (state.status === "expired") { end(d.msgExpired); }
     if (["approved", "denied", "expired", "consumed"].indexOf(state.status) >= 0) {
       finished = true;
       root.classList.add("is-finished");
       qrBox.replaceChildren();
     }
-    if (state.continue_url) {
-      window.setTimeout(function () { window.location.assign(state.continue_url); },
-        state.status === "approved" ? 0 : (state.reason === "other_network" ? 10000 : 2500));
+    // Only an approval moves on by itself; a denial or expiry stays on screen until the
+    // person chooses "Show a new code" or "Back to …" (WCAG 2.2.1).
+    if (state.status === "approved" && state.continue_url) {
+      window.location.assign(state.continue_url);
     }
+  }
+
+  function end(text) {
+    say("");
+    endedBox.hidden = false;
+    if (endedReason.textContent !== text) { endedReason.textContent = text; }
   }
 
   async function waitForPhone() {
