@@ -299,18 +299,15 @@ def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: An
 
 
 # -- phone side -----------------------------------------------------------------------------
-def mark_scanned(
-    login_id: Any, *, t: Any, h: Any, binding: str | None, phone_ip: str
-) -> tuple[LoginTransaction, str]:
-    """pending → scanned for the first phone with a fresh QR frame; returns the binding secret.
-
-    The phone that already holds the binding may open the page again (a reload).
-    """
+def check_frame(login_id: Any, *, t: Any, h: Any) -> LoginTransaction:
+    """The login a fresh QR frame belongs to, while it waits for a phone; changes nothing."""
     tx = _load(login_id)
+    _check_frame(tx, t=t, h=h)
+    return tx
+
+
+def _check_frame(tx: LoginTransaction, *, t: Any, h: Any) -> None:
     config = current_app.config
-    if isinstance(binding, str) and tx.phone_hash and tx.state in LIVE:
-        if hmac.compare_digest(_hash(binding), tx.phone_hash):
-            return tx, binding
     fresh = qr.verify_frame(
         qr_key(tx),
         t,
@@ -325,6 +322,20 @@ def mark_scanned(
         )
     if tx.state != "pending":
         raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+
+
+def mark_scanned(
+    login_id: Any, *, t: Any, h: Any, binding: str | None, phone_ip: str
+) -> tuple[LoginTransaction, str]:
+    """pending → scanned for the first phone with a fresh QR frame; returns the binding secret.
+
+    The phone that already holds the binding may open the page again (a reload).
+    """
+    tx = _load(login_id)
+    if isinstance(binding, str) and tx.phone_hash and tx.state in LIVE:
+        if hmac.compare_digest(_hash(binding), tx.phone_hash):
+            return tx, binding
+    _check_frame(tx, t=t, h=h)
     _enforce_proximity(tx, phone_ip, from_state="pending")
     new_binding = secrets.token_urlsafe(32)
     if not _transition(

@@ -506,8 +506,9 @@ def phone(login_id: str) -> Any:
     """What the phone opens from the QR code: who asks, what they get, type the number."""
     if request.args.get("here") != "1" and _opened_by_the_starting_browser(login_id):
         # The "Can't scan the code?" link, opened on the computer itself: binding the login to
-        # this browser would lock out the real phone. Explain, change nothing.
-        tx = _browser_tx(login_id)
+        # this browser would lock out the real phone. Explain, change nothing — once the frame
+        # is known to be good, so a forged, stale or ended one still gets its own answer.
+        tx = service.check_frame(login_id, t=request.args.get("t"), h=request.args.get("h"))
         page = render_template(
             "login/phone_on_computer.html",
             tx=tx,
