@@ -178,7 +178,7 @@ def desktop(login_id: str) -> Any:
         response.headers["Cache-Control"] = "no-store"
         return response
     if tx.state == "consumed":
-        if tx.approved_at is not None:
+        if _logged_in_by(tx.id) is not None:
             return _already_logged_in_page(tx)
         return _ended_page(tx, reason=_l("This login has already ended."))
     key = base64.urlsafe_b64encode(service.qr_key(tx)).rstrip(b"=").decode()
@@ -347,7 +347,11 @@ def continue_login(login_id: str) -> Any:
     if tx.state in ("pending", "scanned"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
     if tx.state == "consumed" and tx.approved_at is not None:
-        return _already_logged_in_page(tx)
+        if _logged_in_by(tx.id) is not None:
+            return _already_logged_in_page(tx)
+        # Approved and consumed, but no session came of it (the worker died between the two):
+        # nothing usable is left, and the citizen starts again.
+        raise LoginRejected(_l("This login has already ended."), error="login_ended")
     if tx.state == "consumed":  # the answer went back already: offer a new code
         return _ended_page(tx, reason=_l("This login has already ended."))
     # Approved, but the approving device was revoked since (``service.consume``).
@@ -459,7 +463,7 @@ def renew(login_id: str) -> Any:
     tx = _browser_tx(login_id)
     if tx.state in ("pending", "scanned", "approved"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
-    if tx.approved_at is not None:
+    if tx.approved_at is not None and _logged_in_by(tx.id) is not None:
         return _already_logged_in_page(tx)
     client = db.session.get(Client, tx.client_id)
     if client is None:
