@@ -7,6 +7,7 @@ The schema is owned by Alembic (``idserver/migrations``); ``idserver db upgrade`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from typing import Any
@@ -18,12 +19,16 @@ from sqlalchemy import MetaData
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import scoped_session
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -129,7 +134,17 @@ class Database:
 
         @app.teardown_appcontext
         def _remove_session(_exc: BaseException | None) -> None:
-            app.extensions["idserver.db"][1].remove()
+            sessions = app.extensions["idserver.db"][1]
+            try:
+                sessions.remove()
+            except DBAPIError as exc:
+                # The server went away under an open transaction (a restart): the rollback on
+                # close fails, SQLAlchemy has invalidated the connection, nothing was committed.
+                # Drop the session instead of turning an answered request into a 500.
+                if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                log.warning("database connection lost while closing a session: %s", exc.orig)
+                sessions.registry.clear()
 
     @property
     def engine(self) -> Engine:
