@@ -338,7 +338,7 @@ def test_no_migrate_serves_a_database_at_head(database_url, tmp_path, stop_serve
 
 
 def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
-    """Grants made before 0006 learn their device from their login, so revoking it ends them."""
+    """Grants made before 0011 learn their device from their login, so revoking it ends them."""
     app = create_app(app_config)
     app.config["TESTING"] = True
     upgrade(app)
