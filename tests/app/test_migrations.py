@@ -18,10 +18,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric import ec
-from harness import RP_REDIRECT
 from harness import Phone
-from harness import RelyingParty
 from harness import complete_login
+from harness import enrol_resident
+from harness import register_relying_party
 from served import BIN
 from served import Served
 from served import free_port
@@ -32,8 +32,6 @@ from sqlalchemy import text
 
 from idserver import create_app
 from idserver.account.models import BrowserSession
-from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.db import Base
 from idserver.db import UTCDateTime
 from idserver.db import db
@@ -41,7 +39,6 @@ from idserver.db import make_engine
 from idserver.db_migrate import MIGRATION_LOCK_KEY
 from idserver.db_migrate import alembic_config
 from idserver.db_migrate import upgrade
-from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
@@ -298,22 +295,9 @@ def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_co
     app = create_app(app_config)
     app.config["TESTING"] = True
     upgrade(app)
-    with app.app_context():
-        citizen = register_citizen(
-            given_name="Erika",
-            family_name="Mustermann",
-            birthdate="1984-08-12",
-            street="Kampstraße 12",
-            postcode="44137",
-            city="Dortmund",
-        )
-        activation, code = issue_activation_code(citizen.id)
-        client, secret = register_client(
-            name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
-        )
     phone = Phone(app.test_client(), SoftAuthenticator())
-    assert phone.enrol(activation.id, code).status_code == 201
-    complete_login(app.test_client(), RelyingParty(app, client.client_id, secret), phone)
+    enrol_resident(app, phone)
+    complete_login(app.test_client(), register_relying_party(app), phone)
     engine = make_engine(app.config["DATABASE_URL"])
     config = alembic_config(app.config["DATABASE_URL"])
     with engine.begin() as connection:  # back to the schema before the device was recorded

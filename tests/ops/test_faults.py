@@ -31,8 +31,9 @@ import psycopg
 import pytest
 import requests
 from harness import Phone
-from harness import RelyingParty
+from harness import enrol_resident
 from harness import postgres_schema
+from harness import register_relying_party
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from served import free_port
@@ -43,10 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from idserver import create_app
-from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.crosslogin.events import CHANNEL
-from idserver.oidc.clients import register_client
 from idserver.phone.authenticator import SoftAuthenticator
 
 BIN = Path(sys.executable).parent
@@ -155,27 +153,12 @@ class _World:
         self, issuer: str, env: dict[str, str], tmp: Path, record: list[_Answer] | None = None
     ) -> None:
         app = create_app(_test_config(env))
-        with app.app_context():
-            citizen = register_citizen(
-                given_name="Erika",
-                family_name="Mustermann",
-                birthdate="1984-08-12",
-                street="Kampstraße 12",
-                postcode="44137",
-                city="Dortmund",
-            )
-            activation, code = issue_activation_code(citizen.id)
-            client, secret = register_client(
-                name="Bewohnerparkausweis", redirect_uris=[REDIRECT], scope="openid profile"
-            )
-        assert secret
         self.issuer = issuer
         self.record = record
-        self.rp = RelyingParty(app, client.client_id, secret, redirect_uri=REDIRECT)
+        self.rp = register_relying_party(app, redirect_uri=REDIRECT)
         authenticator = SoftAuthenticator(path=tmp / f"phone-{secrets.token_hex(4)}.json")
         self.phone = Phone(_Http(issuer, record), authenticator, origin=issuer)  # type: ignore[arg-type]
-        enrolled = self.phone.enrol(activation.id, code)
-        assert enrolled.status_code == 201, enrolled.json
+        enrol_resident(app, self.phone)
 
     def start(self, desktop: _Http) -> tuple[str, dict[str, Any]]:
         """The relying party sends ``desktop`` to /authorize; the login id and its status."""
