@@ -242,6 +242,50 @@ def complete_login(
     return tokens.json
 
 
+ERIKA = {
+    "given_name": "Erika",
+    "family_name": "Mustermann",
+    "birthdate": "1984-08-12",
+    "street": "Kampstraße 12",
+    "postcode": "44137",
+    "city": "Dortmund",
+}
+
+
+def register_resident(app: Flask, **overrides: str) -> Citizen:
+    """Erika Mustermann (or whoever ``overrides`` make her) in the residents' register."""
+    from idserver.citizens.service import register_citizen
+
+    with app.app_context():
+        return register_citizen(**{**ERIKA, **overrides})
+
+
+def enrol_resident(app: Flask, phone: Phone, **overrides: str) -> Citizen:
+    """A resident with an activation letter whose code ``phone`` redeems."""
+    from idserver.citizens.service import issue_activation_code
+
+    citizen = register_resident(app, **overrides)
+    with app.app_context():
+        record, code = issue_activation_code(citizen.id)
+    enrolled = phone.enrol(record.id, code)
+    assert enrolled.status_code == 201, enrolled.json
+    return citizen
+
+
+def register_relying_party(
+    app: Flask, *, redirect_uri: str = RP_REDIRECT, scope: str = "openid profile"
+) -> RelyingParty:
+    """The resident-parking service as a registered client (client_secret_basic)."""
+    from idserver.oidc.clients import register_client
+
+    with app.app_context():
+        client, secret = register_client(
+            name="Bewohnerparkausweis", redirect_uris=[redirect_uri], scope=scope
+        )
+    assert secret
+    return RelyingParty(app, client.client_id, secret, redirect_uri=redirect_uri, scope=scope)
+
+
 def citizen_count(app: Flask) -> int:
     with app.app_context():
         return len(db.session.scalars(select(Citizen)).all())

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 from account_browser import CitizenBrowser
-from admin.clerk_session import html_of
 from harness import ISSUER
 from harness import ORIGIN
 from harness import Phone
 from harness import changed_tables
 from harness import desktop_status
+from page import html_of
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from account_browser import CitizenBrowser
-from admin.clerk_session import html_of
 from harness import ISSUER
 from harness import changed_tables
 from harness import complete_login
+from page import html_of
 from sqlalchemy import select
 
 from idserver.audit.models import AuditEvent

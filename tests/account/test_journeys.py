@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from account_browser import CitizenBrowser
 from account_browser import NewDevice
-from admin.clerk_session import Element
-from admin.clerk_session import Html
-from admin.clerk_session import html_of
 from harness import ISSUER
 from harness import Phone
+from page import Element
+from page import Html
+from page import html_of
 
 from idserver.crosslogin.views import on_phone
 from idserver.phone.authenticator import SoftAuthenticator

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from dataclasses import field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,67 +20,6 @@ from harness import desktop_status
 from idserver.phone.authenticator import SoftAuthenticator
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
-
-
-@dataclass
-class Element:
-    """One parsed element: its tag, attributes, text (with its descendants') and ancestors."""
-
-    tag: str
-    attrs: dict[str, str]
-    parents: list[Element] = field(default_factory=list)
-    text: str = ""
-
-    @property
-    def words(self) -> str:
-        return " ".join(self.text.split())
-
-
-class Html(HTMLParser):
-    """A page as the tests read it: ``find(tag, **attrs)`` for elements, their text and place."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[Element] = []
-        self._open: list[Element] = []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = Element(tag, {k: v or "" for k, v in attrs}, parents=list(self._open))
-        self.elements.append(element)
-        if tag not in VOID:
-            self._open.append(element)
-
-    def handle_endtag(self, tag: str) -> None:
-        for index in range(len(self._open) - 1, -1, -1):
-            if self._open[index].tag == tag:
-                del self._open[index:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        for element in self._open:
-            element.text += data
-
-    def find(self, tag: str, **attrs: str) -> list[Element]:
-        """Elements with ``tag`` whose attributes include ``attrs`` (``class_`` for class words)."""
-        wanted = {key.rstrip("_").replace("_", "-"): value for key, value in attrs.items()}
-
-        def matches(element: Element) -> bool:
-            for key, value in wanted.items():
-                if key == "class":
-                    if value not in element.attrs.get("class", "").split():
-                        return False
-                elif element.attrs.get(key) != value:
-                    return False
-            return True
-
-        return [e for e in self.elements if e.tag == tag and matches(e)]
-
-
-def html_of(response: Any) -> Html:
-    return Html(response.get_data(as_text=True))
 
 
 def run_cli(runner: Any, *args: str) -> tuple[int, Any]:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import zxingcpp
-from clerk_session import html_of
 from clerk_session import sign_in_clerk
+from page import html_of
 
 from idserver.citizens.models import Citizen
 from idserver.citizens.service import register_citizen

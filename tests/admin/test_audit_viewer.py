@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clerk_session import html_of
 from clerk_session import sign_in_clerk
+from page import html_of
 from sqlalchemy import select
 
 from idserver.audit import verify_since_checkpoint

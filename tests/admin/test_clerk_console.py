@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 
-from clerk_session import html_of
 from clerk_session import log_in
 from clerk_session import run_cli
 from clerk_session import sign_in_clerk
 from harness import complete_login
 from harness import desktop_status
+from page import html_of
 from sqlalchemy import select
 
 from idserver.account.models import BrowserSession

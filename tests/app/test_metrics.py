@@ -7,13 +7,11 @@ with two gunicorn workers and checks that one scrape sums both.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +24,9 @@ from harness import desktop_status
 from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
+from served import Served
+from served import served_idserver
+from served import server_environment
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
@@ -38,7 +39,6 @@ from idserver.db import db
 
 TOKEN = secrets.token_urlsafe(32)
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -358,46 +358,10 @@ def test_database_pool_use_stays_right_when_connections_break(
 
 
 # -- under gunicorn: several workers, one sum ---------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(tmp_path: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "IDSERVER_ISSUER": f"http://localhost:{port}",
-        "IDSERVER_DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",
-        "IDSERVER_KEYS_DIR": str(tmp_path / "keys"),
-        "IDSERVER_SECRET_KEY": secrets.token_urlsafe(32),
-        "IDSERVER_METRICS_TOKEN": TOKEN,
-        **extra_env,
-    }
-    process = subprocess.Popen(
-        [BIN / "idserver", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = env["IDSERVER_ISSUER"]
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=1).ok:
-                return process, issuer
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail("idserver serve did not start")
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(timeout=10)
+def _serve(tmp_path: Path, **extra_env: str) -> contextlib.AbstractContextManager[Served]:
+    base = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = server_environment(tmp_path, base=base, METRICS_TOKEN=TOKEN)
+    return served_idserver({**env, **extra_env}, tmp_path, workers=2)
 
 
 def _per_worker_requests(metrics_dir: Path, tmp_path: Path, endpoint: str) -> dict[str, float]:
@@ -420,8 +384,8 @@ def _per_worker_requests(metrics_dir: Path, tmp_path: Path, endpoint: str) -> di
 def test_served_metrics_sum_the_requests_of_every_worker(tmp_path):
     temp = tmp_path / "tmp"  # where ``serve`` makes its fresh metrics folder
     temp.mkdir()
-    process, issuer = _serve(tmp_path, TMPDIR=str(temp))
-    try:
+    with _serve(tmp_path, TMPDIR=str(temp)) as served:
+        issuer = served.issuer
         (metrics_dir,) = temp.glob("idserver-metrics-*")
         assert metrics_dir.stat().st_mode & 0o777 == 0o700
         sent = 0
@@ -447,8 +411,6 @@ def test_served_metrics_sum_the_requests_of_every_worker(tmp_path):
             scraped = samples(response.text)
             assert value(scraped, "idserver_http_requests_total", **labels) == sent
             assert value(scraped, "idserver_http_request_duration_seconds_count", **labels) == sent
-    finally:
-        _stop(process)
     assert not metrics_dir.exists()  # removed when the server stopped
 
 
@@ -457,12 +419,10 @@ def test_served_metrics_start_from_zero_in_a_given_folder(tmp_path):
     metrics_dir.mkdir()
     left_over = metrics_dir / "counter_1.db"
     left_over.write_bytes(b"an earlier run's numbers")
-    process, issuer = _serve(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    try:
+    with _serve(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as served:
+        issuer = served.issuer
         assert not left_over.exists()
         response = requests.get(f"{issuer}/metrics", headers=BEARER, timeout=10)
         assert response.status_code == 200
         assert any(metrics_dir.glob("counter_*.db"))
-    finally:
-        _stop(process)
     assert metrics_dir.is_dir()  # the operator's folder stays

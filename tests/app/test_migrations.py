@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import cbor2
@@ -21,17 +18,20 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric import ec
-from harness import RP_REDIRECT
 from harness import Phone
-from harness import RelyingParty
 from harness import complete_login
+from harness import enrol_resident
+from harness import register_relying_party
+from served import BIN
+from served import Served
+from served import free_port
+from served import server_environment
+from served import start_idserver
 from sqlalchemy import select
 from sqlalchemy import text
 
 from idserver import create_app
 from idserver.account.models import BrowserSession
-from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.db import Base
 from idserver.db import UTCDateTime
 from idserver.db import db
@@ -39,7 +39,6 @@ from idserver.db import make_engine
 from idserver.db_migrate import MIGRATION_LOCK_KEY
 from idserver.db_migrate import alembic_config
 from idserver.db_migrate import upgrade
-from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
@@ -173,14 +172,7 @@ def test_upgrade_spells_the_search_names_of_existing_residents(app_config):
 
 
 # -- several instances starting at once ---------------------------------------------------------
-BIN = Path(sys.executable).parent
 OLD_REVISION = "0004"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _head() -> str:
@@ -196,57 +188,17 @@ def _revision(url: str) -> str | None:
 
 
 def _server_environment(database_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("IDSERVER_")}
-    return {
-        **env,
-        "IDSERVER_DATABASE_URL": database_url,
-        "IDSERVER_KEYS_DIR": str(tmp_path / "keys"),  # one folder for all: a shared volume
-        "IDSERVER_SECRET_KEY": "shared-secret-" + "x" * 32,
-    }
-
-
-def _serve(env: dict[str, str], tmp_path: Path, *options: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    issuer = f"http://localhost:{port}"
-    log = (tmp_path / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [BIN / "idserver", "serve", "--port", str(port), "--workers", "1", *options],
-        env={**env, "IDSERVER_ISSUER": issuer},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return process, issuer
-
-
-def _wait_until_all_answer(servers: list[tuple[subprocess.Popen, str]], tmp_path: Path) -> None:
-    deadline = time.monotonic() + 90
-    waiting = list(servers)
-    while waiting:
-        process, issuer = waiting[0]
-        try:
-            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=2).ok:
-                waiting.pop(0)
-                continue
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("serve-*.log"))
-            pytest.fail(f"{issuer} did not come up (exit {process.poll()}):\n{logs[-4000:]}")
-        time.sleep(0.2)
+    """One database, keys folder (a shared volume) and secret for every instance started."""
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("IDSERVER_")}
+    return server_environment(tmp_path, database_url=database_url, base=base)
 
 
 @pytest.fixture
 def stop_servers():
-    servers: list[subprocess.Popen] = []
+    servers: list[Served] = []
     yield servers
-    for process in servers:
-        process.terminate()
-    for process in servers:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    for served in servers:
+        served.stop()
 
 
 @pytest.mark.parametrize("start_from", ["empty", "old"])
@@ -258,13 +210,14 @@ def test_three_instances_starting_together_all_come_up(
         command.upgrade(alembic_config(database_url), OLD_REVISION)
         assert _revision(database_url) == OLD_REVISION
     env = _server_environment(database_url, tmp_path)
-    servers = [_serve(env, tmp_path) for _ in range(3)]
-    stop_servers.extend(process for process, _ in servers)
-    _wait_until_all_answer(servers, tmp_path)
-    assert all(process.poll() is None for process, _ in servers)
+    servers = [start_idserver(env, tmp_path) for _ in range(3)]
+    stop_servers.extend(servers)
+    for served in servers:
+        served.wait_until_ready(seconds=90)
+    assert all(served.process.poll() is None for served in servers)
     assert _revision(database_url) == _head()
     # They raced for the first keys in the database too, and agree on one signing key.
-    jwks = [requests.get(f"{issuer}/jwks.json", timeout=5).json() for _, issuer in servers]
+    jwks = [requests.get(f"{s.issuer}/jwks.json", timeout=5).json() for s in servers]
     assert jwks[0] == jwks[1] == jwks[2] and len(jwks[0]["keys"]) == 1
     engine = make_engine(database_url)
     with engine.connect() as connection:
@@ -311,7 +264,7 @@ def test_no_migrate_refuses_a_database_behind_head(database_url, tmp_path):
     command.upgrade(alembic_config(database_url), OLD_REVISION)
     env = _server_environment(database_url, tmp_path)
     result = subprocess.run(
-        [BIN / "idserver", "serve", "--port", str(_free_port()), "--no-migrate"],
+        [BIN / "idserver", "serve", "--port", str(free_port()), "--no-migrate"],
         env={**env, "IDSERVER_ISSUER": "http://localhost:5000"},
         capture_output=True,
         text=True,
@@ -332,9 +285,9 @@ def test_no_migrate_serves_a_database_at_head(database_url, tmp_path, stop_serve
         [BIN / "idserver", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
     )
     assert upgraded.returncode == 0, upgraded.stderr
-    process, issuer = _serve(env, tmp_path, "--no-migrate")
-    stop_servers.append(process)
-    _wait_until_all_answer([(process, issuer)], tmp_path)
+    served = start_idserver(env, tmp_path, options=["--no-migrate"])
+    stop_servers.append(served)
+    served.wait_until_ready(seconds=90)
 
 
 def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
@@ -342,22 +295,9 @@ def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_co
     app = create_app(app_config)
     app.config["TESTING"] = True
     upgrade(app)
-    with app.app_context():
-        citizen = register_citizen(
-            given_name="Erika",
-            family_name="Mustermann",
-            birthdate="1984-08-12",
-            street="Kampstraße 12",
-            postcode="44137",
-            city="Dortmund",
-        )
-        activation, code = issue_activation_code(citizen.id)
-        client, secret = register_client(
-            name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
-        )
     phone = Phone(app.test_client(), SoftAuthenticator())
-    assert phone.enrol(activation.id, code).status_code == 201
-    complete_login(app.test_client(), RelyingParty(app, client.client_id, secret), phone)
+    enrol_resident(app, phone)
+    complete_login(app.test_client(), register_relying_party(app), phone)
     engine = make_engine(app.config["DATABASE_URL"])
     config = alembic_config(app.config["DATABASE_URL"])
     with engine.begin() as connection:  # back to the schema before the device was recorded

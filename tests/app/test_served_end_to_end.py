@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -24,62 +17,22 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
-
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from served import idserver_cli
+from served import phone_cli
+from served import served_idserver
+from served import server_environment
 
 
 @pytest.fixture
 def served(tmp_path):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "IDSERVER_ISSUER": f"http://localhost:{port}",
-        "IDSERVER_DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",
-        "IDSERVER_KEYS_DIR": str(tmp_path / "keys"),
-        "IDSERVER_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    process = subprocess.Popen(
-        [BIN / "idserver", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = env["IDSERVER_ISSUER"]
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail("idserver serve did not start")
-        time.sleep(0.2)
-    yield issuer, env
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def _cli(env, *args):
-    result = subprocess.run(
-        [BIN / args[0], *args[1:]], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
+    with served_idserver(server_environment(tmp_path), tmp_path, workers=2) as server:
+        yield server.issuer, server.env
 
 
 def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_path):
     issuer, env = served
-    citizen = _cli(
+    citizen = idserver_cli(
         env,
-        "idserver",
         "citizen",
         "add",
         "--given-name",
@@ -97,11 +50,10 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
         "--email",
         "erika@example.org",
     )
-    letter = _cli(env, "idserver", "activation", "issue", citizen["id"])
+    letter = idserver_cli(env, "activation", "issue", citizen["id"])
     redirect_uri = "http://localhost:8001/callback"
-    client = _cli(
+    client = idserver_cli(
         env,
-        "idserver",
         "client",
         "add",
         "--name",
@@ -112,9 +64,8 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
         "openid profile address",
     )
     key_file = str(tmp_path / "phone.json")
-    enrolled = _cli(
+    enrolled = phone_cli(
         env,
-        "idserver-phone",
         "--key-file",
         key_file,
         "enrol",
@@ -143,9 +94,8 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
     login_url = start.headers["Location"]
     status = desktop.get(login_url, headers={"Accept": "application/json"}).json()
 
-    approved = _cli(
+    approved = phone_cli(
         env,
-        "idserver-phone",
         "--key-file",
         key_file,
         "approve",

@@ -10,67 +10,18 @@ to the statement. These read the HTML; the browser suite (tests/e2e) drives real
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from dataclasses import field
-from html.parser import HTMLParser
 
 import pytest
 from harness import desktop_status
+from page import Html
 
 LANGUAGES = ("de", "en")
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
-NAMED_BY_CONTENT = {"a", "button", "label", "summary", "h1", "h2", "h3", "h4", "h5", "h6", "title"}
 UNLABELLED_INPUTS = {"hidden", "submit", "button", "reset"}
-
-
-@dataclass
-class Element:
-    tag: str
-    attrs: dict[str, str]
-    text: str = ""
-    inside: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return " ".join((self.attrs.get("aria-label") or self.text).split())
-
-
-class Page(HTMLParser):
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[Element] = []
-        self.open: list[Element] = []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = Element(tag, {k: v or "" for k, v in attrs}, inside=[e.tag for e in self.open])
-        self.elements.append(element)
-        if tag not in VOID:
-            self.open.append(element)
-
-    def handle_endtag(self, tag: str) -> None:
-        for index in range(len(self.open) - 1, -1, -1):
-            if self.open[index].tag == tag:
-                del self.open[index:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        for element in self.open:
-            if element.tag in NAMED_BY_CONTENT:
-                element.text += data
-
-    def all(self, *tags: str) -> list[Element]:
-        return [e for e in self.elements if e.tag in tags]
-
-    @property
-    def ids(self) -> list[str]:
-        return [e.attrs["id"] for e in self.elements if "id" in e.attrs]
 
 
 def check_structure(html: str, lang: str) -> list[str]:
     """Every problem found in ``html``, a page that should be in ``lang``."""
-    page = Page(html)
+    page = Html(html)
     problems = []
     (root,) = page.all("html")
     if root.attrs.get("lang") != lang:

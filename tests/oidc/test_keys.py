@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from harness import ERIKA
 from harness import b64
 from harness import complete_login
 from harness import snapshot
@@ -104,14 +105,7 @@ def _jwks_kids(app: Any) -> set[str]:
 
 def _register_erika(app: Any) -> str:
     with app.app_context():
-        citizen = register_citizen(
-            given_name="Erika",
-            family_name="Mustermann",
-            birthdate="1984-08-12",
-            street="Kampstraße 12",
-            postcode="44137",
-            city="Dortmund",
-        )
+        citizen = register_citizen(**ERIKA)
         db.session.commit()
         return citizen.id
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from harness import ISSUER
-from harness import RP_REDIRECT
 from harness import complete_login
 from harness import postgres_schema
 from sqlalchemy import create_engine
@@ -60,36 +59,19 @@ def _app(database_url: str, keys: Path, kek: str) -> Any:
     return app
 
 
-def _enrol_and_log_in(app: Any, tmp_path: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+def _enrol_and_log_in(app: Any, tmp_path: Path) -> tuple[Any, Any, dict[str, Any]]:
     """A citizen with a phone, a relying party, and one login's tokens."""
     from harness import Phone
-    from harness import RelyingParty
+    from harness import enrol_resident
+    from harness import register_relying_party
 
-    from idserver.citizens.service import issue_activation_code
-    from idserver.citizens.service import register_citizen
-    from idserver.oidc.clients import register_client
     from idserver.phone.authenticator import SoftAuthenticator
 
-    with app.app_context():
-        citizen = register_citizen(
-            given_name="Erika",
-            family_name="Mustermann",
-            birthdate="1984-08-12",
-            street="Kampstraße 12",
-            postcode="44137",
-            city="Dortmund",
-        )
-        record, code = issue_activation_code(citizen.id)
-        client, secret = register_client(
-            name="Bewohnerparkausweis",
-            redirect_uris=[RP_REDIRECT],
-            scope="openid profile",
-        )
     phone = Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "phone.json"))
-    assert phone.enrol(record.id, code).status_code == 201
-    rp = RelyingParty(app, client.client_id, secret)
+    enrol_resident(app, phone)
+    rp = register_relying_party(app)
     tokens = complete_login(app.test_client(), rp, phone)
-    return phone, rp, client, tokens
+    return phone, rp, tokens
 
 
 def _check_restored(app: Any, phone: Any, rp: Any, tokens: dict[str, Any]) -> None:
@@ -118,7 +100,7 @@ def test_postgresql_dump_and_restore_of_the_schema(tmp_path):
         dsn = libpq.render_as_string(hide_password=False)
         kek = new_kek()
         app = _app(url, tmp_path / "keys", kek)
-        phone, rp, _client, tokens = _enrol_and_log_in(app, tmp_path)
+        phone, rp, tokens = _enrol_and_log_in(app, tmp_path)
 
         dump = tmp_path / "idserver.dump"
         subprocess.run(
@@ -155,7 +137,7 @@ def test_sqlite_online_backup_and_restore(tmp_path):
     live = tmp_path / "instance" / "idserver.sqlite3"
     kek = new_kek()
     app = _app(f"sqlite:///{live}", tmp_path / "keys", kek)
-    phone, rp, _client, tokens = _enrol_and_log_in(app, tmp_path)
+    phone, rp, tokens = _enrol_and_log_in(app, tmp_path)
 
     # the backup API copies a consistent snapshot, the WAL included, while the server runs
     backup = tmp_path / "backup" / "idserver.sqlite3"

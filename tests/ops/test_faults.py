@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,19 +31,20 @@ import psycopg
 import pytest
 import requests
 from harness import Phone
-from harness import RelyingParty
+from harness import enrol_resident
 from harness import postgres_schema
+from harness import register_relying_party
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from served import free_port
+from served import served_idserver
+from served import server_environment
 from sqlalchemy import create_engine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from idserver import create_app
-from idserver.citizens.service import issue_activation_code
-from idserver.citizens.service import register_citizen
 from idserver.crosslogin.events import CHANNEL
-from idserver.oidc.clients import register_client
 from idserver.phone.authenticator import SoftAuthenticator
 
 BIN = Path(sys.executable).parent
@@ -60,12 +60,6 @@ needs_postgres = pytest.mark.skipif(
 
 
 # -- processes --------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_until(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
     deadline = time.monotonic() + seconds
     while True:
@@ -98,43 +92,10 @@ def _answers(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _served(database_url: str, tmp: Path, *, workers: int = 1, **settings: str) -> Iterator[Any]:
-    """``idserver serve`` on a free port of 127.0.0.1; yields (issuer, env, master process)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "IDSERVER_ISSUER": f"http://localhost:{port}",
-        "IDSERVER_DATABASE_URL": database_url,
-        "IDSERVER_KEYS_DIR": str(tmp / "keys"),
-        "IDSERVER_SECRET_KEY": secrets.token_urlsafe(32),
-        **{f"IDSERVER_{name}": value for name, value in settings.items()},
-    }
-    log = (tmp / "served.log").open("wb")
-    process = subprocess.Popen(
-        [BIN / "idserver", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--workers", str(workers), "--threads", "50"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    issuer = env["IDSERVER_ISSUER"]
-    try:
-        _wait_until(
-            lambda: process.poll() is not None or _answers(f"{issuer}/healthz"),
-            seconds=40,
-            what="idserver serve",
-        )
-        assert process.poll() is None, (tmp / "served.log").read_text()
-        yield issuer, env, process
-    finally:
-        process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+def _served(database_url: str, tmp: Path, *, workers: int = 1, **settings: str) -> Any:
+    """``idserver serve`` on PostgreSQL, 50 threads a worker; stopped with SIGINT (quick)."""
+    env = server_environment(tmp, database_url=database_url, **settings)
+    return served_idserver(env, tmp, workers=workers, threads=50, stop_signal=signal.SIGINT)
 
 
 def _test_config(env: dict[str, str]) -> dict[str, Any]:
@@ -192,27 +153,12 @@ class _World:
         self, issuer: str, env: dict[str, str], tmp: Path, record: list[_Answer] | None = None
     ) -> None:
         app = create_app(_test_config(env))
-        with app.app_context():
-            citizen = register_citizen(
-                given_name="Erika",
-                family_name="Mustermann",
-                birthdate="1984-08-12",
-                street="Kampstraße 12",
-                postcode="44137",
-                city="Dortmund",
-            )
-            activation, code = issue_activation_code(citizen.id)
-            client, secret = register_client(
-                name="Bewohnerparkausweis", redirect_uris=[REDIRECT], scope="openid profile"
-            )
-        assert secret
         self.issuer = issuer
         self.record = record
-        self.rp = RelyingParty(app, client.client_id, secret, redirect_uri=REDIRECT)
+        self.rp = register_relying_party(app, redirect_uri=REDIRECT)
         authenticator = SoftAuthenticator(path=tmp / f"phone-{secrets.token_hex(4)}.json")
         self.phone = Phone(_Http(issuer, record), authenticator, origin=issuer)  # type: ignore[arg-type]
-        enrolled = self.phone.enrol(activation.id, code)
-        assert enrolled.status_code == 201, enrolled.json
+        enrol_resident(app, self.phone)
 
     def start(self, desktop: _Http) -> tuple[str, dict[str, Any]]:
         """The relying party sends ``desktop`` to /authorize; the login id and its status."""
@@ -241,6 +187,7 @@ class _World:
 
     def continue_(self, desktop: _Http, login_id: str) -> _Answer:
         status = desktop.get(f"/login/{login_id}", headers={"Accept": "application/json"})
+        assert status.status_code == 200, status.text  # a 503 is judged with the other answers
         assert status.json["status"] == "approved", status.json
         return desktop.get(status.json["continue_url"])
 
@@ -345,8 +292,8 @@ def served_on_postgres_module(tmp_path_factory: pytest.TempPathFactory) -> Itera
     if not os.environ.get("IDSERVER_TEST_DATABASE_URL"):
         pytest.skip("IDSERVER_TEST_DATABASE_URL is not set (a PostgreSQL to create schemas in)")
     tmp = tmp_path_factory.mktemp("served")
-    with postgres_schema("faults_") as url, _served(url, tmp) as (issuer, env, process):
-        yield url, process, issuer, env
+    with postgres_schema("faults_") as url, _served(url, tmp) as served:
+        yield url, served.process, served.issuer, served.env
 
 
 @pytest.fixture
@@ -452,7 +399,7 @@ def private_postgres() -> Iterator[tuple[str, Callable[[str], None]]]:
     if os.geteuid() == 0:
         shutil.chown(home, "postgres", "postgres")
     data = home / "data"
-    port = _free_port()
+    port = free_port()
 
     server = f"-c listen_addresses=127.0.0.1 -p {port} -k {home} -c fsync=off"
     options = {
@@ -498,7 +445,7 @@ def test_postgres_restart_under_load_gives_503_then_recovers(private_postgres, t
     url, pg_ctl = private_postgres
     generous = {"RATE_LIMIT_LOGIN": "10000/minute", "RATE_LIMIT_APPROVAL": "10000/minute"}
     with _served(url, tmp_path, workers=2, LONG_POLL_SECONDS="3", **generous) as served:
-        issuer, env, _process = served
+        issuer, env = served.issuer, served.env
         answers: list[_Answer] = []
         worlds = [_World(issuer, env, tmp_path, answers) for _ in range(3)]
         succeeded: list[float] = []
@@ -558,7 +505,7 @@ def test_postgres_restart_under_load_gives_503_then_recovers(private_postgres, t
         for answer in refused:
             browser = answer.headers["Content-Type"].startswith("text/html")
             assert _unavailable_as_documented(answer, browser=browser), answer.text
-        log = (tmp_path / "served.log").read_text()
+        log = served.log_text()
         assert '" 500 ' not in log, "a request answered 500 during the restart"
 
         # While the database is down: 503, Retry-After, JSON for APIs and a page for browsers.
@@ -668,16 +615,16 @@ def _approve_while_desktop_waits(world: _World) -> _Answer:
 @needs_postgres
 @pytest.mark.skipif(not REDIS_SERVER.exists(), reason=f"no {REDIS_SERVER}")
 def test_redis_stopped_limits_count_in_the_database_and_logins_go_on(tmp_path):
-    port = _free_port()
+    port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
     client = _redis(port)
     limits = {"RATE_LIMIT_TOKEN": "3/minute", "LONG_POLL_SECONDS": "8"}
     with (
         postgres_schema("faults_") as url,
         _redis_server(port, tmp_path) as redis_process,
-        _served(url, tmp_path, workers=1, REDIS_URL=redis_url, **limits) as (issuer, env, _),
+        _served(url, tmp_path, workers=1, REDIS_URL=redis_url, **limits) as served,
     ):
-        world = _World(issuer, env, tmp_path)
+        world = _World(served.issuer, served.env, tmp_path)
         # With Redis: counters and notifications go through it.
         assert _approve_while_desktop_waits(world).json["status"] == "approved"
         assert _counter_keys(client, "approval")
@@ -690,14 +637,14 @@ def test_redis_stopped_limits_count_in_the_database_and_logins_go_on(tmp_path):
         counted = _rows(url, "SELECT key FROM rate_limit_counters")
         assert any("approval" in key for (key,) in counted), counted
         # ... and the limits still hold, shared through the database: 3 failures, then 429.
-        answers = [_bad_token_request(issuer).status_code for _ in range(4)]
+        answers = [_bad_token_request(served.issuer).status_code for _ in range(4)]
         assert answers == [401, 401, 401, 429]
 
         # Redis back (empty): after the retry pause, counting and notifications use it again.
         with _redis_server(port, tmp_path):
             _wait_until(
                 lambda: (
-                    _bad_token_request(issuer).status_code in (401, 429)
+                    _bad_token_request(served.issuer).status_code in (401, 429)
                     and _counter_keys(client, "token")
                 ),
                 seconds=15,

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from harness import ERIKA
 from harness import RP_REDIRECT
 from harness import Phone
 from joserfc import jwt
@@ -66,14 +67,7 @@ def test_login_spans_two_instances(kind: str, notifications: str, tmp_path: Any)
         instance_a, instance_b = new_instance(config), new_instance(config)
         with instance_a.app_context():
             db.create_all()
-            citizen = register_citizen(
-                given_name="Erika",
-                family_name="Mustermann",
-                birthdate="1984-08-12",
-                street="Kampstraße 12",
-                postcode="44137",
-                city="Dortmund",
-            )
+            citizen = register_citizen(**ERIKA)
             activation, code = issue_activation_code(citizen.id)
             activation_id = activation.id
             client, client_secret = register_client(

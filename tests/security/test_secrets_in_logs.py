@@ -12,15 +12,10 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -33,6 +28,10 @@ import requests
 import zxingcpp
 from harness import RP_REDIRECT
 from harness import desktop_status
+from served import idserver_cli
+from served import phone_cli
+from served import served_idserver
+from served import server_environment
 from werkzeug.serving import make_server
 
 from idserver.db import db
@@ -44,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "admin"))
 from clerk_session import CSRF_FIELD  # noqa: E402
 from clerk_session import sign_in_clerk  # noqa: E402
 
-BIN = Path(sys.executable).parent
 GOODBYE = "http://localhost:8001/goodbye"
 # Plain ASCII and unusual, so a hit cannot be a coincidence and JSON escapes nothing.
 RESIDENT = {
@@ -225,56 +223,12 @@ def test_development_server_logs_no_query_strings(app, capsys, caplog):
 
 
 # -- a real ``idserver serve`` ----------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cli(env: dict[str, str], *args: str) -> dict:
-    result = subprocess.run(
-        [BIN / args[0], *args[1:]], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
-
-
 def test_served_logs_carry_no_secrets_or_personal_data(tmp_path):
     """gunicorn and the application write one format, one access line per request."""
-    port = _free_port()
-    issuer = f"http://localhost:{port}"
-    env = {
-        **os.environ,
-        "IDSERVER_ISSUER": issuer,
-        "IDSERVER_DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",
-        "IDSERVER_KEYS_DIR": str(tmp_path / "keys"),
-        "IDSERVER_SECRET_KEY": secrets.token_urlsafe(32),
-        "IDSERVER_LOG_LEVEL": "DEBUG",
-        "IDSERVER_LOG_FORMAT": "json",
-    }
-    log_path = tmp_path / "served.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [BIN / "idserver", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("idserver serve did not start: " + log_path.read_text())
-            time.sleep(0.2)
-        secret_values = _served_flow(env, issuer, tmp_path)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+    env = server_environment(tmp_path, LOG_LEVEL="DEBUG", LOG_FORMAT="json")
+    with served_idserver(env, tmp_path) as served:
+        secret_values = _served_flow(served.env, served.issuer, tmp_path)
+        log_path = served.log
 
     log = log_path.read_text()
     not_json = [line for line in log.splitlines() if not line.startswith('{"ts": ')]
@@ -292,9 +246,8 @@ def test_served_logs_carry_no_secrets_or_personal_data(tmp_path):
 
 def _served_flow(env: dict[str, str], issuer: str, tmp_path: Path) -> dict[str, str]:
     """The resident enrols with the QR link, logs in; the RP redeems, reads, logs out."""
-    added = _cli(
+    added = idserver_cli(
         env,
-        "idserver",
         "citizen",
         "add",
         *(
@@ -303,10 +256,9 @@ def _served_flow(env: dict[str, str], issuer: str, tmp_path: Path) -> dict[str, 
             for arg in (f"--{name.replace('_', '-')}", value)
         ),
     )
-    letter = _cli(env, "idserver", "activation", "issue", added["id"])
-    client = _cli(
+    letter = idserver_cli(env, "activation", "issue", added["id"])
+    client = idserver_cli(
         env,
-        "idserver",
         "client",
         "add",
         "--name",
@@ -323,7 +275,7 @@ def _served_flow(env: dict[str, str], issuer: str, tmp_path: Path) -> dict[str, 
     old_style = f"{letter['activation_url']}?code={letter['code']}"
     assert requests.get(old_style, timeout=5, allow_redirects=False).status_code == 303
     key_file = str(tmp_path / "phone.json")
-    enrolled = _cli(env, "idserver-phone", "--key-file", key_file, "enrol", link)
+    enrolled = phone_cli(env, "--key-file", key_file, "enrol", link)
 
     desktop = requests.Session()
     verifier = secrets.token_urlsafe(48)
@@ -341,9 +293,8 @@ def _served_flow(env: dict[str, str], issuer: str, tmp_path: Path) -> dict[str, 
     start = desktop.get(f"{issuer}/authorize?{urlencode(params)}", allow_redirects=False)
     login_url = start.headers["Location"]
     status = desktop.get(login_url, headers={"Accept": "application/json"}).json()
-    _cli(
+    phone_cli(
         env,
-        "idserver-phone",
         "--key-file",
         key_file,
         "approve",

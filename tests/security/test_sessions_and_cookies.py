@@ -9,6 +9,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 import pytest
+from harness import ERIKA
 from harness import ISSUER
 from harness import RP_REDIRECT
 from harness import RelyingParty
@@ -174,14 +175,7 @@ def test_rejects_pairing_binding_cookie_without_the_host_prefix_under_https(http
     # The same for the new device's pairing cookie (account pairing, /pair/<id>).
     app, _ = https_app
     with app.app_context():
-        citizen = register_citizen(
-            given_name="Erika",
-            family_name="Mustermann",
-            birthdate="1984-08-12",
-            street="Kampstraße 12",
-            postcode="44137",
-            city="Dortmund",
-        )
+        citizen = register_citizen(**ERIKA)
         pairing_id = create_pairing(citizen.id).id
     device = app.test_client()
     page = device.get(f"/pair/{pairing_id}", **HTTPS).get_data(as_text=True)
