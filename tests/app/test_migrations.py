@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -21,10 +22,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
 from harness import RP_REDIRECT
 from harness import Phone
 from harness import RelyingParty
 from harness import complete_login
+from harness import snapshot
 from sqlalchemy import select
 from sqlalchemy import text
 
@@ -32,6 +35,7 @@ from idserver import create_app
 from idserver.account.models import BrowserSession
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
+from idserver.crosslogin.service import create_transaction
 from idserver.db import Base
 from idserver.db import UTCDateTime
 from idserver.db import db
@@ -39,8 +43,12 @@ from idserver.db import make_engine
 from idserver.db_migrate import MIGRATION_LOCK_KEY
 from idserver.db_migrate import alembic_config
 from idserver.db_migrate import upgrade
+from idserver.models import Citizen
+from idserver.models import LoginTransaction
+from idserver.models import Pairing
 from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
+from idserver.oidc.models import Client
 from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
@@ -337,8 +345,8 @@ def test_no_migrate_serves_a_database_at_head(database_url, tmp_path, stop_serve
     _wait_until_all_answer([(process, issuer)], tmp_path)
 
 
-def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
-    """Grants made before 0011 learn their device from their login, so revoking it ends them."""
+def _upgraded_with_resident(app_config: dict[str, Any]) -> tuple[Flask, Citizen, Client, str]:
+    """An app on a database at head, with a resident and a relying party registered."""
     app = create_app(app_config)
     app.config["TESTING"] = True
     upgrade(app)
@@ -351,10 +359,17 @@ def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_co
             postcode="44137",
             city="Dortmund",
         )
-        activation, code = issue_activation_code(citizen.id)
         client, secret = register_client(
             name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
         )
+    return app, citizen, client, secret
+
+
+def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
+    """Grants made before 0011 learn their device from their login, so revoking it ends them."""
+    app, citizen, client, secret = _upgraded_with_resident(app_config)
+    with app.app_context():
+        activation, code = issue_activation_code(citizen.id)
     phone = Phone(app.test_client(), SoftAuthenticator())
     assert phone.enrol(activation.id, code).status_code == 201
     complete_login(app.test_client(), RelyingParty(app, client.client_id, secret), phone)
@@ -372,3 +387,25 @@ def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_co
         # SQLite copies authorization_codes to change it: the tokens still know their code
         code = db.session.scalars(select(AuthorizationCode.id)).one()
         assert db.session.scalars(select(Token.code_id)).all() == [code]
+
+
+def test_upgraded_database_rejects_an_unknown_state(app_config):
+    """0013: the state columns of logins and pairings are checked by the database too."""
+    app, citizen, client, _secret = _upgraded_with_resident(app_config)
+    with app.app_context():
+        login, _browser = create_transaction(
+            client=client, params={"scope": "openid"}, desktop_ip="192.0.2.1", user_agent="test"
+        )
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+        pairing = Pairing(id="p" * 32, citizen_id=citizen.id, number="12", expires_at=expires_at)
+        db.session.add(pairing)
+        db.session.commit()
+        rows = [(LoginTransaction, login.id), (Pairing, pairing.id)]
+    before = snapshot(app)
+    with app.app_context():
+        for model, row_id in rows:
+            with pytest.raises(sa.exc.IntegrityError):
+                db.session.execute(sa.update(model).where(model.id == row_id).values(state="lost"))
+            db.session.rollback()
+        db.engine.dispose()
+    assert snapshot(app) == before
