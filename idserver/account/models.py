@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from typing import ClassVar
 
 from sqlalchemy import JSON
 from sqlalchemy import ForeignKey
@@ -15,6 +17,17 @@ from sqlalchemy.orm import mapped_column
 from ..db import Base
 from ..db import UTCDateTime
 from ..db import utcnow
+from ..states import edges
+from ..states import state_check
+
+
+class PairingState(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    APPROVED = "approved"
+    USED = "used"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 class BrowserSession(Base):
@@ -41,9 +54,21 @@ class Pairing(Base):
 
     __tablename__ = "pairings"
 
+    # The moves of the diagram in ``account.pairing`` (``states.transition`` checks them).
+    TRANSITIONS: ClassVar[frozenset[tuple[str, str]]] = edges(
+        ((PairingState.PENDING,), PairingState.CLAIMED),
+        ((PairingState.CLAIMED,), PairingState.APPROVED),
+        ((PairingState.APPROVED,), PairingState.USED),
+        (
+            (PairingState.PENDING, PairingState.CLAIMED, PairingState.APPROVED),
+            PairingState.CANCELLED,
+        ),
+        ((PairingState.PENDING, PairingState.CLAIMED, PairingState.APPROVED), PairingState.EXPIRED),
+    )
+
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PairingState.PENDING)
     cancel_reason: Mapped[str | None] = mapped_column(String(32))
     number: Mapped[str] = mapped_column(String(2))
     # SHA-256 of the binding secret in the claiming device's cookie; set once, by ``claim``.
@@ -59,7 +84,7 @@ class Pairing(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (Index("ix_pairings_citizen", "citizen_id"),)
+    __table_args__ = (Index("ix_pairings_citizen", "citizen_id"), state_check(PairingState))
 
 
 class ConsentWithdrawal(Base):

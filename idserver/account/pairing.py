@@ -2,10 +2,10 @@
 
 ::
 
-    pending ──claim──▶ claimed ──approve──▶ approved ──use──▶ used
+    pending ──claim──▶ claimed ──approve──▶ approved ──use_pairing──▶ used
        │                  │                    │
-       ├──────────────────┴───────cancel───────┴──▶ cancelled
-       └──────expire (any live state after expires_at)──▶ expired
+       ├──cancel──────────┼────────────────────┼──▶ cancelled
+       └──expire──────────┴────────────────────┴──▶ expired
 
 - ``create_pairing``: the citizen, logged in at ``/account``, starts a pairing; the page shows a
   QR code and a link to ``/pair/<id>`` (192-bit id) for the new device.
@@ -17,10 +17,12 @@
 - ``use``: the new device registers a passkey; ``citizens.service.finish_enrolment`` burns the
   pairing in the same transaction that stores the credential (``use_pairing``).
 - ``cancel``: wrong number, the citizen gives up, a newer pairing replaces it, the approving
-  device is revoked, or the lost-phone code revokes everything.
+  device is revoked, or the lost-phone code revokes everything (``cancel_pairings``).
+- ``expire``: any live state once ``expires_at`` has passed.
 
-Each transition is one conditional ``UPDATE … WHERE state IN (…)`` whose row count says whether
-this caller won, as in ``crosslogin.service``.
+``Pairing.TRANSITIONS`` lists these moves and ``states.transition`` makes them: each is one
+conditional ``UPDATE … WHERE state IN (…)`` whose row count says whether this caller won, as in
+``crosslogin.service``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from typing import Any
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
-from sqlalchemy import update
 
 from ..citizens.models import Citizen
 from ..citizens.service import Enrolment
@@ -56,11 +57,14 @@ from ..passkeys.service import expected_origins
 from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
+from ..states import transition
 from .models import Pairing
+from .models import PairingState
 
 __all__ = [
     "PAIRING_TTL",
     "PairingRejected",
+    "PairingState",
     "approve",
     "begin_approval",
     "begin_device_enrolment",
@@ -79,7 +83,7 @@ __all__ = [
 ]
 
 PAIRING_TTL = dt.timedelta(minutes=5)
-LIVE = ("pending", "claimed", "approved")
+LIVE = (PairingState.PENDING, PairingState.CLAIMED, PairingState.APPROVED)
 MAX_APPROVAL_CHALLENGES = 5
 CHALLENGE_PURPOSE = "pair"
 
@@ -101,32 +105,24 @@ def _transition(
 
     The caller commits (so a transition can share a transaction with what it records).
     """
-    result = db.session.execute(
-        update(Pairing)
-        .where(
-            Pairing.id == pairing_id,
-            Pairing.state.in_(from_states),
-            Pairing.expires_at > utcnow(),
-            *where,
-        )
-        .values(version=Pairing.version + 1, **values)
+    return transition(
+        Pairing, pairing_id, from_states, where=(Pairing.expires_at > utcnow(), *where), **values
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _ended(pairing: Pairing) -> PairingRejected:
     """The refusal for a pairing that is not in the state a step needs."""
-    if pairing.state == "expired":
+    if pairing.state == PairingState.EXPIRED:
         return PairingRejected(
             _l("This link has expired. Please start “Add another device” again."),
             error="pairing_expired",
         )
-    if pairing.state == "used":
+    if pairing.state == PairingState.USED:
         return PairingRejected(
             _l("This link has already been used to add a device. Each link works only once."),
             error="pairing_used",
         )
-    if pairing.state == "cancelled":
+    if pairing.state == PairingState.CANCELLED:
         return PairingRejected(
             _l("Adding the device was cancelled. Please start “Add another device” again."),
             error="pairing_cancelled",
@@ -139,14 +135,12 @@ def _ended(pairing: Pairing) -> PairingRejected:
 def expire(pairing: Pairing) -> None:
     """Any live state → expired, once ``expires_at`` has passed."""
     session = db.session
-    session.execute(
-        update(Pairing)
-        .where(
-            Pairing.id == pairing.id,
-            Pairing.state.in_(LIVE),
-            Pairing.expires_at <= utcnow(),
-        )
-        .values(state="expired", version=Pairing.version + 1)
+    transition(
+        Pairing,
+        pairing.id,
+        LIVE,
+        where=(Pairing.expires_at <= utcnow(),),
+        state=PairingState.EXPIRED,
     )
     session.commit()
     session.refresh(pairing)
@@ -173,7 +167,7 @@ def create_pairing(citizen_id: str) -> Pairing:
     pairing = Pairing(
         id=secrets.token_urlsafe(24),  # 192 bits
         citizen_id=citizen_id,
-        state="pending",
+        state=PairingState.PENDING,
         number=f"{secrets.randbelow(90) + 10}",
         created_at=now,
         expires_at=now + PAIRING_TTL,
@@ -208,7 +202,10 @@ def _check_number(pairing: Pairing, number: Any) -> None:
         )
     if not hmac.compare_digest(number.strip(), pairing.number):
         cancelled = _transition(
-            pairing.id, from_states=("claimed",), state="cancelled", cancel_reason="wrong_number"
+            pairing.id,
+            from_states=(PairingState.CLAIMED,),
+            state=PairingState.CANCELLED,
+            cancel_reason="wrong_number",
         )
         if cancelled:
             db.session.commit()
@@ -235,7 +232,7 @@ def _usable_credential_ids(citizen_id: str) -> list[bytes]:
 
 def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
     """After the citizen typed the number: WebAuthn request options for their own passkeys."""
-    if pairing.state != "claimed":
+    if pairing.state != PairingState.CLAIMED:
         raise _ended(pairing)
     _check_number(pairing, number)
     allowed = _usable_credential_ids(pairing.citizen_id)
@@ -247,7 +244,7 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
         raise RateLimited(_l("Too many attempts. Please start “Add another device” again."))
     if not _transition(
         pairing.id,
-        from_states=("claimed",),
+        from_states=(PairingState.CLAIMED,),
         where=(Pairing.challenges_issued < MAX_APPROVAL_CHALLENGES,),
         challenges_issued=Pairing.challenges_issued + 1,
     ):
@@ -267,7 +264,7 @@ def approve(pairing: Pairing, *, number: Any, ceremony_id: Any, credential: Any)
     if challenge.subject != pairing.id:
         raise PairingRejected(_l("This step has expired. Please start again."))
     pairing = find_pairing(pairing.id)
-    if pairing.state != "claimed":
+    if pairing.state != PairingState.CLAIMED:
         raise _ended(pairing)
     _check_number(pairing, number)
     raw_id = ceremonies.credential_id_of(credential, PairingRejected)
@@ -287,8 +284,8 @@ def approve(pairing: Pairing, *, number: Any, ceremony_id: Any, credential: Any)
     now = utcnow()
     if not _transition(
         pairing.id,
-        from_states=("claimed",),
-        state="approved",
+        from_states=(PairingState.CLAIMED,),
+        state=PairingState.APPROVED,
         approved_by=stored.id,
         approved_at=now,
     ):
@@ -300,7 +297,9 @@ def approve(pairing: Pairing, *, number: Any, ceremony_id: Any, credential: Any)
 
 def cancel(pairing: Pairing, *, reason: str) -> None:
     """The citizen gives up: any live state → cancelled."""
-    if not _transition(pairing.id, from_states=LIVE, state="cancelled", cancel_reason=reason):
+    if not _transition(
+        pairing.id, from_states=LIVE, state=PairingState.CANCELLED, cancel_reason=reason
+    ):
         db.session.rollback()
         raise _ended(find_pairing(pairing.id))
     db.session.commit()
@@ -312,17 +311,17 @@ def cancel_pairings(
     """Cancel the citizen's live pairings (only those ``approved_by`` one of these devices, if
     given).
 
-    Runs inside the caller's transaction; the caller commits.
+    Runs inside the caller's transaction; the caller commits. Expired ones not yet marked are
+    cancelled too.
     """
     conditions = [Pairing.citizen_id == citizen_id, Pairing.state.in_(LIVE)]
     if approved_by is not None:
         conditions.append(Pairing.approved_by.in_(approved_by))
-    result = db.session.execute(
-        update(Pairing)
-        .where(*conditions)
-        .values(state="cancelled", cancel_reason=reason, version=Pairing.version + 1)
+    live = db.session.scalars(select(Pairing.id).where(*conditions)).all()
+    return sum(
+        transition(Pairing, pairing_id, LIVE, state=PairingState.CANCELLED, cancel_reason=reason)
+        for pairing_id in live
     )
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]
 
 
 # -- the new device --------------------------------------------------------------------------
@@ -335,12 +334,12 @@ def claim(pairing_id: Any, *, binding: Any) -> tuple[Pairing, str]:
     if holds_binding(pairing, binding):
         assert isinstance(binding, str)
         return pairing, binding
-    if pairing.state == "pending":
+    if pairing.state == PairingState.PENDING:
         new_binding = secrets.token_urlsafe(32)
         if _transition(
             pairing.id,
-            from_states=("pending",),
-            state="claimed",
+            from_states=(PairingState.PENDING,),
+            state=PairingState.CLAIMED,
             device_hash=_hash(new_binding),
             claimed_at=utcnow(),
         ):
@@ -354,7 +353,7 @@ def claim(pairing_id: Any, *, binding: Any) -> tuple[Pairing, str]:
 
 def check_claimable(pairing: Pairing) -> None:
     """Refuse a device without the binding unless the pairing is still waiting for one."""
-    if pairing.state in ("claimed", "approved"):
+    if pairing.state in (PairingState.CLAIMED, PairingState.APPROVED):
         raise PairingRejected(
             _l(
                 "This link is already being used by another device. If that was not you, "
@@ -362,7 +361,7 @@ def check_claimable(pairing: Pairing) -> None:
             ),
             error="pairing_claimed",
         )
-    if pairing.state != "pending":
+    if pairing.state != PairingState.PENDING:
         raise _ended(pairing)
 
 
@@ -387,7 +386,7 @@ def for_device(pairing_id: Any, binding: Any) -> Pairing:
 
 def begin_device_enrolment(pairing: Pairing) -> dict[str, Any]:
     """Once approved: WebAuthn creation options for the new device (``{enrolment_id, options}``)."""
-    if pairing.state != "approved":
+    if pairing.state != PairingState.APPROVED:
         raise _ended(pairing)
     citizen = db.session.get(Citizen, pairing.citizen_id)
     if citizen is None or not citizen.active:
@@ -405,7 +404,7 @@ def finish_device_enrolment(
     challenge = db.session.get(Challenge, enrolment_id) if isinstance(enrolment_id, str) else None
     if challenge is None or challenge.subject != pairing.id:
         raise EnrolmentRejected(_l("This step has expired. Please start again."))
-    if pairing.state != "approved":
+    if pairing.state != PairingState.APPROVED:
         raise _ended(pairing)
     return finish_enrolment(enrolment_id, credential, name=name, via="pairing")
 
@@ -416,7 +415,9 @@ def use_pairing(pairing_id: str, *, now: dt.datetime) -> tuple[str, dict[str, An
     ``citizens.service.finish_enrolment`` calls this for challenges made by a pairing.
     """
     session = db.session
-    if not _transition(pairing_id, from_states=("approved",), state="used", used_at=now):
+    if not _transition(
+        pairing_id, from_states=(PairingState.APPROVED,), state=PairingState.USED, used_at=now
+    ):
         session.rollback()
         raise _ended(find_pairing(pairing_id))
     pairing = session.get(Pairing, pairing_id, populate_existing=True)

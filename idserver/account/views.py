@@ -368,7 +368,7 @@ def join(pairing_id: str) -> Any:
     """What the new device opens: continue (claim), then the number, then register."""
     found = pairings.find_pairing(pairing_id)
     if pairings.holds_binding(found, _binding(pairing_id)):
-        if found.state in ("cancelled", "expired"):
+        if found.state in (pairings.PairingState.CANCELLED, pairings.PairingState.EXPIRED):
             raise pairings.PairingRejected(
                 _l("Adding this device was cancelled or has expired. Please start again."),
                 error=f"pairing_{found.state}",

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from ..audit.models import AuditEvent
+from ..crosslogin.models import DenyReason
 
 __all__ = ["EVENT_LABELS", "describe_actor", "describe_event"]
 
@@ -84,10 +85,10 @@ CLERK_ACTIONS: dict[str, LazyString] = {
 
 SEARCH_FIELDS = {"name": _l("name"), "postcode": _l("postcode"), "birthdate": _l("date of birth")}
 DENY_REASONS = {
-    "cancelled": _l("cancelled at the computer"),
-    "denied": _l("declined on the phone"),
-    "wrong_number": _l("wrong number typed"),
-    "other_network": _l("phone and computer in different networks"),
+    DenyReason.CANCELLED: _l("cancelled at the computer"),
+    DenyReason.DENIED: _l("declined on the phone"),
+    DenyReason.WRONG_NUMBER: _l("wrong number typed"),
+    DenyReason.OTHER_NETWORK: _l("phone and computer in different networks"),
 }
 DEVICE_KINDS = {"app": _l("Bürger-ID app"), "passkey": _l("passkey")}
 

@@ -18,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from ..citizens import service as citizens
 from ..crosslogin import service as crosslogin
+from ..crosslogin.models import LoginState
 from ..errors import IdServerError
 from ..web import client_address
 from ..web import no_store
@@ -124,7 +125,7 @@ def approve(login_id: str) -> Response:
 def deny(login_id: str) -> Response:
     body = _body()
     crosslogin.deny(login_id, binding=body.get("binding"))
-    return no_store(jsonify(status="denied"))
+    return no_store(jsonify(status=LoginState.DENIED))
 
 
 @bp.get("/openapi.json")

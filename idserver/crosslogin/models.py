@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
+from typing import ClassVar
 
 from sqlalchemy import JSON
 from sqlalchemy import ForeignKey
@@ -17,13 +19,42 @@ from sqlalchemy.orm import mapped_column
 from ..db import Base
 from ..db import UTCDateTime
 from ..db import utcnow
+from ..states import edges
+from ..states import state_check
+
+
+class LoginState(enum.StrEnum):
+    PENDING = "pending"
+    SCANNED = "scanned"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CONSUMED = "consumed"
+
+
+class DenyReason(enum.StrEnum):
+    """Why a login was denied (``deny_reason``); the relying party's answer names it."""
+
+    DENIED = "denied"  # the citizen said no on the phone
+    WRONG_NUMBER = "wrong_number"
+    CANCELLED = "cancelled"  # at the computer
+    OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
 
 
 class LoginTransaction(Base):
     __tablename__ = "login_transactions"
 
+    # The moves of the diagram in ``crosslogin.service`` (``states.transition`` checks them).
+    TRANSITIONS: ClassVar[frozenset[tuple[str, str]]] = edges(
+        ((LoginState.PENDING,), LoginState.SCANNED),
+        ((LoginState.PENDING, LoginState.SCANNED), LoginState.APPROVED),
+        ((LoginState.PENDING, LoginState.SCANNED), LoginState.DENIED),
+        ((LoginState.PENDING, LoginState.SCANNED, LoginState.APPROVED), LoginState.EXPIRED),
+        ((LoginState.APPROVED, LoginState.DENIED, LoginState.EXPIRED), LoginState.CONSUMED),
+    )
+
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=LoginState.PENDING)
     deny_reason: Mapped[str | None] = mapped_column(String(32))
     browser_hash: Mapped[str] = mapped_column(String(64))
     phone_hash: Mapped[str | None] = mapped_column(String(64))
@@ -48,4 +79,7 @@ class LoginTransaction(Base):
     phone_ip: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (Index("ix_login_transactions_expires", "expires_at"),)
+    __table_args__ = (
+        Index("ix_login_transactions_expires", "expires_at"),
+        state_check(LoginState),
+    )

@@ -3,16 +3,23 @@
 ::
 
     pending ──mark_scanned──▶ scanned ──approve──▶ approved ──consume──▶ consumed
-       │                        │  │
-       │                        │  └──deny (wrong number, citizen says no)──▶ denied
-       ├──mark_scanned from another network, policy deny───────────────▶ denied
-       ├──approve_on_desktop────┼───────────────▶ approved
-       └──────expire────────────┴──▶ expired       (any live state after expires_at)
+       │                        │                     │
+       ├──approve_on_desktop────┼──▶ approved         │
+       ├──expire────────────────┼─────────────────────┴──▶ expired ──consume_denied──▶ consumed
+       └──deny──────────────────┴──▶ denied ──consume_denied──▶ consumed
 
-Each transition is one conditional ``UPDATE … WHERE state IN (…)`` whose row count says
-whether this caller won; nothing is decided by a read followed by a write. Every transition
-the desktop can see bumps ``version`` and notifies the waiting desktop (``crosslogin.events``);
-counting a handed-out challenge does neither.
+- ``deny``: the citizen says no on the phone (``deny``), a wrong number is typed
+  (``issue_challenge``, ``approve``), the computer cancels (``cancel_on_desktop``), or under
+  the ``deny`` proximity policy the phone is in another network (``mark_scanned``,
+  ``issue_challenge``). ``deny_reason`` says which (``DenyReason``).
+- ``expire``: once ``expires_at`` has passed, also an approval not yet consumed.
+- ``consume_denied``: the relying party is told of a login that ended unapproved, once.
+
+``LoginTransaction.TRANSITIONS`` lists these moves and ``states.transition`` makes them: each
+is one conditional ``UPDATE … WHERE state IN (…)`` whose row count says whether this caller
+won; nothing is decided by a read followed by a write. Every transition the desktop can see
+bumps ``version`` and notifies the waiting desktop (``crosslogin.events``); counting a
+handed-out challenge or burning its nonce does neither.
 
 The desktop that started the login holds a secret in an HttpOnly cookie (only its hash is
 stored); the first phone that scans a fresh QR frame gets a binding secret the same way. The
@@ -38,7 +45,6 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..audit import record_event
@@ -61,9 +67,12 @@ from ..passkeys.service import expected_origins
 from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
+from ..states import transition
 from . import events
 from . import proximity
 from . import qr
+from .models import DenyReason
+from .models import LoginState
 from .models import LoginTransaction
 
 log = logging.getLogger(__name__)
@@ -87,11 +96,11 @@ __all__ = [
     "phone_warnings",
 ]
 
-LIVE = ("pending", "scanned")
-TERMINAL = ("denied", "expired", "consumed")
+LIVE = (LoginState.PENDING, LoginState.SCANNED)
+TERMINAL = (LoginState.DENIED, LoginState.EXPIRED, LoginState.CONSUMED)
 ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
 ACR_PASSKEY = "urn:buergerid:acr:passkey"
-OTHER_NETWORK = "other_network"
+OTHER_NETWORK = DenyReason.OTHER_NETWORK
 OTHER_NETWORK_WARNING = _l(
     "The computer that asked for this login is in a different network than your phone. "
     "Only confirm if you are sitting at that computer yourself."
@@ -124,21 +133,15 @@ def _transition(
     ``where`` adds conditions to the UPDATE. ``announce=False`` is for changes the desktop
     cannot see (a challenge counted): the version stays, and no waiting desktop is woken.
     """
-    if announce:
-        values["version"] = LoginTransaction.version + 1
     session = db.session
-    result = session.execute(
-        update(LoginTransaction)
-        .where(
-            LoginTransaction.id == login_id,
-            LoginTransaction.state.in_(from_states),
-            LoginTransaction.expires_at > utcnow(),
-            *where,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)  # callers use what they know has won
+    won = transition(
+        LoginTransaction,
+        login_id,
+        from_states,
+        where=(LoginTransaction.expires_at > utcnow(), *where),
+        announce=announce,
+        **values,
     )
-    won = result.rowcount == 1  # type: ignore[attr-defined]
     if won and audit is not None:
         event, actor, data = audit
         record_event(
@@ -152,13 +155,13 @@ def _transition(
     return won
 
 
-COUNTED_STATES = ("approved", "denied")
+COUNTED_STATES = (LoginState.APPROVED, LoginState.DENIED)
 APPROVAL_METHODS: dict[Any, str] = {ACR_PHONE: "phone", ACR_PASSKEY: "passkey"}
 
 
 def _count_login(values: dict[str, Any]) -> None:
     """An approval (by method) or a denial (by reason) has just been committed."""
-    if values["state"] == "approved":
+    if values["state"] == LoginState.APPROVED:
         LOGINS.labels("approved", APPROVAL_METHODS.get(values.get("acr"), "other")).inc()
     else:
         LOGINS.labels("denied", values.get("deny_reason") or "other").inc()
@@ -182,22 +185,23 @@ def _load(login_id: Any) -> LoginTransaction:
     return tx
 
 
+EXPIRABLE = (*LIVE, LoginState.APPROVED)
+
+
 def expire(tx: LoginTransaction) -> None:
-    """Mark a transaction whose lifetime is over (state machine: any live state → expired)."""
+    """Mark a transaction whose lifetime is over: pending/scanned/approved → expired."""
     session = db.session
-    result = session.execute(
-        update(LoginTransaction)
-        .where(
-            LoginTransaction.id == tx.id,
-            LoginTransaction.state.in_(("pending", "scanned", "approved")),
-            LoginTransaction.expires_at <= utcnow(),
-        )
-        .values(state="expired", version=LoginTransaction.version + 1)
+    expired = transition(
+        LoginTransaction,
+        tx.id,
+        EXPIRABLE,
+        where=(LoginTransaction.expires_at <= utcnow(),),
+        state=LoginState.EXPIRED,
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if expired:
         record_event("login_expired", actor="system", login_id=tx.id, client_id=tx.client_id)
     session.commit()
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if expired:
         LOGINS.labels("expired", "").inc()
         events.notify(tx.id)
     session.refresh(tx)
@@ -212,7 +216,7 @@ def create_transaction(
     ttl = dt.timedelta(seconds=current_app.config["LOGIN_TTL_SECONDS"])
     tx = LoginTransaction(
         id=secrets.token_urlsafe(24),  # 192 bits
-        state="pending",
+        state=LoginState.PENDING,
         browser_hash=_hash(browser_secret),
         client_id=client.client_id,
         request_params=params,
@@ -248,29 +252,30 @@ def consume(tx: LoginTransaction) -> bool:
     """
     return _transition(
         tx.id,
-        from_states=("approved",),
+        from_states=(LoginState.APPROVED,),
         where=(usable_device(LoginTransaction.credential_pk),),
-        state="consumed",
+        state=LoginState.CONSUMED,
     )
 
 
 def consume_denied(tx: LoginTransaction) -> bool:
-    """denied → consumed, so the error response to the relying party is sent once."""
-    session = db.session
-    result = session.execute(
-        update(LoginTransaction)
-        .where(LoginTransaction.id == tx.id, LoginTransaction.state.in_(("denied", "expired")))
-        .values(state="consumed", version=LoginTransaction.version + 1)
+    """denied/expired → consumed, so the error response to the relying party is sent once."""
+    consumed = transition(
+        LoginTransaction,
+        tx.id,
+        (LoginState.DENIED, LoginState.EXPIRED),
+        state=LoginState.CONSUMED,
     )
-    session.commit()
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()
+    return consumed
 
 
 def cancel_on_desktop(tx: LoginTransaction) -> None:
     """The person at the computer cancels: pending/scanned → denied."""
-    audit = ("login_denied", "desktop", {"client_id": tx.client_id, "reason": "cancelled"})
+    reason = DenyReason.CANCELLED
+    audit = ("login_denied", "desktop", {"client_id": tx.client_id, "reason": reason})
     if not _transition(
-        tx.id, from_states=LIVE, audit=audit, state="denied", deny_reason="cancelled"
+        tx.id, from_states=LIVE, audit=audit, state=LoginState.DENIED, deny_reason=reason
     ):
         raise LoginRejected(_l("This login has already ended."), error="login_ended")
 
@@ -336,12 +341,12 @@ def mark_scanned(
         if hmac.compare_digest(_hash(binding), tx.phone_hash):
             return tx, binding
     _check_frame(tx, t=t, h=h)
-    _enforce_proximity(tx, phone_ip, from_state="pending")
+    _enforce_proximity(tx, phone_ip, from_state=LoginState.PENDING)
     new_binding = secrets.token_urlsafe(32)
     if not _transition(
         tx.id,
-        from_states=("pending",),
-        state="scanned",
+        from_states=(LoginState.PENDING,),
+        state=LoginState.SCANNED,
         phone_hash=_hash(new_binding),
         phone_ip=phone_ip,
     ):
@@ -411,7 +416,7 @@ def _enforce_proximity(tx: LoginTransaction, phone_ip: str | None, *, from_state
         tx.id,
         from_states=(from_state,),
         audit=("login_denied", "phone", data),
-        state="denied",
+        state=LoginState.DENIED,
         deny_reason=OTHER_NETWORK,
         phone_ip=phone_ip,
     ):
@@ -522,14 +527,15 @@ def _check_number(tx: LoginTransaction, number: Any) -> str:
             _l("Please type the two-digit number shown on the computer."), error="invalid_number"
         )
     if not hmac.compare_digest(number.strip(), tx.number):
+        reason = DenyReason.WRONG_NUMBER
         data = {
             "client_id": tx.client_id,
-            "reason": "wrong_number",
+            "reason": reason,
             **_networks(tx.desktop_ip, tx.phone_ip),
         }
         audit = ("login_denied", "phone", data)
         _transition(
-            tx.id, from_states=LIVE, audit=audit, state="denied", deny_reason="wrong_number"
+            tx.id, from_states=LIVE, audit=audit, state=LoginState.DENIED, deny_reason=reason
         )
         raise LoginRejected(
             _l(
@@ -565,10 +571,10 @@ def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **va
 def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, Any]:
     """After the citizen typed the number: WebAuthn request options bound to what was shown."""
     tx = for_phone(login_id, binding)
-    _enforce_proximity(tx, tx.phone_ip, from_state="scanned")
+    _enforce_proximity(tx, tx.phone_ip, from_state=LoginState.SCANNED)
     typed = _check_number(tx, number)
     nonce = secrets.token_bytes(32)
-    _count_challenge(tx, from_states=("scanned",), challenge_nonce=nonce)
+    _count_challenge(tx, from_states=(LoginState.SCANNED,), challenge_nonce=nonce)
     context = display_context(tx)
     options = ceremonies.authentication_options(
         rp_id=current_app.config["RP_ID"], challenge=approval_challenge(nonce, context, typed)
@@ -595,7 +601,7 @@ def _approve(
         tx.id,
         from_states=from_states,
         audit=("login_approved", f"citizen:{stored.citizen_id}", data),
-        state="approved",
+        state=LoginState.APPROVED,
         citizen_id=stored.citizen_id,
         credential_pk=stored.id,
         approved_at=utcnow(),
@@ -650,19 +656,16 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     if nonce is None:
         raise LoginRejected(_l("Please type the number again."), error="no_challenge")
     # Burn the nonce before verifying, so this assertion can be checked only once.
-    session = db.session
-    burned = session.execute(
-        update(LoginTransaction)
-        .where(
-            LoginTransaction.id == tx.id,
-            LoginTransaction.state == "scanned",
-            LoginTransaction.challenge_nonce == nonce,
-        )
-        .values(challenge_nonce=None)
-        .execution_options(synchronize_session=False)
+    burned = transition(
+        LoginTransaction,
+        tx.id,
+        (LoginState.SCANNED,),
+        where=(LoginTransaction.challenge_nonce == nonce,),
+        announce=False,
+        challenge_nonce=None,
     )
-    session.commit()
-    if burned.rowcount != 1:  # type: ignore[attr-defined]
+    db.session.commit()
+    if not burned:
         raise LoginRejected(_l("Please type the number again."), error="no_challenge")
     context = display_context(tx)
     stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
@@ -670,21 +673,26 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     _approve(
         tx,
         stored,
-        from_states=("scanned",),
+        from_states=(LoginState.SCANNED,),
         acr=ACR_PHONE,
         evidence=evidence,
         audit_data=_networks(tx.desktop_ip, tx.phone_ip),
     )
-    _remember(tx, state="approved", citizen_id=stored.citizen_id, acr=ACR_PHONE)
+    _remember(tx, state=LoginState.APPROVED, citizen_id=stored.citizen_id, acr=ACR_PHONE)
     return tx
 
 
 def deny(login_id: Any, *, binding: Any) -> None:
     """The citizen said no on the phone: scanned → denied."""
     tx = for_phone(login_id, binding)
-    data = {"client_id": tx.client_id, "reason": "denied", **_networks(tx.desktop_ip, tx.phone_ip)}
+    reason = DenyReason.DENIED
+    data = {"client_id": tx.client_id, "reason": reason, **_networks(tx.desktop_ip, tx.phone_ip)}
     audit = ("login_denied", "phone", data)
     if not _transition(
-        tx.id, from_states=("scanned",), audit=audit, state="denied", deny_reason="denied"
+        tx.id,
+        from_states=(LoginState.SCANNED,),
+        audit=audit,
+        state=LoginState.DENIED,
+        deny_reason=reason,
     ):
         raise LoginRejected(_l("This login has already ended."), error="login_ended")

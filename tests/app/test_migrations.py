@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -18,10 +19,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from harness import RP_REDIRECT
 from harness import Phone
 from harness import complete_login
 from harness import enrol_resident
 from harness import register_relying_party
+from harness import register_resident
+from harness import snapshot
 from served import BIN
 from served import Served
 from served import free_port
@@ -32,6 +37,7 @@ from sqlalchemy import text
 
 from idserver import create_app
 from idserver.account.models import BrowserSession
+from idserver.crosslogin.service import create_transaction
 from idserver.db import Base
 from idserver.db import UTCDateTime
 from idserver.db import db
@@ -39,6 +45,9 @@ from idserver.db import make_engine
 from idserver.db_migrate import MIGRATION_LOCK_KEY
 from idserver.db_migrate import alembic_config
 from idserver.db_migrate import upgrade
+from idserver.models import LoginTransaction
+from idserver.models import Pairing
+from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
@@ -290,11 +299,17 @@ def test_no_migrate_serves_a_database_at_head(database_url, tmp_path, stop_serve
     served.wait_until_ready(seconds=90)
 
 
-def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
-    """Grants made before 0011 learn their device from their login, so revoking it ends them."""
+def _upgraded(app_config: dict[str, Any]) -> Flask:
+    """An app on a database at head."""
     app = create_app(app_config)
     app.config["TESTING"] = True
     upgrade(app)
+    return app
+
+
+def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_config):
+    """Grants made before 0011 learn their device from their login, so revoking it ends them."""
+    app = _upgraded(app_config)
     phone = Phone(app.test_client(), SoftAuthenticator())
     enrol_resident(app, phone)
     complete_login(app.test_client(), register_relying_party(app), phone)
@@ -312,3 +327,29 @@ def test_upgrade_links_existing_sessions_codes_and_tokens_to_their_device(app_co
         # SQLite copies authorization_codes to change it: the tokens still know their code
         code = db.session.scalars(select(AuthorizationCode.id)).one()
         assert db.session.scalars(select(Token.code_id)).all() == [code]
+
+
+def test_upgraded_database_rejects_an_unknown_state(app_config):
+    """0013: the state columns of logins and pairings are checked by the database too."""
+    app = _upgraded(app_config)
+    citizen = register_resident(app)
+    with app.app_context():
+        client, _secret = register_client(
+            name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
+        )
+        login, _browser = create_transaction(
+            client=client, params={"scope": "openid"}, desktop_ip="192.0.2.1", user_agent="test"
+        )
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+        pairing = Pairing(id="p" * 32, citizen_id=citizen.id, number="12", expires_at=expires_at)
+        db.session.add(pairing)
+        db.session.commit()
+        rows = [(LoginTransaction, login.id), (Pairing, pairing.id)]
+    before = snapshot(app)
+    with app.app_context():
+        for model, row_id in rows:
+            with pytest.raises(sa.exc.IntegrityError):
+                db.session.execute(sa.update(model).where(model.id == row_id).values(state="lost"))
+            db.session.rollback()
+        db.engine.dispose()
+    assert snapshot(app) == before
