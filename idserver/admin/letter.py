@@ -145,8 +145,18 @@ class _Letter(FPDF):
         self._out(f"/{struct_type} <</MCID {mcid}>> BDC")
         yield
         if self.page != page:
-            raise FPDFException("the letter must fit on one page")
+            raise FPDFException("a tagged block must not span two pages")
         self._out("EMC")
+
+    def make_room(self, height: float) -> None:
+        """A new page unless ``height`` fits on this one: a tagged block never spans two."""
+        if self.get_y() + height > self.page_break_trigger:
+            self.add_page()
+
+    def block_height(self, width: float, line_height: float, text: str) -> float:
+        height = self.multi_cell(width, line_height, text, dry_run=True, output="HEIGHT")
+        assert isinstance(height, float | int)
+        return float(height)
 
     @contextmanager
     def artifact(self) -> Iterator[None]:
@@ -155,14 +165,14 @@ class _Letter(FPDF):
         yield
         self._out("EMC")
 
-    def set_fitted_font(
-        self, text: str, width: float, *, style: str, sizes: tuple[float, ...]
-    ) -> None:
-        """Set the first of ``sizes`` that fits ``text`` in one line of ``width``, or the last."""
+    def fit_line(self, text: str, width: float, *, style: str, sizes: tuple[float, ...]) -> str:
+        """Set the first of ``sizes`` at which ``text`` fits one line of ``width``; at the
+        last size, ``text`` is shortened to fit."""
         for size in sizes:
             self.set_font(self.sans, style, size)
             if self.get_string_width(text) + 2 * self.c_margin <= width:
-                return
+                return text
+        return self.shortened(text, width)
 
     def wrapped(self, text: str, width: float) -> list[str]:
         lines = self.multi_cell(width, 1, text, dry_run=True, output="LINES")
@@ -185,12 +195,15 @@ class _Letter(FPDF):
         tag: str = "P",
     ) -> None:
         self.set_font(self.sans, style, size)
+        self.make_room(self.block_height(WIDTH, size * 0.48, text))
         self.set_x(LEFT)
         with self.tagged(tag):
             self.multi_cell(WIDTH, size * 0.48, text, align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(gap)
 
     def numbered(self, number: int, text: str) -> None:
+        self.set_font(self.sans, "", BODY_SIZE)
+        self.make_room(self.block_height(WIDTH - 7, LINE, text))
         self.set_x(LEFT)
         with self.tagged("P"):
             self.set_font(self.sans, "B", BODY_SIZE)
@@ -299,22 +312,21 @@ def _render(
     # Letterhead.
     pdf.set_text_color(11, 79, 138)
     pdf.set_xy(LEFT, 16)
-    pdf.set_fitted_font(sender.municipality, WIDTH, style="B", sizes=(18, 16, 14, 12))
+    municipality = pdf.fit_line(sender.municipality, WIDTH, style="B", sizes=(18, 16, 14, 12))
     with pdf.tagged("P"):
-        pdf.cell(WIDTH, 9, sender.municipality, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_fitted_font(sender.office, WIDTH, style="", sizes=(11, 10, 9))
+        pdf.cell(WIDTH, 9, municipality, new_x="LMARGIN", new_y="NEXT")
+    office = pdf.fit_line(sender.office, WIDTH, style="", sizes=(11, 10, 9))
     with pdf.tagged("P"):
-        pdf.cell(WIDTH, 6, sender.office, new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(WIDTH, 6, office, new_x="LMARGIN", new_y="NEXT")
     with pdf.artifact():
         pdf.set_draw_color(11, 79, 138)
         pdf.line(LEFT, 34, 210 - RIGHT, 34)
     pdf.set_text_color(27, 27, 27)
 
     # Address window: return address, then the resident, never beyond the window's edges.
-    return_address = sender.return_address
-    pdf.set_fitted_font(return_address, ADDRESS_WIDTH, style="", sizes=(7, 6.5, 6, 5.5, 5))
-    if pdf.get_string_width(return_address) + 2 * pdf.c_margin > ADDRESS_WIDTH:
-        return_address = pdf.shortened(return_address, ADDRESS_WIDTH)
+    return_address = pdf.fit_line(
+        sender.return_address, ADDRESS_WIDTH, style="", sizes=(7, 6.5, 6, 5.5, 5)
+    )
     pdf.set_xy(LEFT, WINDOW_TOP + 8)
     with pdf.tagged("P"):
         pdf.cell(ADDRESS_WIDTH, RETURN_ADDRESS_HEIGHT, return_address)
@@ -360,8 +372,9 @@ def _render(
     )
 
     # The code, large, then its QR code beside it (after the code in reading order).
-    top = pdf.get_y()
     box_height = QR_SIZE + 6
+    pdf.make_room(box_height)
+    top = pdf.get_y()
     text_x = LEFT + 5
     text_width = WIDTH - QR_SIZE - 13
     with pdf.artifact():

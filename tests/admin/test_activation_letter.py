@@ -335,3 +335,24 @@ def test_the_english_letter_keeps_its_capital_after_the_salutation(app, runner, 
     salutation = texts.index("Dear Erika Mustermann,")
     assert texts[salutation + 1].startswith("With Bürger-ID you can log in")
     assert _structure(pdf_bytes)[-1]["/S"] == "/P"
+
+
+def test_a_letter_too_long_for_one_page_goes_on_tagged(app, runner, tmp_path, citizen):
+    """Long settings push the end onto a second page; no tagged block is cut in two."""
+    app.config["MUNICIPALITY_NAME"] = "Verbandsgemeinde " + " ".join(
+        ["Langenlonsheim-Stromberg"] * 4
+    )
+    app.config["OFFICE_CONTACT"] = "; ".join(
+        [f"Servicezentrum {number}: Telefon 0123 456-{number}" for number in range(12)]
+    )
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    pdf_bytes = _letter(clerk, citizen.id).data
+    reader, text = _read(pdf_bytes)
+    assert len(reader.pages) == 2
+    letterhead = _marked_texts(pdf_bytes)[0][1]
+    assert letterhead.startswith("Verbandsgemeinde Langenlonsheim") and letterhead.endswith("…")
+    assert [page["/StructParents"] for page in reader.pages] == [0, 1]
+    assert "Servicezentrum 11: Telefon 0123 456-11" in text.replace("\n", " ")
+    elements = _structure(pdf_bytes)
+    assert [element["/S"] for element in elements].count("/H2") == 2
+    assert {element["/Pg"].get_object()["/StructParents"] for element in elements} == {0, 1}
