@@ -82,6 +82,17 @@ DEMO_RESIDENTS: tuple[dict[str, str], ...] = (
 )
 
 
+# Bürger-ID's MUNICIPALITY_NAME and OFFICE_*: an office in the city the demo residents live in.
+DEMO_OFFICE: dict[str, str | int] = {
+    "MUNICIPALITY_NAME": "Stadt Dortmund",
+    "OFFICE_NAME": "Bürgerdienste",
+    "OFFICE_STREET": "Friedensplatz 1",
+    "OFFICE_POSTCODE": "44135",
+    "OFFICE_CITY": "Dortmund",
+    "OFFICE_CONTACT": "buergerdienste@dortmund.example, Mo–Fr 8–16 Uhr (Demo)",
+}
+
+
 class IdpSettingsRefused(DemoError):
     """Bürger-ID would refuse its IDSERVER_* settings; one problem per entry."""
 
@@ -109,6 +120,8 @@ def idp_config(settings: DemoSettings) -> dict[str, str | int]:
         # A person copying the phone URL into a terminal needs longer than the 5 s a camera
         # needs; the demo relaxes the QR freshness window (production keeps the default).
         "QR_MAX_AGE_SECONDS": 60,
+        # The letterhead of activation letters and the clerk console: the demo residents' city.
+        **DEMO_OFFICE,
     }
     config: dict[str, str | int] = {"ISSUER": settings.issuer}
     if settings.isolated:  # the scratch demo of --check: nothing shared with a running one

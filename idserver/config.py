@@ -242,7 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Marktplatz 1",
         "The office's street address: letters' return address, and clerks' address of record.",
     ),
-    Setting("OFFICE_POSTCODE", "12345", "The office's postcode (see OFFICE_STREET)."),
+    Setting("OFFICE_POSTCODE", "12345", "The office's postcode, five digits (see OFFICE_STREET)."),
     Setting("OFFICE_CITY", "Musterstadt", "The office's town (see OFFICE_STREET)."),
     Setting(
         "OFFICE_CONTACT",
@@ -497,6 +497,11 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(
             "IDSERVER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
             f"not {config['LOG_LEVEL']!r}"
+        )
+    if not re.fullmatch(r"[0-9]{5}", str(config["OFFICE_POSTCODE"])):
+        # clerks' records carry the office's address, checked like every resident's
+        problems.append(
+            f"IDSERVER_OFFICE_POSTCODE must be five digits, not {config['OFFICE_POSTCODE']!r}"
         )
     if config["LOG_FORMAT"] not in LOG_FORMATS:
         problems.append(f"IDSERVER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")

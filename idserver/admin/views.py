@@ -8,6 +8,7 @@ is an enabled clerk. Anonymous browsers are sent through that login first; anyon
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from flask import Blueprint
@@ -29,6 +30,7 @@ from ..audit import verify_chain
 from ..audit import verify_since_checkpoint
 from ..audit.service import EVENTS
 from ..citizens.service import CITIZEN_FIELDS
+from ..citizens.service import POSTCODE
 from ..citizens.service import activation_url
 from ..clerks import active_clerk
 from ..clerks import may
@@ -95,15 +97,27 @@ def _allow(action: str) -> None:
         raise NotAllowed()
 
 
-def _parse_date(value: str) -> dt.date | None:
-    """ISO (what ``<input type=date>`` sends) or the German ``TT.MM.JJJJ``."""
-    value = value.strip()
-    for pattern in ("%Y-%m-%d", "%d.%m.%Y"):
-        try:
-            return dt.datetime.strptime(value, pattern).date()
-        except ValueError:
-            continue
-    return None
+DATE_FORMS = (  # ISO (what ``<input type=date>`` sends) and the German ``TT.MM.JJJJ``
+    re.compile(r"(?P<year>[0-9]{4})-(?P<month>[0-9]{1,2})-(?P<day>[0-9]{1,2})"),
+    re.compile(r"(?P<day>[0-9]{1,2})\.(?P<month>[0-9]{1,2})\.(?P<year>[0-9]{4})"),
+)
+
+
+class DateRefused(ValueError):
+    """No date: not written as one, or written as one the calendar lacks (31.02.1980)."""
+
+
+def _read_date(value: str) -> dt.date:
+    """The date written in ``value``; ``DateRefused`` says to the clerk why there is none."""
+    for form in DATE_FORMS:
+        if match := form.fullmatch(value.strip()):
+            try:
+                return dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+            except ValueError:
+                raise DateRefused(
+                    _("This date does not exist. Please check the day and month.")
+                ) from None
+    raise DateRefused(_("Please enter the date of birth as DD.MM.YYYY."))
 
 
 # -- residents ----------------------------------------------------------------------------
@@ -115,11 +129,13 @@ def residents() -> str:
     name = args.get("name", "").strip()[:200]
     postcode = args.get("postcode", "").strip()[:20]
     raw_birthdate = args.get("birthdate", "").strip()[:20]
-    birthdate = _parse_date(raw_birthdate) if raw_birthdate else None
+    birthdate, errors = None, {}
+    if raw_birthdate:
+        try:
+            birthdate = _read_date(raw_birthdate)
+        except DateRefused as refused:
+            errors["birthdate"] = str(refused)
     query = service.ResidentQuery(name=name, postcode=postcode, birthdate=birthdate)
-    errors = {}
-    if raw_birthdate and birthdate is None:
-        errors["birthdate"] = _("Please enter the date of birth as DD.MM.YYYY.")
     page = None
     if not query.empty and not errors:
         # Per clerk, against enumerating residents (OWASP ASVS 5.0 V2.4.1); a refusal is a 429.
@@ -146,14 +162,18 @@ def _validate_resident(form: dict[str, str]) -> dict[str, str]:
             errors[name] = _("Please fill in this field.")
         elif len(form[name]) > FIELD_LIMITS.get(name, 200):
             errors[name] = _("This is too long.")
+    if "postcode" not in errors and not POSTCODE.fullmatch(form["postcode"]):
+        errors["postcode"] = _("Please enter the postcode with its five digits.")
     if form.get("birthdate") and "birthdate" not in errors:
-        birthdate = _parse_date(form["birthdate"])
-        if birthdate is None:
-            errors["birthdate"] = _("Please enter the date of birth as DD.MM.YYYY.")
-        elif birthdate > dt.date.today() or birthdate.year < 1880:
-            errors["birthdate"] = _("This date of birth is not possible.")
+        try:
+            birthdate = _read_date(form["birthdate"])
+        except DateRefused as refused:
+            errors["birthdate"] = str(refused)
         else:
-            form["birthdate"] = birthdate.isoformat()
+            if birthdate > dt.date.today() or birthdate.year < 1880:
+                errors["birthdate"] = _("This date of birth is not possible.")
+            else:
+                form["birthdate"] = birthdate.isoformat()
     email = form.get("email", "")
     if email and ("@" not in email or len(email) > FIELD_LIMITS["email"] or " " in email):
         errors["email"] = _("Please enter a valid e-mail address, or leave the field empty.")

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ from .models import RevocationCode
 
 __all__ = [
     "CODE_ALPHABET",
+    "POSTCODE",
     "Enrolment",
     "begin_enrolment",
     "count_revocation_codes",
@@ -72,6 +74,7 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_GROUPS = 4
 CODE_GROUP_LENGTH = 4
 CITIZEN_FIELDS = ("given_name", "family_name", "birthdate", "street", "postcode", "city", "email")
+POSTCODE = re.compile(r"[0-9]{5}")  # a German Postleitzahl
 DEVICE_NAME_MAX = 60
 ATTEMPT_WINDOW = dt.timedelta(hours=1)  # ACTIVATION_MAX_ATTEMPTS_PER_ADDRESS counts per hour
 _UNKNOWN_CODE_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # matches no code
@@ -108,10 +111,17 @@ def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
             try:
                 value = dt.date.fromisoformat(str(value))
             except ValueError as exc:
-                raise IdServerError(
-                    f"birthdate must be YYYY-MM-DD, got {value!r}", error="invalid_citizen"
-                ) from exc
-        elif len(str(value)) > 200:
+                message = f"birthdate must be YYYY-MM-DD, got {value!r}"
+                if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(value)):
+                    message = f"birthdate {value!r} does not exist"  # 1980-02-31
+                raise IdServerError(message, error="invalid_citizen") from exc
+        if isinstance(value, dt.date) and value > dt.date.today():
+            raise IdServerError(f"birthdate is in the future: {value}", error="invalid_citizen")
+        if name == "postcode" and not POSTCODE.fullmatch(str(value)):
+            raise IdServerError(
+                f"postcode must be five digits, got {value!r}", error="invalid_citizen"
+            )
+        if name != "birthdate" and len(str(value)) > 200:
             raise IdServerError(f"{name} is too long", error="invalid_citizen")
         clean[name] = value
     return clean

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from clerk_session import log_in
 from clerk_session import run_cli
 from clerk_session import sign_in_clerk
@@ -187,20 +188,20 @@ def test_search_results_are_paginated(app, runner, tmp_path):
     assert 'href="/admin?name=beispiel&amp;page=2"' in first.get_data(as_text=True)
 
 
+RESIDENT_FORM = {
+    "given_name": "Max",
+    "family_name": "Mustermann",
+    "birthdate": "31.01.1990",
+    "street": "Kreuzstraße 5",
+    "postcode": "44139",
+    "city": "Dortmund",
+    "email": "",
+}
+
+
 def test_register_a_resident(app, runner, tmp_path):
     clerk = sign_in_clerk(app, runner, tmp_path)
-    registered = clerk.post(
-        "/admin/residents",
-        {
-            "given_name": "Max",
-            "family_name": "Mustermann",
-            "birthdate": "31.01.1990",
-            "street": "Kreuzstraße 5",
-            "postcode": "44139",
-            "city": "Dortmund",
-            "email": "",
-        },
-    )
+    registered = clerk.post("/admin/residents", RESIDENT_FORM)
     assert registered.status_code == 303
     citizen_id = registered.headers["Location"].rsplit("/", 1)[-1]
     with app.app_context():
@@ -239,6 +240,52 @@ def test_register_refuses_invalid_input_and_stores_nothing(app, runner, tmp_path
     for field in ("family_name", "birthdate", "email"):
         assert f'id="{field}-error"' in text
     assert 'value="Kreuzstraße 5"' in text  # what was typed is kept
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("postcode", "4413", "Please enter the postcode with its five digits."),
+        ("postcode", "441390", "Please enter the postcode with its five digits."),
+        ("postcode", "D-44139", "Please enter the postcode with its five digits."),
+        ("birthdate", "31.02.1980", "This date does not exist. Please check the day and month."),
+        ("birthdate", "1980-02-30", "This date does not exist. Please check the day and month."),
+        ("birthdate", "29.02.1983", "This date does not exist. Please check the day and month."),
+        ("birthdate", "12/08/1984", "Please enter the date of birth as DD.MM.YYYY."),
+        ("birthdate", "01.01.2999", "This date of birth is not possible."),
+    ],
+)
+def test_register_refuses_a_bad_postcode_or_date_and_says_which(
+    app, runner, tmp_path, db_state, field, value, message
+):
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    token = clerk.csrf()
+    before = db_state()
+    refused = clerk.browser.post(
+        "/admin/residents", data={"csrf_token": token, **RESIDENT_FORM, field: value}
+    )
+    assert refused.status_code == 400
+    page = html_of(refused)
+    (error,) = page.find("p", id=f"{field}-error")
+    assert error.words == message
+    (invalid,) = [e for e in page.find("input") if e.attrs.get("aria-invalid") == "true"]
+    assert invalid.attrs["id"] == field and invalid.attrs["value"] == value
+    assert db_state() == before
+
+
+def test_a_leap_day_is_a_date(app, runner, tmp_path):
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    registered = clerk.post("/admin/residents", {**RESIDENT_FORM, "birthdate": "29.02.1984"})
+    assert registered.status_code == 303
+
+
+def test_searching_for_a_date_that_does_not_exist_says_so(app, runner, tmp_path, citizen, db_state):
+    clerk = sign_in_clerk(app, runner, tmp_path)
+    before = db_state()
+    page = html_of(clerk.browser.get("/admin?birthdate=31.02.1980"))
+    (error,) = page.find("p", id="birthdate-error")
+    assert error.words == "This date does not exist. Please check the day and month."
     assert db_state() == before
 
 

@@ -63,6 +63,39 @@ def test_citizen_add_refuses_bad_birthdate(app, runner):
     assert citizen_count(app) == 0
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--birthdate", "1980-02-31", "birthdate '1980-02-31' does not exist"),
+        ("--birthdate", "2999-01-01", "birthdate is in the future"),
+        ("--postcode", "4413", "postcode must be five digits"),
+        ("--postcode", "D-44139", "postcode must be five digits"),
+    ],
+)
+def test_citizen_add_says_why_a_date_or_postcode_is_refused(
+    app, runner, db_state, option, value, reason
+):
+    before = db_state()
+    fields = {"--birthdate": "1990-01-31", "--postcode": "44139", option: value}
+    code, error = _run(
+        runner,
+        "citizen",
+        "add",
+        "--given-name",
+        "Max",
+        "--family-name",
+        "M",
+        "--street",
+        "S",
+        "--city",
+        "C",
+        *[part for item in fields.items() for part in item],
+    )
+    assert code == 1 and error["error"] == "invalid_citizen"
+    assert reason in error["error_description"]
+    assert db_state() == before
+
+
 def test_activation_issue_for_unknown_citizen(runner):
     code, error = _run(runner, "activation", "issue", "nobody")
     assert code == 1 and error["error"] == "not_found"
@@ -112,7 +145,7 @@ def test_citizen_import_is_all_or_nothing(app, runner, tmp_path):
                     "family_name": "S",
                     "birthdate": "1970-02-03",
                     "street": "x",
-                    "postcode": "1",
+                    "postcode": "12345",
                     "city": "y",
                 },
                 {
@@ -120,7 +153,7 @@ def test_citizen_import_is_all_or_nothing(app, runner, tmp_path):
                     "family_name": "W",
                     "birthdate": "not a date",
                     "street": "x",
-                    "postcode": "1",
+                    "postcode": "12345",
                     "city": "y",
                 },
             ]
@@ -129,6 +162,20 @@ def test_citizen_import_is_all_or_nothing(app, runner, tmp_path):
     code, error = _run(runner, "citizen", "import", str(path))
     assert code == 1 and "row 2" in error["error_description"]
     assert citizen_count(app) == 0
+
+
+def test_citizen_import_refuses_a_four_digit_postcode(app, runner, tmp_path, db_state):
+    rows = [
+        {"given_name": "Anna", "family_name": "S", "birthdate": "1970-02-03", "postcode": "44139"},
+        {"given_name": "Ben", "family_name": "W", "birthdate": "1971-03-04", "postcode": "4413"},
+    ]
+    path = tmp_path / "residents.json"
+    path.write_text(json.dumps([{**row, "street": "x", "city": "y"} for row in rows]))
+    before = db_state()
+    code, error = _run(runner, "citizen", "import", str(path))
+    assert code == 1 and "row 2" in error["error_description"]
+    assert "postcode must be five digits" in error["error_description"]
+    assert db_state() == before
 
 
 def test_client_add_prints_secret_once_and_stores_its_hash(app, runner):

@@ -218,6 +218,7 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
         ({"DATABASE_URL": "not a url"}, "IDSERVER_DATABASE_URL is not a database URL"),
         ({"ISSUER": "http://[::1"}, "IDSERVER_ISSUER must be an absolute http(s) URL"),
         ({"ISSUER": "http://localhost:port"}, "IDSERVER_ISSUER must be an absolute http(s) URL"),
+        ({"OFFICE_POSTCODE": "4413"}, "IDSERVER_OFFICE_POSTCODE must be five digits, not '4413'"),
     ],
 )
 def test_refuses_out_of_range_or_malformed_values(app_config, overrides, message):

@@ -24,6 +24,8 @@ import requests
 
 from demo_portal.demo_settings import DemoSettings
 from demo_portal.demo_settings import free_ports
+from demo_portal.setup_idp import DEMO_RESIDENTS
+from demo_portal.setup_idp import idp_config
 from demo_portal.setup_idp import prepare
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -147,6 +149,18 @@ def test_operator_set_up_keeps_clients_and_residents_between_runs(tmp_path, monk
     finally:
         database.close()
     assert purposes == {"id_token", "audit"}
+
+
+def test_the_demo_office_is_in_its_residents_city(tmp_path, monkeypatch):
+    """Letters and the clerk console carry the letterhead of the city the residents live in."""
+    for name in [n for n in os.environ if n.startswith("IDSERVER_")]:
+        monkeypatch.delenv(name)
+    settings = DemoSettings(root=tmp_path, ports={"idp": 5900, "parking": 5901, "jobs": 5902})
+    config = idp_config(settings)
+    assert {resident["city"] for resident in DEMO_RESIDENTS} == {config["OFFICE_CITY"]}
+    assert config["MUNICIPALITY_NAME"] == f"Stadt {config['OFFICE_CITY']}"
+    monkeypatch.setenv("IDSERVER_MUNICIPALITY_NAME", "Stadt Beispielhausen")
+    assert "MUNICIPALITY_NAME" not in idp_config(settings)  # the operator's own setting wins
 
 
 def test_demo_fails_cleanly_when_a_port_is_taken(tmp_path):
