@@ -141,6 +141,11 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrat
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("logconfig_dict", logconfig)
             self.cfg.set("child_exit", child_exit)
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn 25.1+ opens a control socket for ``gunicornc`` at one path per user
+                # ($HOME/.gunicorn/gunicorn.ctl), which a second instance on the host takes over;
+                # Bürger-ID is run with signals (docs/operations.md), so none is opened.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
             from .admin import start_periodic_purge

@@ -130,3 +130,14 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
     assert claims["nonce"] == "n-1"
     assert claims["address"]["locality"] == "Dortmund"
     assert claims["given_name"] == "Erika"
+
+
+def test_served_idp_opens_no_control_socket(tmp_path):
+    """gunicorn's control socket sits at one path per user, shared by every instance: off."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**server_environment(tmp_path), "HOME": str(home)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    with served_idserver(env, tmp_path) as server:
+        assert server.answers("/readyz")
+        assert not (home / ".gunicorn").exists()
