@@ -36,15 +36,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import limits
     from . import logs
     from . import metrics
+    from . import sessions
     from . import web
     from .account import views as account_views
     from .admin import views as admin_views
     from .api import views as api_views
     from .citizens import views as citizen_views
+    from .clerks import active_clerk
     from .crosslogin import views as crosslogin_views
     from .db import db
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
+    from .passkeys.models import usable_device
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
     for warning in effective.warnings:
@@ -53,6 +56,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app)
     errors.init_app(app)
     keys.init_app(app)
+    sessions.init_app(
+        app,
+        usable_device=usable_device,
+        privileged=lambda citizen_id: active_clerk(citizen_id) is not None,
+    )
     oidc_server.init_app(app)
     health.init_app(app)
 

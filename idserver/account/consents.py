@@ -23,8 +23,8 @@ from ..errors import NotFound
 from ..oidc.models import AuthorizationCode
 from ..oidc.models import Client
 from ..oidc.models import Token
+from ..sessions import SELF_CLIENT_ID
 from .models import ConsentWithdrawal
-from .service import SELF_CLIENT_ID
 
 __all__ = ["Service", "find_service", "list_services", "withdraw_consent"]
 

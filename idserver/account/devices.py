@@ -33,9 +33,9 @@ from ..errors import NotFound
 from ..oidc.server import revoke_device_grants
 from ..passkeys.aaguids import authenticator_name
 from ..passkeys.models import Credential
-from .models import BrowserSession
+from ..sessions import BrowserSession
+from ..sessions import end_device_sessions
 from .pairing import cancel_pairings
-from .service import end_device_sessions
 
 __all__ = [
     "Device",

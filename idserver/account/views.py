@@ -42,16 +42,16 @@ from ..crosslogin.views import begin_login
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
+from ..oidc.clients import self_client
 from ..passkeys.models import Credential
+from ..sessions import BrowserSession
+from ..sessions import current_session
+from ..sessions import end_session
 from ..web import client_address
 from ..web import no_store
 from . import consents
 from . import devices
 from . import pairing as pairings
-from .models import BrowserSession
-from .service import current_session
-from .service import end_session
-from .service import self_client
 
 bp = Blueprint("account", __name__)
 

@@ -29,7 +29,6 @@ from sqlalchemy import select
 from sqlalchemy import text
 
 from idserver import create_app
-from idserver.account.models import BrowserSession
 from idserver.citizens.service import issue_activation_code
 from idserver.citizens.service import register_citizen
 from idserver.db import Base
@@ -45,6 +44,7 @@ from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
+from idserver.sessions import BrowserSession
 
 
 def test_upgrade_from_empty_matches_the_models(app_config, tmp_path):
