@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import metrics
     from . import sessions
     from . import web
+    from .account import devices as account_devices
     from .account import views as account_views
     from .admin import views as admin_views
     from .api import views as api_views
@@ -62,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         privileged=lambda citizen_id: active_clerk(citizen_id) is not None,
     )
     oidc_server.init_app(app)
+    account_devices.init_app(app)
     health.init_app(app)
 
     app.register_blueprint(web.bp)

@@ -6,7 +6,10 @@ without a login and only once: burning it is ``UPDATE … WHERE used_at IS NULL`
 
 A device that is revoked (account page, revocation code, clerk) or suspended as cloned loses
 what it already obtained, in the same transaction: ``end_device_grants`` is the one place that
-ends the sessions, access tokens, unredeemed codes and approved pairings of its logins.
+ends the sessions, access tokens, unredeemed codes and approved pairings of its logins. A
+suspension comes from below (``passkeys.service.device_suspended``, subscribed by ``init_app``).
+Each of those tables is written by the package that owns it: ``sessions.end_device_sessions``,
+``oidc.server.revoke_device_grants``, ``pairing.cancel_pairings``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Flask
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement
 from sqlalchemy import select
@@ -33,6 +37,7 @@ from ..errors import NotFound
 from ..oidc.server import revoke_device_grants
 from ..passkeys.aaguids import authenticator_name
 from ..passkeys.models import Credential
+from ..passkeys.service import device_suspended
 from ..sessions import BrowserSession
 from ..sessions import end_device_sessions
 from .pairing import cancel_pairings
@@ -43,6 +48,7 @@ __all__ = [
     "clean_device_name",
     "end_device_grants",
     "find_device",
+    "init_app",
     "list_devices",
     "rename_device",
     "revoke_device",
@@ -122,6 +128,19 @@ def end_device_grants(
         pairings_cancelled=ended.pairings,
     )
     return ended
+
+
+def _end_suspended_device_grants(
+    sender: Flask, *, citizen_id: str, credential_pk: int, reason: str
+) -> EndedGrants:
+    """A device suspended by passkeys (a cloned authenticator) loses its grants, like a
+    revoked one."""
+    return end_device_grants(citizen_id, [credential_pk], reason=reason, actor="system")
+
+
+def init_app(app: Flask) -> None:
+    """Subscribe to ``passkeys.service.device_suspended`` for this app."""
+    device_suspended.connect(_end_suspended_device_grants, sender=app)
 
 
 def list_devices(citizen_id: str, *, current: int | None = None) -> list[Device]:

@@ -14,8 +14,8 @@
 - ``approve``: the citizen types that number on the enrolled side and confirms with one of their
   own passkeys (WebAuthn L3 §7.2). The number proves the device they hold is the one that
   claimed the pairing; a wrong number cancels it.
-- ``use``: the new device registers a passkey; ``citizens.service.finish_enrolment`` burns the
-  pairing in the same transaction that stores the credential (``use_pairing``).
+- ``use``: the new device registers a passkey; ``citizens.service.finish_enrolment``, given
+  ``redeem=use_pairing``, burns the pairing in the transaction that stores the credential.
 - ``cancel``: wrong number, the citizen gives up, a newer pairing replaces it, the approving
   device is revoked, or the lost-phone code revokes everything.
 
@@ -407,13 +407,13 @@ def finish_device_enrolment(
         raise EnrolmentRejected(_l("This step has expired. Please start again."))
     if pairing.state != "approved":
         raise _ended(pairing)
-    return finish_enrolment(enrolment_id, credential, name=name, via="pairing")
+    return finish_enrolment(enrolment_id, credential, name=name, via="pairing", redeem=use_pairing)
 
 
-def use_pairing(pairing_id: str, *, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+def use_pairing(pairing_id: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """approved → used, inside the enrolment's transaction; (citizen id, audit data).
 
-    ``citizens.service.finish_enrolment`` calls this for challenges made by a pairing.
+    ``finish_device_enrolment`` hands it to ``citizens.service.finish_enrolment`` (``redeem``).
     """
     session = db.session
     if not _transition(pairing_id, from_states=("approved",), state="used", used_at=now):

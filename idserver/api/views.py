@@ -60,7 +60,11 @@ def begin_enrolment() -> Response:
 def finish_enrolment(enrolment_id: str) -> Response:
     body = _body()
     enrolment = citizens.finish_enrolment(
-        enrolment_id, body.get("credential"), name=body.get("name")
+        enrolment_id,
+        body.get("credential"),
+        name=body.get("name"),
+        via="activation",
+        redeem=citizens.use_activation_code,
     )
     return enrolment_response(enrolment)
 

@@ -19,6 +19,7 @@ import hmac
 import io
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,6 @@ from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from webauthn.helpers import base64url_to_bytes
 
 from ..audit import record_event
 from ..db import UTCDateTime
@@ -45,6 +45,8 @@ from ..metrics import ENROLMENTS
 from ..metrics import RATE_LIMIT_REFUSALS
 from ..passkeys import ceremonies
 from ..passkeys.models import Credential
+from ..passkeys.service import NewCredential
+from ..passkeys.service import add_credential
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
 from ..passkeys.service import take_challenge
@@ -56,6 +58,7 @@ from .models import RevocationCode
 __all__ = [
     "CODE_ALPHABET",
     "Enrolment",
+    "Redeem",
     "begin_enrolment",
     "count_revocation_codes",
     "finish_enrolment",
@@ -65,6 +68,7 @@ __all__ = [
     "register_citizen",
     "replace_revocation_codes",
     "start_enrolment",
+    "use_activation_code",
 ]
 
 # No 0/O, 1/I/L: readable on paper and typeable on a phone. 16 of 31 symbols ≈ 79 bits.
@@ -317,8 +321,13 @@ def replace_revocation_codes(citizen_id: str) -> str:
 # -- enrolment ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Enrolment:
-    credential: Credential
+    credential: NewCredential
     revocation_code: str
+
+
+# Burn the ticket an enrolment was started with (``challenge.subject``: an activation code's id
+# or a pairing's) in the enrolment's transaction, once: (citizen id, audit fields), or raise.
+Redeem = Callable[[str, dt.datetime], tuple[str, dict[str, Any]]]
 
 
 def user_handle(citizen: Citizen) -> bytes:
@@ -372,11 +381,13 @@ def _device_name(name: Any) -> str:
 
 
 def finish_enrolment(
-    enrolment_id: Any, credential: Any, *, name: Any, via: str = "activation"
+    enrolment_id: Any, credential: Any, *, name: Any, via: str, redeem: Redeem
 ) -> Enrolment:
-    """Verify the new credential, then store it and burn its activation code or pairing at once."""
+    """Verify the new credential, then store it and burn its ticket at once: ``redeem`` is the
+    activation code's ``use_activation_code`` or the pairing's ``use_pairing`` (``via`` names
+    which, for the challenge check and the metrics)."""
     try:
-        enrolment = _finish_enrolment(enrolment_id, credential, name=name, via=via)
+        enrolment = _finish_enrolment(enrolment_id, credential, name=name, via=via, redeem=redeem)
     except IdServerError as exc:
         ENROLMENTS.labels("refused", via, exc.error).inc()
         raise
@@ -384,7 +395,9 @@ def finish_enrolment(
     return enrolment
 
 
-def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str) -> Enrolment:
+def _finish_enrolment(
+    enrolment_id: Any, credential: Any, *, name: Any, via: str, redeem: Redeem
+) -> Enrolment:
     device_name = _device_name(name)
     challenge = take_challenge(enrolment_id, purpose="enrol", rejected=EnrolmentRejected)
     if challenge.data.get("via", "activation") != via or challenge.subject is None:
@@ -403,38 +416,19 @@ def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str
     hardware = ceremonies.proves_hardware_key(
         verified, aaguid_allowlist=config["AAGUID_ALLOWLIST"], attestation_roots=roots
     )
-    fingerprint = ceremonies.public_key_fingerprint(verified.credential_public_key)
     session = db.session
     now = utcnow()
-    if via == "pairing":
-        from ..account.pairing import use_pairing  # account builds on citizens, not vice versa
-
-        citizen_id, burned = use_pairing(challenge.subject, now=now)
-    else:
-        citizen_id, burned = _use_activation_code(challenge.subject, now=now)
-    client_data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
-    stored = Credential(
-        credential_id=verified.credential_id,
-        citizen_id=citizen_id,
-        name=device_name,
-        kind="passkey" if client_data.get("origin") == expected_origins()[0] else "app",
-        public_key=verified.credential_public_key,
-        public_key_hash=fingerprint,
-        sign_count=verified.sign_count,
-        aaguid=verified.aaguid,
-        attestation_format=_enum_value(verified.fmt),
-        attestation_object=verified.attestation_object,
-        transports=_transports(credential),
-        origin=str(client_data.get("origin", ""))[:300],
-        backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
-        backed_up=verified.credential_backed_up,
-        hardware_attested=hardware,
-        created_at=now,
-    )
-    session.add(stored)
+    citizen_id, burned = redeem(challenge.subject, now)
     _issued, revocation_code = issue_revocation_code(citizen_id)
     try:
-        session.flush()
+        stored = add_credential(
+            verified,
+            citizen_id=citizen_id,
+            name=device_name,
+            response=credential,
+            hardware_attested=hardware,
+            now=now,
+        )
         record_event(
             "enrolment",
             actor=f"citizen:{citizen_id}",
@@ -454,7 +448,7 @@ def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str
     return Enrolment(credential=stored, revocation_code=revocation_code)
 
 
-def _use_activation_code(activation_id: str, *, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+def use_activation_code(activation_id: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """Burn the activation code, once, in the enrolment's transaction; (citizen id, audit)."""
     session = db.session
     used = session.execute(
@@ -474,14 +468,3 @@ def _use_activation_code(activation_id: str, *, now: dt.datetime) -> tuple[str, 
     record = session.get(ActivationCode, activation_id)
     assert record is not None
     return record.citizen_id, {"activation_id": record.id}
-
-
-def _enum_value(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-def _transports(credential: dict[str, Any]) -> list[str]:
-    transports = credential.get("response", {}).get("transports") or []
-    if not isinstance(transports, list):
-        return []
-    return [t for t in transports if isinstance(t, str) and len(t) < 20][:8]
