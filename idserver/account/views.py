@@ -52,6 +52,8 @@ from ..web import no_store
 from . import consents
 from . import devices
 from . import pairing as pairings
+from .errors import PairingCancelled
+from .errors import PairingExpired
 
 bp = Blueprint("account", __name__)
 
@@ -369,10 +371,8 @@ def join(pairing_id: str) -> Any:
     found = pairings.find_pairing(pairing_id)
     if pairings.holds_binding(found, _binding(pairing_id)):
         if found.state in ("cancelled", "expired"):
-            raise pairings.PairingRejected(
-                _l("Adding this device was cancelled or has expired. Please start again."),
-                error=f"pairing_{found.state}",
-            )
+            ended = PairingCancelled if found.state == "cancelled" else PairingExpired
+            raise ended(_l("Adding this device was cancelled or has expired. Please start again."))
         return _page("account/join.html", pairing=found, step=found.state)
     pairings.check_claimable(found)
     return _page("account/join.html", pairing=found, step="claim")

@@ -38,18 +38,29 @@ from ..audit import record_event
 from ..db import UTCDateTime
 from ..db import db
 from ..db import utcnow
-from ..errors import ActivationRejected
 from ..errors import EnrolmentRejected
 from ..errors import IdServerError
 from ..metrics import ENROLMENTS
 from ..metrics import RATE_LIMIT_REFUSALS
 from ..passkeys import ceremonies
+from ..passkeys.errors import PasskeyRejected
 from ..passkeys.models import Credential
 from ..passkeys.service import NewCredential
 from ..passkeys.service import add_credential
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
 from ..passkeys.service import take_challenge
+from .errors import ActivationCodeBlocked
+from .errors import ActivationCodeExpired
+from .errors import ActivationCodeUsed
+from .errors import CredentialExists
+from .errors import EnrolmentExpired
+from .errors import InvalidCitizen
+from .errors import InvalidDeviceName
+from .errors import InvalidImport
+from .errors import ResidentNotFound
+from .errors import TooManyWrongCodes
+from .errors import WrongActivationCode
 from .models import ActivationAttempt
 from .models import ActivationCode
 from .models import Citizen
@@ -104,19 +115,17 @@ def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
         if name == "email":
             clean[name] = value or None
             if value and ("@" not in value or len(value) > 320):
-                raise IdServerError(f"invalid email: {value!r}", error="invalid_citizen")
+                raise InvalidCitizen(f"invalid email: {value!r}")
             continue
         if not value:
-            raise IdServerError(f"missing {name}", error="invalid_citizen")
+            raise InvalidCitizen(f"missing {name}")
         if name == "birthdate" and not isinstance(value, dt.date):
             try:
                 value = dt.date.fromisoformat(str(value))
             except ValueError as exc:
-                raise IdServerError(
-                    f"birthdate must be YYYY-MM-DD, got {value!r}", error="invalid_citizen"
-                ) from exc
+                raise InvalidCitizen(f"birthdate must be YYYY-MM-DD, got {value!r}") from exc
         elif len(str(value)) > 200:
-            raise IdServerError(f"{name} is too long", error="invalid_citizen")
+            raise InvalidCitizen(f"{name} is too long")
         clean[name] = value
     return clean
 
@@ -134,7 +143,7 @@ def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
     if fmt == "json":
         data = json.loads(text)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise IdServerError("JSON import must be a list of objects", error="invalid_import")
+            raise InvalidImport("JSON import must be a list of objects")
         rows = data
     else:
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -143,7 +152,7 @@ def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
         try:
             citizens.append(Citizen(**_clean_citizen(row)))
         except IdServerError as exc:
-            raise IdServerError(f"row {number}: {exc.description}", error=exc.error) from exc
+            raise type(exc)(f"row {number}: {exc.description}") from exc
     db.session.add_all(citizens)
     db.session.commit()
     return citizens
@@ -156,7 +165,7 @@ def issue_activation_code(
     """A new code for a resident; the plain code is returned once and never stored."""
     citizen = db.session.get(Citizen, citizen_id)
     if citizen is None or not citizen.active:
-        raise IdServerError("no such resident", error="not_found", status=404)
+        raise ResidentNotFound()
     code = _new_code()
     ttl = dt.timedelta(days=current_app.config["ACTIVATION_TTL_DAYS"])
     record = ActivationCode(citizen_id=citizen.id, code_hash=hash_code(code))
@@ -204,11 +213,7 @@ def _take_address_attempt(address: str) -> int:
         attempt = connection.scalar(statement)
     if attempt is None:
         RATE_LIMIT_REFUSALS.labels("activation_max_attempts_per_address").inc()
-        raise ActivationRejected(
-            _l("Too many wrong codes from this connection. Please try again in an hour."),
-            error="too_many_attempts",
-            status=429,
-        )
+        raise TooManyWrongCodes()
     return int(attempt)
 
 
@@ -243,30 +248,21 @@ def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCod
     )
     if not right:
         session.commit()
-        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+        raise WrongActivationCode()
     _give_back_address_attempt(attempt)
     session.commit()
     assert record is not None
     # Only whoever holds the right code learns that it has been blocked.
     if within_limit.rowcount != 1:  # type: ignore[attr-defined]
         RATE_LIMIT_REFUSALS.labels("activation_max_attempts").inc()
-        raise ActivationRejected(
-            _l("This code was entered wrongly too often. Please ask for a new letter."),
-            error="too_many_attempts",
-            status=429,
-        )
+        raise ActivationCodeBlocked()
     if record.used_at is not None:
-        raise ActivationRejected(
-            _l("This code has already been used. Please ask for a new letter."), error="code_used"
-        )
+        raise ActivationCodeUsed()
     if record.expires_at <= utcnow():
-        raise ActivationRejected(
-            _l("This code has expired. Please ask the citizens' office for a new letter."),
-            error="code_expired",
-        )
+        raise ActivationCodeExpired()
     citizen = db.session.get(Citizen, record.citizen_id)
     if citizen is None or not citizen.active:
-        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+        raise WrongActivationCode()
     return record
 
 
@@ -376,7 +372,7 @@ def _device_name(name: Any) -> str:
     if name is None or (isinstance(name, str) and not name.strip()):
         return str(_l("My phone"))
     if not isinstance(name, str) or len(name.strip()) > DEVICE_NAME_MAX:
-        raise EnrolmentRejected(_l("Please give the phone a shorter name."), error="invalid_name")
+        raise InvalidDeviceName()
     return name.strip()
 
 
@@ -399,20 +395,23 @@ def _finish_enrolment(
     enrolment_id: Any, credential: Any, *, name: Any, via: str, redeem: Redeem
 ) -> Enrolment:
     device_name = _device_name(name)
-    challenge = take_challenge(enrolment_id, purpose="enrol", rejected=EnrolmentRejected)
-    if challenge.data.get("via", "activation") != via or challenge.subject is None:
-        raise EnrolmentRejected(_l("This step has expired. Please start again."))
     config = current_app.config
-    roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
-    verified = ceremonies.verify_registration(
-        credential=credential,
-        expected_challenge=challenge.challenge,
-        expected_rp_id=config["RP_ID"],
-        expected_origins=expected_origins(),
-        attestation_policy=config["ATTESTATION_POLICY"],
-        aaguid_allowlist=config["AAGUID_ALLOWLIST"],
-        attestation_roots=roots,
-    )
+    try:
+        challenge = take_challenge(enrolment_id, purpose="enrol")
+        if challenge.data.get("via", "activation") != via or challenge.subject is None:
+            raise EnrolmentExpired()
+        roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
+        verified = ceremonies.verify_registration(
+            credential=credential,
+            expected_challenge=challenge.challenge,
+            expected_rp_id=config["RP_ID"],
+            expected_origins=expected_origins(),
+            attestation_policy=config["ATTESTATION_POLICY"],
+            aaguid_allowlist=config["AAGUID_ALLOWLIST"],
+            attestation_roots=roots,
+        )
+    except PasskeyRejected as exc:
+        raise EnrolmentRejected(exc.description, error=exc.error) from exc
     hardware = ceremonies.proves_hardware_key(
         verified, aaguid_allowlist=config["AAGUID_ALLOWLIST"], attestation_roots=roots
     )
@@ -442,9 +441,7 @@ def _finish_enrolment(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise EnrolmentRejected(
-            _l("This phone is already registered."), error="credential_exists"
-        ) from exc
+        raise CredentialExists() from exc
     return Enrolment(credential=stored, revocation_code=revocation_code)
 
 
@@ -462,9 +459,7 @@ def use_activation_code(activation_id: str, now: dt.datetime) -> tuple[str, dict
     )
     if used.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
-        raise ActivationRejected(
-            _l("This code has already been used. Please ask for a new letter."), error="code_used"
-        )
+        raise ActivationCodeUsed()
     record = session.get(ActivationCode, activation_id)
     assert record is not None
     return record.citizen_id, {"activation_id": record.id}

@@ -33,6 +33,8 @@ from ..db import utcnow
 from ..errors import LoginRejected
 from . import ceremonies
 from .ceremonies import VerifiedAssertion
+from .errors import ChallengeExpired
+from .errors import DeviceSuspended
 from .models import Challenge
 from .models import Credential
 
@@ -79,18 +81,19 @@ def create_challenge(purpose: str, *, subject: str | None, data: dict[str, Any])
     return challenge
 
 
-def take_challenge(challenge_id: Any, *, purpose: str, rejected: type[Exception]) -> Challenge:
-    """Remove and return a live challenge; exactly one caller can take it."""
+def take_challenge(challenge_id: Any, *, purpose: str) -> Challenge:
+    """Remove and return a live challenge; exactly one caller can take it (else
+    ``ChallengeExpired``)."""
     if not isinstance(challenge_id, str) or len(challenge_id) > 64:
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     session = db.session
     found = session.get(Challenge, challenge_id)
     if found is None or found.purpose != purpose:
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     result = session.execute(delete(Challenge).where(Challenge.id == challenge_id))
     session.commit()
     if result.rowcount != 1 or found.expires_at <= utcnow():  # type: ignore[attr-defined]
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     return found
 
 
@@ -205,10 +208,7 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
         )
         session.commit()
         log.warning("credential %s suspended: signature counter went back", credential.id)
-        raise LoginRejected(
-            _l("This phone has been blocked for safety. Please contact the citizens' office."),
-            error="device_suspended",
-        )
+        raise DeviceSuspended()
     if credential.backup_eligible != verified.backup_eligible:
         # §6.1.3: BE is fixed at creation; a change means a different authenticator.
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
