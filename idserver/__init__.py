@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
 
+    from . import accessibility
     from . import csrf
     from . import errors
     from . import health
@@ -67,6 +68,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     health.init_app(app)
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(accessibility.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)
