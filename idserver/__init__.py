@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
     from .passkeys.models import usable_device
+    from .passkeys.service import credential_owner
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
     for warning in effective.warnings:
@@ -77,7 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
     # After the blueprints: both wrap or guard views that are registered by now.
-    limits.init_app(app)
+    limits.init_app(app, credential_owner=credential_owner)
     csrf.init_app(app)
     metrics.init_app(app)
 

@@ -45,6 +45,7 @@ __all__ = [
     "device_suspended",
     "add_credential",
     "create_challenge",
+    "credential_owner",
     "expected_origins",
     "find_credential",
     "record_assertion",
@@ -168,6 +169,12 @@ def find_credential(credential_id: bytes) -> Credential | None:
     return db.session.scalars(
         select(Credential).where(Credential.credential_id == credential_id)
     ).first()
+
+
+def credential_owner(credential_id: bytes) -> str | None:
+    """The citizen this credential id is registered to, if any."""
+    stored = find_credential(credential_id)
+    return stored.citizen_id if stored is not None else None
 
 
 def record_assertion(credential: Credential, verified: VerifiedAssertion) -> None:
