@@ -43,7 +43,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .account import views as account_views
     from .admin import views as admin_views
     from .api import views as api_views
+    from .audit.service import append_event
     from .citizens import views as citizen_views
+    from .citizens.service import has_residents
     from .clerks import active_clerk
     from .crosslogin import views as crosslogin_views
     from .db import db
@@ -58,7 +60,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     web.init_app(app)
     errors.init_app(app)
-    keys.init_app(app)
+    keys.init_app(app, audit=append_event, has_residents=has_residents)
     sessions.init_app(
         app,
         usable_device=usable_device,

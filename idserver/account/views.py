@@ -34,9 +34,9 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import limits
-from ..api.views import enrolment_response
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
+from ..citizens.views import enrolment_response
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db

@@ -17,6 +17,7 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 
 from ..citizens import service as citizens
+from ..citizens.views import enrolment_response
 from ..crosslogin import service as crosslogin
 from ..errors import IdServerError
 from ..web import client_address
@@ -34,17 +35,6 @@ def _body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise IdServerError(_l("Please send a JSON object."))
     return body
-
-
-def enrolment_response(enrolment: citizens.Enrolment) -> Response:
-    """201 with the new device and its one-time revocation code (activation and pairing alike)."""
-    device = enrolment.credential
-    response = jsonify(
-        device={"id": device.id, "name": device.name, "kind": device.kind},
-        revocation_code=enrolment.revocation_code,
-    )
-    response.status_code = 201
-    return no_store(response)
 
 
 @bp.post("/enrolments")

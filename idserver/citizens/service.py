@@ -33,6 +33,7 @@ from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..audit import record_event
 from ..db import UTCDateTime
@@ -73,6 +74,7 @@ __all__ = [
     "begin_enrolment",
     "count_revocation_codes",
     "finish_enrolment",
+    "has_residents",
     "import_citizens",
     "issue_activation_code",
     "issue_revocation_code",
@@ -128,6 +130,11 @@ def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
             raise InvalidCitizen(f"{name} is too long")
         clean[name] = value
     return clean
+
+
+def has_residents(session: Session) -> bool:
+    """Whether any resident is registered (in ``session``: the key store keeps its own)."""
+    return session.scalars(select(Citizen.id).limit(1)).first() is not None
 
 
 def register_citizen(**fields: Any) -> Citizen:
