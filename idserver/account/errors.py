@@ -21,7 +21,7 @@ __all__ = [
     "PairingExpired",
     "PairingNotFound",
     "PairingRejected",
-    "PairingState",
+    "WrongPairingState",
     "PairingUsed",
     "ServiceNotFound",
     "TooManyApprovals",
@@ -75,7 +75,7 @@ class PairingCancelled(PairingRejected):
     description = _l("Adding the device was cancelled. Please start “Add another device” again.")
 
 
-class PairingState(PairingRejected):
+class WrongPairingState(PairingRejected):
     """The pairing is live but not in the state this step needs."""
 
     error = "pairing_state"

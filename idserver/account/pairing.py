@@ -64,10 +64,10 @@ from .errors import PairingClaimed
 from .errors import PairingExpired
 from .errors import PairingNotFound
 from .errors import PairingRejected
-from .errors import PairingState
 from .errors import PairingUsed
 from .errors import TooManyApprovals
 from .errors import WrongNumber
+from .errors import WrongPairingState
 from .models import Pairing
 
 __all__ = [
@@ -127,7 +127,7 @@ def _ended(pairing: Pairing) -> PairingRejected:
         return PairingUsed()
     if pairing.state == "cancelled":
         return PairingCancelled()
-    return PairingState()
+    return WrongPairingState()
 
 
 def expire(pairing: Pairing) -> None:
