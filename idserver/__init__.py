@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
 
+    from . import accessibility
     from . import csrf
     from . import errors
     from . import health
@@ -36,15 +37,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import limits
     from . import logs
     from . import metrics
+    from . import sessions
     from . import web
+    from .account import devices as account_devices
     from .account import views as account_views
     from .admin import views as admin_views
     from .api import views as api_views
+    from .audit.service import append_event
     from .citizens import views as citizen_views
+    from .citizens.service import has_residents
+    from .clerks import active_clerk
     from .crosslogin import views as crosslogin_views
     from .db import db
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
+    from .passkeys.models import usable_device
+    from .passkeys.service import credential_owner
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
     for warning in effective.warnings:
@@ -52,11 +60,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     web.init_app(app)
     errors.init_app(app)
-    keys.init_app(app)
+    keys.init_app(app, audit=append_event, has_residents=has_residents)
+    sessions.init_app(
+        app,
+        usable_device=usable_device,
+        privileged=lambda citizen_id: active_clerk(citizen_id) is not None,
+    )
     oidc_server.init_app(app)
+    account_devices.init_app(app)
     health.init_app(app)
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(accessibility.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)
@@ -65,7 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
     # After the blueprints: both wrap or guard views that are registered by now.
-    limits.init_app(app)
+    limits.init_app(app, credential_owner=credential_owner)
     csrf.init_app(app)
     metrics.init_app(app)
 

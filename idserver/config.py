@@ -13,6 +13,8 @@ one line each (``ConfigError.problems``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import logging
 import os
@@ -464,6 +466,21 @@ def _database_problems(config: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def parse_kek(value: str) -> bytes:
+    """The 32 bytes of a KEK written in base64 (standard or URL-safe, padding optional).
+
+    Here, not in ``keys.sealing``: validating the setting needs it, and config is below keys.
+    """
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be 32 random bytes in base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 random bytes in base64, not {len(raw)} bytes")
+    return raw
+
+
 def _format_problems(config: Mapping[str, Any]) -> list[str]:
     """Settings with a fixed vocabulary or syntax: modes, levels, zones, URLs, rate limits."""
     from limits import parse_many
@@ -531,8 +548,6 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
                     f"not {config[setting.name]!r}"
                 )
     if config["KEY_ENCRYPTION_KEY"]:
-        from .keys.sealing import parse_kek
-
         try:
             parse_kek(config["KEY_ENCRYPTION_KEY"])
         except ValueError as exc:

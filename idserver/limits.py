@@ -377,12 +377,12 @@ def consume(setting: str, key: str, *, scope: str) -> None:
 
 
 # -- who is counted --------------------------------------------------------------------------
-def _citizen_of_presented_credential() -> str | None:
-    """The citizen whose device answered; None (nothing to count) when none is enrolled."""
+def _citizen_of_presented_credential(owner: Callable[[bytes], str | None]) -> str | None:
+    """The citizen whose device answered (``owner`` of its credential id, from passkeys);
+    None (nothing to count) when none is enrolled."""
     from webauthn.helpers import base64url_to_bytes
 
     from .db import db
-    from .passkeys.service import find_credential
 
     body = request.get_json(silent=True)
     credential = body.get("credential") if isinstance(body, dict) else None
@@ -390,10 +390,9 @@ def _citizen_of_presented_credential() -> str | None:
     if not isinstance(raw_id, str) or not 0 < len(raw_id) <= 1400:
         return None
     try:
-        stored = find_credential(base64url_to_bytes(raw_id))
+        citizen_id = owner(base64url_to_bytes(raw_id))
     except (ValueError, TypeError):
         return None
-    citizen_id = stored.citizen_id if stored is not None else None
     db.session.commit()  # end the read: the counter takes a connection of its own
     return citizen_id
 
@@ -444,8 +443,12 @@ def _counted(
 
 
 # -- wiring -----------------------------------------------------------------------------------
-def init_app(app: Flask) -> None:
-    """Check the limit settings, choose the storage, and put the limits on their endpoints."""
+def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> None:
+    """Check the limit settings, choose the storage, and put the limits on their endpoints.
+
+    ``credential_owner`` (from passkeys, which builds on this module) names the citizen a
+    presented credential id belongs to: approvals are counted per citizen.
+    """
     for name in LIMITS:
         try:
             parse_many(app.config[name])
@@ -486,7 +489,7 @@ def init_app(app: Flask) -> None:
         _counted,
         setting="RATE_LIMIT_APPROVAL",
         scope="approval",
-        key=_citizen_of_presented_credential,
+        key=functools.partial(_citizen_of_presented_credential, credential_owner),
         counts=_approved,
     )
     token = functools.partial(

@@ -1,6 +1,5 @@
 """Every table, imported in one place for Alembic and ``create_all``."""
 
-from .account.models import BrowserSession
 from .account.models import ConsentWithdrawal
 from .account.models import Pairing
 from .admin.models import MaintenanceRun
@@ -21,6 +20,7 @@ from .oidc.models import Token
 from .oidc.models import UsedAssertion
 from .passkeys.models import Challenge
 from .passkeys.models import Credential
+from .sessions import BrowserSession
 
 __all__ = [
     "ActivationAttempt",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from typing import Any
 from urllib.parse import urlencode
@@ -178,33 +177,4 @@ def home() -> str:
     config = current_app.config
     return render_template(
         "home.html", office=config["OFFICE_NAME"], office_contact=config["OFFICE_CONTACT"]
-    )
-
-
-# The accessibility statement says when it was last checked against the pages (BITV 2.0 § 7):
-# review it, and move this date, whenever pages change in a way that affects the known gaps.
-ACCESSIBILITY_REVIEWED = dt.date(2026, 11, 21)
-ARBITRATION_BOARD = (
-    "Schlichtungsstelle nach dem Behindertengleichstellungsgesetz bei dem Beauftragten der "
-    "Bundesregierung für die Belange von Menschen mit Behinderungen",
-    "Mauerstraße 53",
-    "10117 Berlin",
-)
-ARBITRATION_BOARD_WEBSITE = "https://www.schlichtungsstelle-bgg.de"
-
-
-@bp.get("/barrierefreiheit")
-def accessibility() -> str:
-    """Erklärung zur Barrierefreiheit (BITV 2.0 § 7; model: EU implementing decision 2018/1523)."""
-    from .account.pairing import PAIRING_TTL  # here: the account package imports this module
-
-    config = current_app.config
-    return render_template(
-        "accessibility.html",
-        reviewed=ACCESSIBILITY_REVIEWED,
-        login_minutes=max(1, round(config["LOGIN_TTL_SECONDS"] / 60)),
-        pairing_minutes=max(1, round(PAIRING_TTL.total_seconds() / 60)),
-        idle_minutes=max(1, round(config["SESSION_IDLE_SECONDS"] / 60)),
-        arbitration_board=ARBITRATION_BOARD,
-        arbitration_board_website=ARBITRATION_BOARD_WEBSITE,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -19,12 +18,12 @@ from sqlalchemy import update
 from ..audit import record_event
 from ..db import db
 from ..db import utcnow
-from ..errors import NotFound
 from ..oidc.models import AuthorizationCode
 from ..oidc.models import Client
 from ..oidc.models import Token
+from ..sessions import SELF_CLIENT_ID
+from .errors import ServiceNotFound
 from .models import ConsentWithdrawal
-from .service import SELF_CLIENT_ID
 
 __all__ = ["Service", "find_service", "list_services", "withdraw_consent"]
 
@@ -72,7 +71,7 @@ def find_service(citizen_id: str, client_id: str) -> Service:
     for service in list_services(citizen_id):
         if service.client_id == client_id:
             return service
-    raise NotFound(_l("You have not logged in to this service."), error="unknown_service")
+    raise ServiceNotFound()
 
 
 def withdraw_consent(citizen_id: str, client_id: str) -> int:

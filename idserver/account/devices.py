@@ -6,7 +6,10 @@ without a login and only once: burning it is ``UPDATE … WHERE used_at IS NULL`
 
 A device that is revoked (account page, revocation code, clerk) or suspended as cloned loses
 what it already obtained, in the same transaction: ``end_device_grants`` is the one place that
-ends the sessions, access tokens, unredeemed codes and approved pairings of its logins.
+ends the sessions, access tokens, unredeemed codes and approved pairings of its logins. A
+suspension comes from below (``passkeys.service.device_suspended``, subscribed by ``init_app``).
+Each of those tables is written by the package that owns it: ``sessions.end_device_sessions``,
+``oidc.server.revoke_device_grants``, ``pairing.cancel_pairings``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Flask
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement
 from sqlalchemy import select
@@ -28,14 +32,15 @@ from ..citizens.service import DEVICE_NAME_MAX
 from ..citizens.service import hash_code
 from ..db import db
 from ..db import utcnow
-from ..errors import IdServerError
-from ..errors import NotFound
 from ..oidc.server import revoke_device_grants
 from ..passkeys.aaguids import authenticator_name
 from ..passkeys.models import Credential
-from .models import BrowserSession
+from ..passkeys.service import device_suspended
+from ..sessions import BrowserSession
+from ..sessions import end_device_sessions
+from .errors import DeviceNotFound
+from .errors import InvalidDeviceName
 from .pairing import cancel_pairings
-from .service import end_device_sessions
 
 __all__ = [
     "Device",
@@ -43,6 +48,7 @@ __all__ = [
     "clean_device_name",
     "end_device_grants",
     "find_device",
+    "init_app",
     "list_devices",
     "rename_device",
     "revoke_device",
@@ -124,6 +130,19 @@ def end_device_grants(
     return ended
 
 
+def _end_suspended_device_grants(
+    sender: Flask, *, citizen_id: str, credential_pk: int, reason: str
+) -> EndedGrants:
+    """A device suspended by passkeys (a cloned authenticator) loses its grants, like a
+    revoked one."""
+    return end_device_grants(citizen_id, [credential_pk], reason=reason, actor="system")
+
+
+def init_app(app: Flask) -> None:
+    """Subscribe to ``passkeys.service.device_suspended`` for this app."""
+    device_suspended.connect(_end_suspended_device_grants, sender=app)
+
+
 def list_devices(citizen_id: str, *, current: int | None = None) -> list[Device]:
     """Usable devices first, then blocked ones, then revoked ones; newest first in each."""
     rows = db.session.scalars(
@@ -152,24 +171,17 @@ def list_devices(citizen_id: str, *, current: int | None = None) -> list[Device]
 def clean_device_name(name: Any) -> str:
     """A name the citizen recognises the device by: 1–60 printable characters."""
     if not isinstance(name, str):
-        raise IdServerError(_l("Please give the device a name."), error="invalid_name")
+        raise InvalidDeviceName()
     cleaned = " ".join(name.split())
     if not cleaned:
-        raise IdServerError(_l("Please give the device a name."), error="invalid_name")
+        raise InvalidDeviceName()
     if len(cleaned) > DEVICE_NAME_MAX:
-        raise IdServerError(
-            _l("Please use at most %(max)d characters for the name.", max=DEVICE_NAME_MAX),
-            error="invalid_name",
+        raise InvalidDeviceName(
+            _l("Please use at most %(max)d characters for the name.", max=DEVICE_NAME_MAX)
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in cleaned):
-        raise IdServerError(
-            _l("The name contains characters that are not allowed."), error="invalid_name"
-        )
+        raise InvalidDeviceName(_l("The name contains characters that are not allowed."))
     return cleaned
-
-
-def _not_found() -> NotFound:
-    return NotFound(_l("This device does not exist or has been removed."), error="unknown_device")
 
 
 def _own_active_device(citizen_id: str, device_id: int) -> tuple[ColumnElement[bool], ...]:
@@ -190,7 +202,7 @@ def rename_device(citizen_id: str, device_id: int, name: Any) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
-        raise _not_found()
+        raise DeviceNotFound()
     # Names are personal data: the audit log keeps only which device changed.
     record_event(
         "device_renamed", actor=f"citizen:{citizen_id}", subject=citizen_id, credential_id=device_id
@@ -202,7 +214,7 @@ def find_device(citizen_id: str, device_id: int) -> Credential:
     """One of the citizen's devices that is not revoked (for the confirmation page)."""
     stored = db.session.get(Credential, device_id)
     if stored is None or stored.citizen_id != citizen_id or stored.revoked_at is not None:
-        raise _not_found()
+        raise DeviceNotFound()
     return stored
 
 
@@ -216,7 +228,7 @@ def revoke_device(citizen_id: str, device_id: int) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
-        raise _not_found()
+        raise DeviceNotFound()
     actor = f"citizen:{citizen_id}"
     end_device_grants(citizen_id, [device_id], reason="device_revoked", actor=actor)
     record_event("device_revoked", actor=actor, subject=citizen_id, credential_id=device_id)

@@ -1,4 +1,4 @@
-"""Browser sessions at Bürger-ID itself, kept server-side so they can be ended from anywhere."""
+"""The account pages' own tables: pairings (adding a device) and withdrawn consents."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 from typing import ClassVar
 
-from sqlalchemy import JSON
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -28,25 +27,6 @@ class PairingState(enum.StrEnum):
     USED = "used"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-
-
-class BrowserSession(Base):
-    __tablename__ = "browser_sessions"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    acr: Mapped[str] = mapped_column(String(100))
-    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
-    login_id: Mapped[str | None] = mapped_column(String(64))
-    # The device that approved the login: revoking or suspending it ends the session.
-    credential_pk: Mapped[int | None] = mapped_column(
-        ForeignKey("credentials.id", ondelete="SET NULL")
-    )
-
-    __table_args__ = (Index("ix_browser_sessions_citizen", "citizen_id"),)
 
 
 class Pairing(Base):

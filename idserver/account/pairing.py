@@ -14,8 +14,8 @@
 - ``approve``: the citizen types that number on the enrolled side and confirms with one of their
   own passkeys (WebAuthn L3 §7.2). The number proves the device they hold is the one that
   claimed the pairing; a wrong number cancels it.
-- ``use``: the new device registers a passkey; ``citizens.service.finish_enrolment`` burns the
-  pairing in the same transaction that stores the credential (``use_pairing``).
+- ``use``: the new device registers a passkey; ``citizens.service.finish_enrolment``, given
+  ``redeem=use_pairing``, burns the pairing in the transaction that stores the credential.
 - ``cancel``: wrong number, the citizen gives up, a newer pairing replaces it, the approving
   device is revoked, or the lost-phone code revokes everything (``cancel_pairings``).
 - ``expire``: any live state once ``expires_at`` has passed.
@@ -39,17 +39,16 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from ..citizens.errors import EnrolmentExpired
 from ..citizens.models import Citizen
 from ..citizens.service import Enrolment
 from ..citizens.service import finish_enrolment
 from ..citizens.service import start_enrolment
 from ..db import db
 from ..db import utcnow
-from ..errors import EnrolmentRejected
-from ..errors import IdServerError
-from ..errors import NotFound
-from ..errors import RateLimited
+from ..errors import LoginRejected
 from ..passkeys import ceremonies
+from ..passkeys.errors import PasskeyRejected
 from ..passkeys.models import Challenge
 from ..passkeys.models import Credential
 from ..passkeys.service import create_challenge
@@ -58,12 +57,24 @@ from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
 from ..states import transition
+from .errors import InvalidNumber
+from .errors import NotBound
+from .errors import NotOwnDevice
+from .errors import NoUsableDevice
+from .errors import PairingCancelled
+from .errors import PairingClaimed
+from .errors import PairingExpired
+from .errors import PairingNotFound
+from .errors import PairingRejected
+from .errors import PairingUsed
+from .errors import TooManyApprovals
+from .errors import WrongNumber
+from .errors import WrongPairingState
 from .models import Pairing
 from .models import PairingState
 
 __all__ = [
     "PAIRING_TTL",
-    "PairingRejected",
     "PairingState",
     "approve",
     "begin_approval",
@@ -88,12 +99,6 @@ MAX_APPROVAL_CHALLENGES = 5
 CHALLENGE_PURPOSE = "pair"
 
 
-class PairingRejected(IdServerError):
-    """Adding a device was refused: the pairing ended, is someone else's, or a check failed."""
-
-    error = "pairing_rejected"
-
-
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -113,23 +118,12 @@ def _transition(
 def _ended(pairing: Pairing) -> PairingRejected:
     """The refusal for a pairing that is not in the state a step needs."""
     if pairing.state == PairingState.EXPIRED:
-        return PairingRejected(
-            _l("This link has expired. Please start “Add another device” again."),
-            error="pairing_expired",
-        )
+        return PairingExpired()
     if pairing.state == PairingState.USED:
-        return PairingRejected(
-            _l("This link has already been used to add a device. Each link works only once."),
-            error="pairing_used",
-        )
+        return PairingUsed()
     if pairing.state == PairingState.CANCELLED:
-        return PairingRejected(
-            _l("Adding the device was cancelled. Please start “Add another device” again."),
-            error="pairing_cancelled",
-        )
-    return PairingRejected(
-        _l("This step is not possible right now. Please reload the page."), error="pairing_state"
-    )
+        return PairingCancelled()
+    return WrongPairingState()
 
 
 def expire(pairing: Pairing) -> None:
@@ -149,10 +143,10 @@ def expire(pairing: Pairing) -> None:
 def find_pairing(pairing_id: Any) -> Pairing:
     """The pairing with this id (expired first if its time is up), or 404."""
     if not isinstance(pairing_id, str) or not 20 <= len(pairing_id) <= 64:
-        raise NotFound(_l("This link does not exist or has ended."), error="pairing_not_found")
+        raise PairingNotFound()
     pairing = db.session.get(Pairing, pairing_id, populate_existing=True)
     if pairing is None:
-        raise NotFound(_l("This link does not exist or has ended."), error="pairing_not_found")
+        raise PairingNotFound()
     if pairing.state in LIVE and pairing.expires_at <= utcnow():
         expire(pairing)
     return pairing
@@ -181,7 +175,7 @@ def for_citizen(pairing_id: Any, citizen_id: str) -> Pairing:
     """The pairing, only for the citizen who started it; everyone else gets 404."""
     pairing = find_pairing(pairing_id)
     if not hmac.compare_digest(pairing.citizen_id, citizen_id):
-        raise NotFound(_l("This link does not exist or has ended."), error="pairing_not_found")
+        raise PairingNotFound()
     return pairing
 
 
@@ -196,10 +190,7 @@ def status(pairing: Pairing) -> dict[str, Any]:
 
 def _check_number(pairing: Pairing, number: Any) -> None:
     if not isinstance(number, str) or not re.fullmatch(r"[0-9]{2}", number.strip()):
-        raise PairingRejected(
-            _l("Please type the two-digit number shown on the new device."),
-            error="invalid_number",
-        )
+        raise InvalidNumber()
     if not hmac.compare_digest(number.strip(), pairing.number):
         cancelled = _transition(
             pairing.id,
@@ -209,13 +200,7 @@ def _check_number(pairing: Pairing, number: Any) -> None:
         )
         if cancelled:
             db.session.commit()
-        raise PairingRejected(
-            _l(
-                "The number was not right, so adding the device has been cancelled for your "
-                "safety. If the new device is yours, please start again."
-            ),
-            error="wrong_number",
-        )
+        raise WrongNumber()
 
 
 def _usable_credential_ids(citizen_id: str) -> list[bytes]:
@@ -237,11 +222,9 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
     _check_number(pairing, number)
     allowed = _usable_credential_ids(pairing.citizen_id)
     if not allowed:
-        raise PairingRejected(
-            _l("None of your devices can confirm this any more."), error="no_usable_device"
-        )
+        raise NoUsableDevice()
     if pairing.challenges_issued >= MAX_APPROVAL_CHALLENGES:
-        raise RateLimited(_l("Too many attempts. Please start “Add another device” again."))
+        raise TooManyApprovals()
     if not _transition(
         pairing.id,
         from_states=(PairingState.CLAIMED,),
@@ -260,26 +243,33 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
 
 def approve(pairing: Pairing, *, number: Any, ceremony_id: Any, credential: Any) -> Pairing:
     """claimed → approved, with an assertion by one of the pairing citizen's usable devices."""
-    challenge = take_challenge(ceremony_id, purpose=CHALLENGE_PURPOSE, rejected=PairingRejected)
+    try:
+        challenge = take_challenge(ceremony_id, purpose=CHALLENGE_PURPOSE)
+    except PasskeyRejected as exc:
+        raise PairingRejected(exc.description, error=exc.error) from exc
     if challenge.subject != pairing.id:
         raise PairingRejected(_l("This step has expired. Please start again."))
     pairing = find_pairing(pairing.id)
     if pairing.state != PairingState.CLAIMED:
         raise _ended(pairing)
     _check_number(pairing, number)
-    raw_id = ceremonies.credential_id_of(credential, PairingRejected)
+    try:
+        raw_id = ceremonies.credential_id_of(credential)
+    except PasskeyRejected as exc:
+        raise PairingRejected(exc.description, error=exc.error) from exc
     stored = find_credential(raw_id)
     if stored is None or not stored.usable or stored.citizen_id != pairing.citizen_id:
-        raise PairingRejected(
-            _l("Please confirm with one of your own registered devices."), error="unknown_device"
+        raise NotOwnDevice()
+    try:
+        verified = ceremonies.verify_assertion(
+            credential=credential,
+            expected_challenge=challenge.challenge,
+            expected_rp_id=current_app.config["RP_ID"],
+            expected_origins=expected_origins(),
+            credential_public_key=stored.public_key,
         )
-    verified = ceremonies.verify_assertion(
-        credential=credential,
-        expected_challenge=challenge.challenge,
-        expected_rp_id=current_app.config["RP_ID"],
-        expected_origins=expected_origins(),
-        credential_public_key=stored.public_key,
-    )
+    except PasskeyRejected as exc:  # refused as a login's confirmation, as ever
+        raise LoginRejected(exc.description, error=exc.error) from exc
     record_assertion(stored, verified)
     now = utcnow()
     if not _transition(
@@ -354,13 +344,7 @@ def claim(pairing_id: Any, *, binding: Any) -> tuple[Pairing, str]:
 def check_claimable(pairing: Pairing) -> None:
     """Refuse a device without the binding unless the pairing is still waiting for one."""
     if pairing.state in (PairingState.CLAIMED, PairingState.APPROVED):
-        raise PairingRejected(
-            _l(
-                "This link is already being used by another device. If that was not you, "
-                "cancel it on your registered device and start again."
-            ),
-            error="pairing_claimed",
-        )
+        raise PairingClaimed()
     if pairing.state != PairingState.PENDING:
         raise _ended(pairing)
 
@@ -377,10 +361,7 @@ def for_device(pairing_id: Any, binding: Any) -> Pairing:
     """The pairing, only for the device that claimed it."""
     pairing = find_pairing(pairing_id)
     if not holds_binding(pairing, binding):
-        raise PairingRejected(
-            _l("Please open the link or scan the QR code from your registered device again."),
-            error="not_bound",
-        )
+        raise NotBound()
     return pairing
 
 
@@ -403,16 +384,16 @@ def finish_device_enrolment(
     # Challenges are never changed, only deleted: reading it before it is taken is safe.
     challenge = db.session.get(Challenge, enrolment_id) if isinstance(enrolment_id, str) else None
     if challenge is None or challenge.subject != pairing.id:
-        raise EnrolmentRejected(_l("This step has expired. Please start again."))
+        raise EnrolmentExpired()
     if pairing.state != PairingState.APPROVED:
         raise _ended(pairing)
-    return finish_enrolment(enrolment_id, credential, name=name, via="pairing")
+    return finish_enrolment(enrolment_id, credential, name=name, via="pairing", redeem=use_pairing)
 
 
-def use_pairing(pairing_id: str, *, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+def use_pairing(pairing_id: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """approved → used, inside the enrolment's transaction; (citizen id, audit data).
 
-    ``citizens.service.finish_enrolment`` calls this for challenges made by a pairing.
+    ``finish_device_enrolment`` hands it to ``citizens.service.finish_enrolment`` (``redeem``).
     """
     session = db.session
     if not _transition(

@@ -34,24 +34,26 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import limits
-from ..api.views import enrolment_response
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
+from ..citizens.views import enrolment_response
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
+from ..oidc.clients import self_client
 from ..passkeys.models import Credential
+from ..sessions import BrowserSession
+from ..sessions import current_session
+from ..sessions import end_session
 from ..web import client_address
 from ..web import no_store
 from . import consents
 from . import devices
 from . import pairing as pairings
-from .models import BrowserSession
-from .service import current_session
-from .service import end_session
-from .service import self_client
+from .errors import PairingCancelled
+from .errors import PairingExpired
 
 bp = Blueprint("account", __name__)
 
@@ -369,10 +371,9 @@ def join(pairing_id: str) -> Any:
     found = pairings.find_pairing(pairing_id)
     if pairings.holds_binding(found, _binding(pairing_id)):
         if found.state in (pairings.PairingState.CANCELLED, pairings.PairingState.EXPIRED):
-            raise pairings.PairingRejected(
-                _l("Adding this device was cancelled or has expired. Please start again."),
-                error=f"pairing_{found.state}",
-            )
+            cancelled = found.state == pairings.PairingState.CANCELLED
+            ended = PairingCancelled if cancelled else PairingExpired
+            raise ended(_l("Adding this device was cancelled or has expired. Please start again."))
         return _page("account/join.html", pairing=found, step=found.state)
     pairings.check_claimable(found)
     return _page("account/join.html", pairing=found, step="claim")

@@ -54,10 +54,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from .. import models  # noqa: F401 -- every table, so the dependents below are complete
-from ..account.models import BrowserSession
 from ..account.models import ConsentWithdrawal
 from ..account.models import Pairing
-from ..account.service import SELF_CLIENT_ID
 from ..audit import record_event
 from ..citizens.models import ActivationAttempt
 from ..citizens.models import ActivationCode
@@ -72,6 +70,8 @@ from ..oidc.models import AuthorizationCode
 from ..oidc.models import Token
 from ..oidc.models import UsedAssertion
 from ..passkeys.models import Challenge
+from ..sessions import SELF_CLIENT_ID
+from ..sessions import BrowserSession
 from .models import MaintenanceRun
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from .. import limits
-from ..account.service import current_session
 from ..account.views import require_session
 from ..audit import verify_chain
 from ..audit import verify_since_checkpoint
@@ -35,6 +34,7 @@ from ..citizens.service import activation_url
 from ..clerks import active_clerk
 from ..clerks import may
 from ..errors import IdServerError
+from ..sessions import current_session
 from ..web import SUPPORTED_LANGUAGES
 from . import service
 from .events import EVENT_LABELS

@@ -17,6 +17,7 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 
 from ..citizens import service as citizens
+from ..citizens.views import enrolment_response
 from ..crosslogin import service as crosslogin
 from ..crosslogin.models import LoginState
 from ..errors import IdServerError
@@ -37,17 +38,6 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def enrolment_response(enrolment: citizens.Enrolment) -> Response:
-    """201 with the new device and its one-time revocation code (activation and pairing alike)."""
-    device = enrolment.credential
-    response = jsonify(
-        device={"id": device.id, "name": device.name, "kind": device.kind},
-        revocation_code=enrolment.revocation_code,
-    )
-    response.status_code = 201
-    return no_store(response)
-
-
 @bp.post("/enrolments")
 def begin_enrolment() -> Response:
     body = _body()
@@ -61,7 +51,11 @@ def begin_enrolment() -> Response:
 def finish_enrolment(enrolment_id: str) -> Response:
     body = _body()
     enrolment = citizens.finish_enrolment(
-        enrolment_id, body.get("credential"), name=body.get("name")
+        enrolment_id,
+        body.get("credential"),
+        name=body.get("name"),
+        via="activation",
+        redeem=citizens.use_activation_code,
     )
     return enrolment_response(enrolment)
 

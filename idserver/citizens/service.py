@@ -20,6 +20,7 @@ import io
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,22 +34,35 @@ from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from webauthn.helpers import base64url_to_bytes
+from sqlalchemy.orm import Session
 
 from ..audit import record_event
 from ..db import UTCDateTime
 from ..db import db
 from ..db import utcnow
-from ..errors import ActivationRejected
 from ..errors import EnrolmentRejected
 from ..errors import IdServerError
 from ..metrics import ENROLMENTS
 from ..metrics import RATE_LIMIT_REFUSALS
 from ..passkeys import ceremonies
+from ..passkeys.errors import PasskeyRejected
 from ..passkeys.models import Credential
+from ..passkeys.service import NewCredential
+from ..passkeys.service import add_credential
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
 from ..passkeys.service import take_challenge
+from .errors import ActivationCodeBlocked
+from .errors import ActivationCodeExpired
+from .errors import ActivationCodeUsed
+from .errors import CredentialExists
+from .errors import EnrolmentExpired
+from .errors import InvalidCitizen
+from .errors import InvalidDeviceName
+from .errors import InvalidImport
+from .errors import ResidentNotFound
+from .errors import TooManyWrongCodes
+from .errors import WrongActivationCode
 from .models import ActivationAttempt
 from .models import ActivationCode
 from .models import Citizen
@@ -58,15 +72,18 @@ __all__ = [
     "CODE_ALPHABET",
     "POSTCODE",
     "Enrolment",
+    "Redeem",
     "begin_enrolment",
     "count_revocation_codes",
     "finish_enrolment",
+    "has_residents",
     "import_citizens",
     "issue_activation_code",
     "issue_revocation_code",
     "register_citizen",
     "replace_revocation_codes",
     "start_enrolment",
+    "use_activation_code",
 ]
 
 # No 0/O, 1/I/L: readable on paper and typeable on a phone. 16 of 31 symbols ≈ 79 bits.
@@ -103,10 +120,10 @@ def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
         if name == "email":
             clean[name] = value or None
             if value and ("@" not in value or len(value) > 320):
-                raise IdServerError(f"invalid email: {value!r}", error="invalid_citizen")
+                raise InvalidCitizen(f"invalid email: {value!r}")
             continue
         if not value:
-            raise IdServerError(f"missing {name}", error="invalid_citizen")
+            raise InvalidCitizen(f"missing {name}")
         if name == "birthdate" and not isinstance(value, dt.date):
             try:
                 value = dt.date.fromisoformat(str(value))
@@ -114,17 +131,20 @@ def _clean_citizen(fields: dict[str, Any]) -> dict[str, Any]:
                 message = f"birthdate must be YYYY-MM-DD, got {value!r}"
                 if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(value)):
                     message = f"birthdate {value!r} does not exist"  # 1980-02-31
-                raise IdServerError(message, error="invalid_citizen") from exc
+                raise InvalidCitizen(message) from exc
         if isinstance(value, dt.date) and value > dt.date.today():
-            raise IdServerError(f"birthdate is in the future: {value}", error="invalid_citizen")
+            raise InvalidCitizen(f"birthdate is in the future: {value}")
         if name == "postcode" and not POSTCODE.fullmatch(str(value)):
-            raise IdServerError(
-                f"postcode must be five digits, got {value!r}", error="invalid_citizen"
-            )
+            raise InvalidCitizen(f"postcode must be five digits, got {value!r}")
         if name != "birthdate" and len(str(value)) > 200:
-            raise IdServerError(f"{name} is too long", error="invalid_citizen")
+            raise InvalidCitizen(f"{name} is too long")
         clean[name] = value
     return clean
+
+
+def has_residents(session: Session) -> bool:
+    """Whether any resident is registered (in ``session``: the key store keeps its own)."""
+    return session.scalars(select(Citizen.id).limit(1)).first() is not None
 
 
 def register_citizen(**fields: Any) -> Citizen:
@@ -140,7 +160,7 @@ def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
     if fmt == "json":
         data = json.loads(text)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise IdServerError("JSON import must be a list of objects", error="invalid_import")
+            raise InvalidImport("JSON import must be a list of objects")
         rows = data
     else:
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -149,7 +169,7 @@ def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
         try:
             citizens.append(Citizen(**_clean_citizen(row)))
         except IdServerError as exc:
-            raise IdServerError(f"row {number}: {exc.description}", error=exc.error) from exc
+            raise type(exc)(f"row {number}: {exc.description}") from exc
     db.session.add_all(citizens)
     db.session.commit()
     return citizens
@@ -162,7 +182,7 @@ def issue_activation_code(
     """A new code for a resident; the plain code is returned once and never stored."""
     citizen = db.session.get(Citizen, citizen_id)
     if citizen is None or not citizen.active:
-        raise IdServerError("no such resident", error="not_found", status=404)
+        raise ResidentNotFound()
     code = _new_code()
     ttl = dt.timedelta(days=current_app.config["ACTIVATION_TTL_DAYS"])
     record = ActivationCode(citizen_id=citizen.id, code_hash=hash_code(code))
@@ -210,11 +230,7 @@ def _take_address_attempt(address: str) -> int:
         attempt = connection.scalar(statement)
     if attempt is None:
         RATE_LIMIT_REFUSALS.labels("activation_max_attempts_per_address").inc()
-        raise ActivationRejected(
-            _l("Too many wrong codes from this connection. Please try again in an hour."),
-            error="too_many_attempts",
-            status=429,
-        )
+        raise TooManyWrongCodes()
     return int(attempt)
 
 
@@ -249,30 +265,21 @@ def _check_code(activation_id: Any, code: Any, *, address: str) -> ActivationCod
     )
     if not right:
         session.commit()
-        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+        raise WrongActivationCode()
     _give_back_address_attempt(attempt)
     session.commit()
     assert record is not None
     # Only whoever holds the right code learns that it has been blocked.
     if within_limit.rowcount != 1:  # type: ignore[attr-defined]
         RATE_LIMIT_REFUSALS.labels("activation_max_attempts").inc()
-        raise ActivationRejected(
-            _l("This code was entered wrongly too often. Please ask for a new letter."),
-            error="too_many_attempts",
-            status=429,
-        )
+        raise ActivationCodeBlocked()
     if record.used_at is not None:
-        raise ActivationRejected(
-            _l("This code has already been used. Please ask for a new letter."), error="code_used"
-        )
+        raise ActivationCodeUsed()
     if record.expires_at <= utcnow():
-        raise ActivationRejected(
-            _l("This code has expired. Please ask the citizens' office for a new letter."),
-            error="code_expired",
-        )
+        raise ActivationCodeExpired()
     citizen = db.session.get(Citizen, record.citizen_id)
     if citizen is None or not citizen.active:
-        raise ActivationRejected(_l("This code is not right. Please check it and try again."))
+        raise WrongActivationCode()
     return record
 
 
@@ -327,8 +334,13 @@ def replace_revocation_codes(citizen_id: str) -> str:
 # -- enrolment ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Enrolment:
-    credential: Credential
+    credential: NewCredential
     revocation_code: str
+
+
+# Burn the ticket an enrolment was started with (``challenge.subject``: an activation code's id
+# or a pairing's) in the enrolment's transaction, once: (citizen id, audit fields), or raise.
+Redeem = Callable[[str, dt.datetime], tuple[str, dict[str, Any]]]
 
 
 def user_handle(citizen: Citizen) -> bytes:
@@ -377,16 +389,18 @@ def _device_name(name: Any) -> str:
     if name is None or (isinstance(name, str) and not name.strip()):
         return str(_l("My phone"))
     if not isinstance(name, str) or len(name.strip()) > DEVICE_NAME_MAX:
-        raise EnrolmentRejected(_l("Please give the phone a shorter name."), error="invalid_name")
+        raise InvalidDeviceName()
     return name.strip()
 
 
 def finish_enrolment(
-    enrolment_id: Any, credential: Any, *, name: Any, via: str = "activation"
+    enrolment_id: Any, credential: Any, *, name: Any, via: str, redeem: Redeem
 ) -> Enrolment:
-    """Verify the new credential, then store it and burn its activation code or pairing at once."""
+    """Verify the new credential, then store it and burn its ticket at once: ``redeem`` is the
+    activation code's ``use_activation_code`` or the pairing's ``use_pairing`` (``via`` names
+    which, for the challenge check and the metrics)."""
     try:
-        enrolment = _finish_enrolment(enrolment_id, credential, name=name, via=via)
+        enrolment = _finish_enrolment(enrolment_id, credential, name=name, via=via, redeem=redeem)
     except IdServerError as exc:
         ENROLMENTS.labels("refused", via, exc.error).inc()
         raise
@@ -394,57 +408,43 @@ def finish_enrolment(
     return enrolment
 
 
-def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str) -> Enrolment:
+def _finish_enrolment(
+    enrolment_id: Any, credential: Any, *, name: Any, via: str, redeem: Redeem
+) -> Enrolment:
     device_name = _device_name(name)
-    challenge = take_challenge(enrolment_id, purpose="enrol", rejected=EnrolmentRejected)
-    if challenge.data.get("via", "activation") != via or challenge.subject is None:
-        raise EnrolmentRejected(_l("This step has expired. Please start again."))
     config = current_app.config
-    roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
-    verified = ceremonies.verify_registration(
-        credential=credential,
-        expected_challenge=challenge.challenge,
-        expected_rp_id=config["RP_ID"],
-        expected_origins=expected_origins(),
-        attestation_policy=config["ATTESTATION_POLICY"],
-        aaguid_allowlist=config["AAGUID_ALLOWLIST"],
-        attestation_roots=roots,
-    )
+    try:
+        challenge = take_challenge(enrolment_id, purpose="enrol")
+        if challenge.data.get("via", "activation") != via or challenge.subject is None:
+            raise EnrolmentExpired()
+        roots = ceremonies.load_attestation_roots(config["ATTESTATION_ROOTS"])
+        verified = ceremonies.verify_registration(
+            credential=credential,
+            expected_challenge=challenge.challenge,
+            expected_rp_id=config["RP_ID"],
+            expected_origins=expected_origins(),
+            attestation_policy=config["ATTESTATION_POLICY"],
+            aaguid_allowlist=config["AAGUID_ALLOWLIST"],
+            attestation_roots=roots,
+        )
+    except PasskeyRejected as exc:
+        raise EnrolmentRejected(exc.description, error=exc.error) from exc
     hardware = ceremonies.proves_hardware_key(
         verified, aaguid_allowlist=config["AAGUID_ALLOWLIST"], attestation_roots=roots
     )
-    fingerprint = ceremonies.public_key_fingerprint(verified.credential_public_key)
     session = db.session
     now = utcnow()
-    if via == "pairing":
-        from ..account.pairing import use_pairing  # account builds on citizens, not vice versa
-
-        citizen_id, burned = use_pairing(challenge.subject, now=now)
-    else:
-        citizen_id, burned = _use_activation_code(challenge.subject, now=now)
-    client_data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
-    stored = Credential(
-        credential_id=verified.credential_id,
-        citizen_id=citizen_id,
-        name=device_name,
-        kind="passkey" if client_data.get("origin") == expected_origins()[0] else "app",
-        public_key=verified.credential_public_key,
-        public_key_hash=fingerprint,
-        sign_count=verified.sign_count,
-        aaguid=verified.aaguid,
-        attestation_format=_enum_value(verified.fmt),
-        attestation_object=verified.attestation_object,
-        transports=_transports(credential),
-        origin=str(client_data.get("origin", ""))[:300],
-        backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
-        backed_up=verified.credential_backed_up,
-        hardware_attested=hardware,
-        created_at=now,
-    )
-    session.add(stored)
+    citizen_id, burned = redeem(challenge.subject, now)
     _issued, revocation_code = issue_revocation_code(citizen_id)
     try:
-        session.flush()
+        stored = add_credential(
+            verified,
+            citizen_id=citizen_id,
+            name=device_name,
+            response=credential,
+            hardware_attested=hardware,
+            now=now,
+        )
         record_event(
             "enrolment",
             actor=f"citizen:{citizen_id}",
@@ -458,13 +458,11 @@ def _finish_enrolment(enrolment_id: Any, credential: Any, *, name: Any, via: str
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise EnrolmentRejected(
-            _l("This phone is already registered."), error="credential_exists"
-        ) from exc
+        raise CredentialExists() from exc
     return Enrolment(credential=stored, revocation_code=revocation_code)
 
 
-def _use_activation_code(activation_id: str, *, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+def use_activation_code(activation_id: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """Burn the activation code, once, in the enrolment's transaction; (citizen id, audit)."""
     session = db.session
     used = session.execute(
@@ -478,20 +476,7 @@ def _use_activation_code(activation_id: str, *, now: dt.datetime) -> tuple[str, 
     )
     if used.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
-        raise ActivationRejected(
-            _l("This code has already been used. Please ask for a new letter."), error="code_used"
-        )
+        raise ActivationCodeUsed()
     record = session.get(ActivationCode, activation_id)
     assert record is not None
     return record.citizen_id, {"activation_id": record.id}
-
-
-def _enum_value(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-def _transports(credential: dict[str, Any]) -> list[str]:
-    transports = credential.get("response", {}).get("transports") or []
-    if not isinstance(transports, list):
-        return []
-    return [t for t in transports if isinstance(t, str) and len(t) < 20][:8]

@@ -1,4 +1,5 @@
-"""The activation page a resident opens on the phone from the letter."""
+"""The activation page a resident opens on the phone from the letter, and the answer to a
+finished enrolment (the phone API's and the pairing page's alike)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from urllib.parse import quote
 from urllib.parse import urlencode
 
 from flask import Blueprint
+from flask import Response
 from flask import current_app
+from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
+
+from ..web import no_store
+from .service import Enrolment
 
 bp = Blueprint("citizens", __name__)
 
@@ -32,3 +38,14 @@ def activate(activation_id: str) -> Any:
         moved.headers["Cache-Control"] = "no-store"
         return moved
     return render_template("citizens/activate.html", activation_id=activation_id)
+
+
+def enrolment_response(enrolment: Enrolment) -> Response:
+    """201 with the new device and its one-time revocation code (activation and pairing alike)."""
+    device = enrolment.credential
+    response = jsonify(
+        device={"id": device.id, "name": device.name, "kind": device.kind},
+        revocation_code=enrolment.revocation_code,
+    )
+    response.status_code = 201
+    return no_store(response)

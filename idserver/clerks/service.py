@@ -21,8 +21,8 @@ from ..citizens.service import issue_activation_code
 from ..citizens.service import register_citizen
 from ..db import db
 from ..db import utcnow
-from ..errors import IdServerError
-from ..errors import NotFound
+from .errors import ClerkNotFound
+from .errors import InvalidClerk
 from .models import ROLES
 from .models import Clerk
 
@@ -74,9 +74,9 @@ def add_clerk(
 ) -> NewClerk:
     """A clerk with a fresh citizen record and an activation code (returned once)."""
     if role not in ROLES:
-        raise IdServerError(f"role must be one of {', '.join(ROLES)}", error="invalid_clerk")
+        raise InvalidClerk(f"role must be one of {', '.join(ROLES)}")
     if not isinstance(email, str) or not email.strip():
-        raise IdServerError("a clerk needs an e-mail address", error="invalid_clerk")
+        raise InvalidClerk("a clerk needs an e-mail address")
     config = current_app.config
     citizen = register_citizen(
         given_name=given_name,
@@ -109,7 +109,7 @@ def disable_clerk(clerk_id: str) -> Clerk:
     session = db.session
     clerk = session.get(Clerk, clerk_id[:36])
     if clerk is None:
-        raise NotFound("no such clerk")
+        raise ClerkNotFound()
     changed = session.execute(
         update(Clerk)
         .where(Clerk.id == clerk.id, Clerk.disabled_at.is_(None))

@@ -60,6 +60,7 @@ from ..metrics import RATE_LIMIT_REFUSALS
 from ..oidc.claims import claim_names
 from ..oidc.models import Client
 from ..passkeys import ceremonies
+from ..passkeys.errors import PasskeyRejected
 from ..passkeys.models import Credential
 from ..passkeys.models import usable_device
 from ..passkeys.service import create_challenge
@@ -295,7 +296,10 @@ def begin_desktop_passkey(tx: LoginTransaction) -> dict[str, Any]:
 
 def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: Any) -> None:
     """Verify a passkey assertion made on the desktop: pending/scanned → approved."""
-    challenge = take_challenge(ceremony_id, purpose="login", rejected=LoginRejected)
+    try:
+        challenge = take_challenge(ceremony_id, purpose="login")
+    except PasskeyRejected as exc:
+        raise LoginRejected(exc.description, error=exc.error) from exc
     if challenge.subject != tx.id:
         raise LoginRejected(_l("This step has expired. Please start again."))
     stored, verified = _verify(credential, challenge.challenge)
@@ -624,20 +628,26 @@ def _amr(stored: Credential) -> list[str]:
 
 
 def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:
-    raw_id = ceremonies.credential_id_of(credential, LoginRejected)
+    try:
+        raw_id = ceremonies.credential_id_of(credential)
+    except PasskeyRejected as exc:
+        raise LoginRejected(exc.description, error=exc.error) from exc
     stored = find_credential(raw_id)
     if stored is None or not stored.usable:
         raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
     citizen = db.session.get(Citizen, stored.citizen_id)
     if citizen is None or not citizen.active:
         raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
-    verified = ceremonies.verify_assertion(
-        credential=credential,
-        expected_challenge=challenge,
-        expected_rp_id=current_app.config["RP_ID"],
-        expected_origins=expected_origins(),
-        credential_public_key=stored.public_key,
-    )
+    try:
+        verified = ceremonies.verify_assertion(
+            credential=credential,
+            expected_challenge=challenge,
+            expected_rp_id=current_app.config["RP_ID"],
+            expected_origins=expected_origins(),
+            credential_public_key=stored.public_key,
+        )
+    except PasskeyRejected as exc:
+        raise LoginRejected(exc.description, error=exc.error) from exc
     # WebAuthn L3 §7.2 step 6: a discoverable login (no allowCredentials) must name its user,
     # and that user must own the credential.
     if verified.user_handle is None or not hmac.compare_digest(

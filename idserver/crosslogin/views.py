@@ -28,10 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from .. import limits
-from ..account.service import SELF_CLIENT_ID
-from ..account.service import current_session
-from ..account.service import safe_next
-from ..account.service import start_session
 from ..citizens.models import Citizen
 from ..db import db
 from ..db import utcnow
@@ -44,6 +40,10 @@ from ..oidc.server import Authentication
 from ..oidc.server import StoredAuthorizationRequest
 from ..oidc.server import authorization
 from ..oidc.views import redirect_with_error
+from ..sessions import SELF_CLIENT_ID
+from ..sessions import current_session
+from ..sessions import safe_next
+from ..sessions import start_session
 from ..web import CSP
 from ..web import client_address
 from . import events

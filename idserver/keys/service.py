@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -110,10 +111,21 @@ class _Loaded:
     published: list[dict[str, Any]] = field(default_factory=list)
 
 
+# ``audit.service.append_event(session, event, *, actor, data)``: the audit log builds on the
+# keys (its checkpoints are signed with them), so the key store is handed its writer.
+AuditWriter = Callable[..., object]
+# Whether residents are registered already (``citizens.service.has_residents``).
+ResidentCheck = Callable[[Session], bool]
+
+
 class KeyStore:
     """The keys of one deployment, as this process sees them; safe to share between threads."""
 
-    def __init__(self, app: Flask, engine: Engine) -> None:
+    def __init__(
+        self, app: Flask, engine: Engine, *, audit: AuditWriter, has_residents: ResidentCheck
+    ) -> None:
+        self._append_event = audit
+        self._has_residents = has_residents
         self.directory = os.path.abspath(app.config["KEYS_DIR"])
         self._engine = engine
         self._sealer = Sealer(key_encryption_key(app.config))
@@ -259,9 +271,7 @@ class KeyStore:
             if not imported and not salt_imported:
                 session.rollback()
                 return
-            from ..audit.service import append_event
-
-            append_event(
+            self._append_event(
                 session,
                 "keys_imported",
                 actor="system",
@@ -297,12 +307,6 @@ class KeyStore:
             row = self._secret_row(PAIRWISE_SALT, secrets.token_bytes(32))
             if _insert_if_absent(session, ServerSecret, row):
                 log.info("created the pairwise salt")
-
-    @staticmethod
-    def _has_residents(session: Session) -> bool:
-        from ..citizens.models import Citizen
-
-        return session.scalars(select(Citizen.id).limit(1)).first() is not None
 
     # -- reading -------------------------------------------------------------------------
     def _open(self, row: SigningKey) -> ECKey:
@@ -423,7 +427,9 @@ class KeyStore:
                 if demoted.rowcount != 1:  # type: ignore[attr-defined]
                     raise KeyStoreError(f"no active {purpose} key to rotate")
                 session.execute(insert(SigningKey).values(**row))
-                self._audit(session, "key_rotated", actor, kid=kid, purpose=purpose)
+                self._append_event(
+                    session, "key_rotated", actor=actor, data={"kid": kid, "purpose": purpose}
+                )
         except IntegrityError as exc:
             raise KeyStoreError(
                 "another instance changed the keys at the same moment; see `idserver keys list`"
@@ -452,14 +458,10 @@ class KeyStore:
                     raise KeyStoreError("the active key cannot be retired; rotate first")
                 raise KeyStoreError(f"key {kid} is retired already")
             purpose = session.scalars(select(SigningKey.purpose).where(SigningKey.kid == kid)).one()
-            self._audit(session, "key_retired", actor, kid=kid, purpose=purpose)
+            self._append_event(
+                session, "key_retired", actor=actor, data={"kid": kid, "purpose": purpose}
+            )
         self._loaded = None
-
-    @staticmethod
-    def _audit(session: Session, event: str, actor: str, **data: Any) -> None:
-        from ..audit.service import append_event
-
-        append_event(session, event, actor=actor, data=data)
 
 
 def _schema_exists(engine: Engine) -> bool:
@@ -473,15 +475,19 @@ def _schema_exists(engine: Engine) -> bool:
     return {"signing_keys", "server_secrets", "audit_events"} <= names
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, audit: AuditWriter, has_residents: ResidentCheck) -> None:
     """Attach the key store; prepare it now if the schema exists, else before the first request.
+
+    ``audit`` appends an event in the key store's own transaction (``audit.service.append_event``);
+    ``has_residents`` tells whether residents exist (a production start then refuses to make a
+    new pairwise salt).
 
     Preparing at start makes a wrong KEK or a missing salt refuse the start (ConfigError, one
     line). Preparing before a request, never inside one: a first start writes its keys in
     transactions of its own, which on SQLite must not wait behind the request's.
     """
     engine = app.extensions["idserver.db"][0]
-    store = KeyStore(app, engine)
+    store = KeyStore(app, engine, audit=audit, has_residents=has_residents)
     app.extensions["idserver.keys"] = store
 
     @app.before_request

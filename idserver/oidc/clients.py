@@ -7,18 +7,21 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy.exc import IntegrityError
 
 from ..config import PROXIMITY_POLICIES
 from ..db import db
 from ..errors import IdServerError
+from ..sessions import SELF_CLIENT_ID
 from .claims import SCOPE_CLAIMS
 from .models import AUTH_METHODS
 from .models import Client
 from .models import hash_secret
 
-__all__ = ["register_client", "validate_redirect_uri"]
+__all__ = ["register_client", "self_client", "validate_redirect_uri"]
 
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 
@@ -132,3 +135,27 @@ def register_client(
     db.session.add(client)
     db.session.commit()
     return client, secret
+
+
+def self_client() -> Client:
+    """The built-in client through which citizens and clerks log in to Bürger-ID itself."""
+    client = db.session.get(Client, SELF_CLIENT_ID)
+    if client is None:
+        issuer = current_app.config["ISSUER"]
+        client = Client(
+            client_id=SELF_CLIENT_ID,
+            client_secret_hash=None,  # it never uses the token endpoint
+            name="Bürger-ID",
+            redirect_uris=[f"{issuer}/account"],
+            post_logout_redirect_uris=[],
+            scope="openid",
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 -- a method name
+        )
+        db.session.add(client)
+        try:
+            db.session.commit()
+        except IntegrityError:  # another worker created it first
+            db.session.rollback()
+            client = db.session.get(Client, SELF_CLIENT_ID)
+    assert client is not None
+    return client

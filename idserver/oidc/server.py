@@ -54,6 +54,7 @@ from ..keys import key_store
 from ..logs import note_client
 from ..metrics import TOKEN_GRANTS
 from ..passkeys.models import usable_device
+from ..sessions import end_session
 from .claims import claim_names
 from .claims import claims_for_scope
 from .models import AuthorizationCode
@@ -396,8 +397,6 @@ class EndSession(EndSessionEndpoint):
         return ["ES256"]
 
     def end_session(self, end_session_request: Any) -> None:
-        from ..account.service import end_session
-
         end_session()
 
 

@@ -20,6 +20,7 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 
 from ..keys import key_store
+from ..sessions import end_session
 from .claims import SCOPE_CLAIMS
 from .server import authorization
 
@@ -133,8 +134,6 @@ def authorize() -> Any:
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
     """RP-initiated logout: ends the Bürger-ID session, then returns to the application."""
-    from ..account.service import end_session
-
     server = authorization()
     try:
         end_request = server.validate_endpoint_request("end_session")

@@ -2,7 +2,8 @@
 
 Protocol glue only: no Flask, no database. The library verifies signatures, flags and
 attestation; this module adds the checks the library leaves to the relying party and turns
-every library error into ``EnrolmentRejected`` or ``LoginRejected``.
+every library error into one ``PasskeyRejected`` (``errors``), which each caller maps to its
+own error (``EnrolmentRejected``, ``LoginRejected``, ``PairingRejected``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from webauthn.helpers.structs import ResidentKeyRequirement
 from webauthn.helpers.structs import UserVerificationRequirement
 from webauthn.registration.verify_registration_response import VerifiedRegistration
 
-from ..errors import EnrolmentRejected
-from ..errors import LoginRejected
+from .errors import AttestationNotTrusted
+from .errors import PasskeyRejected
 from .models import MAX_CREDENTIAL_ID_BYTES
 
 __all__ = [
@@ -112,33 +113,33 @@ def _options_dict(options: Any) -> dict[str, Any]:
     return json.loads(options_to_json(options))
 
 
-def _client_data(credential: dict[str, Any], rejected: type[Exception]) -> dict[str, Any]:
+def _client_data(credential: dict[str, Any]) -> dict[str, Any]:
     try:
         raw = base64url_to_bytes(credential["response"]["clientDataJSON"])
         data = json.loads(raw)
     except (KeyError, TypeError, ValueError) as exc:
-        raise rejected(_l("The answer from the phone was malformed.")) from exc
+        raise PasskeyRejected(_l("The answer from the phone was malformed.")) from exc
     if not isinstance(data, dict):
-        raise rejected(_l("The answer from the phone was malformed."))
+        raise PasskeyRejected(_l("The answer from the phone was malformed."))
     return data
 
 
-def _refuse_cross_origin(client_data: dict[str, Any], rejected: type[Exception]) -> None:
+def _refuse_cross_origin(client_data: dict[str, Any]) -> None:
     # WebAuthn L3 §7.1 step 10 / §7.2 step 14: we never embed ceremonies in other origins.
     if client_data.get("crossOrigin") is True or "topOrigin" in client_data:
-        raise rejected(_l("Logging in from inside another website is not allowed."))
+        raise PasskeyRejected(_l("Logging in from inside another website is not allowed."))
 
 
-def credential_id_of(credential: Any, rejected: type[Exception]) -> bytes:
+def credential_id_of(credential: Any) -> bytes:
     """The raw credential ID of a WebAuthn JSON response, length-checked (§7.1 step 24)."""
     if not isinstance(credential, dict):
-        raise rejected(_l("The answer from the phone was malformed."))
+        raise PasskeyRejected(_l("The answer from the phone was malformed."))
     try:
         raw = base64url_to_bytes(credential["rawId"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise rejected(_l("The answer from the phone was malformed.")) from exc
+        raise PasskeyRejected(_l("The answer from the phone was malformed.")) from exc
     if not raw or len(raw) > MAX_CREDENTIAL_ID_BYTES:
-        raise rejected(_l("The answer from the phone was malformed."))
+        raise PasskeyRejected(_l("The answer from the phone was malformed."))
     return raw
 
 
@@ -256,7 +257,7 @@ def _checked_credential_key(cose_key: bytes) -> CredentialKey:
     try:
         return _load_credential_key(cose_key)
     except MALFORMED as exc:
-        raise EnrolmentRejected(
+        raise PasskeyRejected(
             _l("The key this phone made is too weak or not valid, so it cannot be registered.")
         ) from exc
 
@@ -317,8 +318,8 @@ def verify_registration(
     Ed25519 for EdDSA, RSA of at least 2048 bits for RS256. ``require_user_verification`` is
     False only for verifying recorded payloads of relying parties that did not ask for it.
     """
-    credential_id_of(credential, EnrolmentRejected)
-    _refuse_cross_origin(_client_data(credential, EnrolmentRejected), EnrolmentRejected)
+    credential_id_of(credential)
+    _refuse_cross_origin(_client_data(credential))
     roots = list(attestation_roots)
     try:
         verified = verify_registration_response(
@@ -336,13 +337,10 @@ def verify_registration(
             verified, policy=attestation_policy, aaguid_allowlist=aaguid_allowlist, roots=roots
         )
     except MALFORMED as exc:
-        raise EnrolmentRejected(_l("This phone could not be registered.")) from exc
+        raise PasskeyRejected(_l("This phone could not be registered.")) from exc
     _checked_credential_key(verified.credential_public_key)
     if not trusted:
-        raise EnrolmentRejected(
-            _l("This kind of phone or security key is not accepted here."),
-            error="attestation_not_trusted",
-        )
+        raise AttestationNotTrusted()
     return verified
 
 
@@ -373,8 +371,8 @@ def verify_assertion(
     The signature counter is compared by the caller, after the signature is known to be
     genuine, so that a regression can suspend the device instead of merely failing.
     """
-    credential_id_of(credential, LoginRejected)
-    _refuse_cross_origin(_client_data(credential, LoginRejected), LoginRejected)
+    credential_id_of(credential)
+    _refuse_cross_origin(_client_data(credential))
     try:
         verified = verify_authentication_response(
             credential=credential,
@@ -388,7 +386,7 @@ def verify_assertion(
         user_handle_b64 = credential["response"].get("userHandle")
         user_handle = base64url_to_bytes(user_handle_b64) if user_handle_b64 else None
     except MALFORMED as exc:
-        raise LoginRejected(_l("The confirmation on the phone could not be verified.")) from exc
+        raise PasskeyRejected(_l("The confirmation on the phone could not be verified.")) from exc
     device_type = getattr(verified.credential_device_type, "value", "single_device")
     return VerifiedAssertion(
         credential_id=verified.credential_id,

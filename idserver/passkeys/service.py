@@ -2,38 +2,61 @@
 
 A challenge is deleted *before* the answer to it is verified, in its own committed
 transaction, so that a response can never be verified twice (the Warehouse rule).
+
+A device suspended as cloned loses what it obtained, but passkeys know nothing of sessions,
+tokens or pairings: ``record_assertion`` sends the ``device_suspended`` signal, and the
+package that ends a device's grants (``account.devices``) subscribes to it at app start. The
+receivers run in the suspension's transaction, before it commits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
+from blinker import Namespace
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
+from webauthn.helpers import base64url_to_bytes
+from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 from ..audit import record_event
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
+from . import ceremonies
 from .ceremonies import VerifiedAssertion
+from .errors import ChallengeExpired
+from .errors import DeviceSuspended
 from .models import Challenge
 from .models import Credential
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "NewCredential",
+    "device_suspended",
+    "add_credential",
     "create_challenge",
+    "credential_owner",
     "expected_origins",
     "find_credential",
     "record_assertion",
     "take_challenge",
 ]
+
+
+signals = Namespace()
+# Sent by the app, with ``citizen_id``, ``credential_pk`` and ``reason``, after a device was
+# suspended and before the suspension commits: end what it obtained, in the same transaction.
+device_suspended = signals.signal("device-suspended")
 
 
 def expected_origins() -> list[str]:
@@ -59,25 +82,99 @@ def create_challenge(purpose: str, *, subject: str | None, data: dict[str, Any])
     return challenge
 
 
-def take_challenge(challenge_id: Any, *, purpose: str, rejected: type[Exception]) -> Challenge:
-    """Remove and return a live challenge; exactly one caller can take it."""
+def take_challenge(challenge_id: Any, *, purpose: str) -> Challenge:
+    """Remove and return a live challenge; exactly one caller can take it (else
+    ``ChallengeExpired``)."""
     if not isinstance(challenge_id, str) or len(challenge_id) > 64:
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     session = db.session
     found = session.get(Challenge, challenge_id)
     if found is None or found.purpose != purpose:
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     result = session.execute(delete(Challenge).where(Challenge.id == challenge_id))
     session.commit()
     if result.rowcount != 1 or found.expires_at <= utcnow():  # type: ignore[attr-defined]
-        raise rejected(_l("This step has expired. Please start again."))
+        raise ChallengeExpired()
     return found
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    """A credential ``add_credential`` has just stored."""
+
+    id: int
+    name: str
+    kind: str  # passkey | app
+    aaguid: str
+    attestation_format: str
+
+
+def add_credential(
+    verified: VerifiedRegistration,
+    *,
+    citizen_id: str,
+    name: str,
+    response: dict[str, Any],
+    hardware_attested: bool,
+    now: dt.datetime,
+) -> NewCredential:
+    """Store a verified new credential in the caller's transaction (flushed, not committed).
+
+    The only place a credential row is made. ``response`` is the browser's
+    ``PublicKeyCredential`` JSON, already verified: it gives the origin and transports. A
+    credential that is already registered raises ``IntegrityError`` (unique credential id).
+    """
+    client_data = json.loads(base64url_to_bytes(response["response"]["clientDataJSON"]))
+    stored = Credential(
+        credential_id=verified.credential_id,
+        citizen_id=citizen_id,
+        name=name,
+        kind="passkey" if client_data.get("origin") == expected_origins()[0] else "app",
+        public_key=verified.credential_public_key,
+        public_key_hash=ceremonies.public_key_fingerprint(verified.credential_public_key),
+        sign_count=verified.sign_count,
+        aaguid=verified.aaguid,
+        attestation_format=_enum_value(verified.fmt),
+        attestation_object=verified.attestation_object,
+        transports=_transports(response),
+        origin=str(client_data.get("origin", ""))[:300],
+        backup_eligible=_enum_value(verified.credential_device_type) == "multi_device",
+        backed_up=verified.credential_backed_up,
+        hardware_attested=hardware_attested,
+        created_at=now,
+    )
+    db.session.add(stored)
+    db.session.flush()
+    return NewCredential(
+        id=stored.id,
+        name=stored.name,
+        kind=stored.kind,
+        aaguid=stored.aaguid,
+        attestation_format=stored.attestation_format,
+    )
+
+
+def _enum_value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _transports(credential: dict[str, Any]) -> list[str]:
+    transports = credential.get("response", {}).get("transports") or []
+    if not isinstance(transports, list):
+        return []
+    return [t for t in transports if isinstance(t, str) and len(t) < 20][:8]
 
 
 def find_credential(credential_id: bytes) -> Credential | None:
     return db.session.scalars(
         select(Credential).where(Credential.credential_id == credential_id)
     ).first()
+
+
+def credential_owner(credential_id: bytes) -> str | None:
+    """The citizen this credential id is registered to, if any."""
+    stored = find_credential(credential_id)
+    return stored.citizen_id if stored is not None else None
 
 
 def record_assertion(credential: Credential, verified: VerifiedAssertion) -> None:
@@ -98,15 +195,15 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
             .where(Credential.id == credential.id, Credential.suspended_at.is_(None))
             .values(suspended_at=now)
         )
-        # account builds on passkeys, not vice versa: imported here, where a device goes
-        from ..account.devices import end_device_grants
-
-        end_device_grants(
-            credential.citizen_id,
-            [credential.id],
+        ended = device_suspended.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            citizen_id=credential.citizen_id,
+            credential_pk=credential.id,
             reason="sign_count_regression",
-            actor="system",
         )
+        if not ended:  # a suspension that ends nothing would leave the clone its grants
+            session.rollback()
+            raise RuntimeError("nothing receives passkeys.service.device_suspended")
         record_event(
             "device_suspended",
             actor="system",
@@ -118,10 +215,7 @@ def record_assertion(credential: Credential, verified: VerifiedAssertion) -> Non
         )
         session.commit()
         log.warning("credential %s suspended: signature counter went back", credential.id)
-        raise LoginRejected(
-            _l("This phone has been blocked for safety. Please contact the citizens' office."),
-            error="device_suspended",
-        )
+        raise DeviceSuspended()
     if credential.backup_eligible != verified.backup_eligible:
         # §6.1.3: BE is fixed at creation; a change means a different authenticator.
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))

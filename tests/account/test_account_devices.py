@@ -14,7 +14,6 @@ from harness import desktop_status
 from page import html_of
 from sqlalchemy import select
 
-from idserver.account.models import BrowserSession
 from idserver.audit.models import AuditEvent
 from idserver.citizens.service import issue_activation_code
 from idserver.crosslogin.models import LoginTransaction
@@ -23,6 +22,7 @@ from idserver.passkeys.aaguids import authenticator_name
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SOFT_PHONE_AAGUID
 from idserver.phone.authenticator import SoftAuthenticator
+from idserver.sessions import BrowserSession
 
 
 @pytest.fixture

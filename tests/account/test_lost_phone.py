@@ -13,11 +13,11 @@ from harness import complete_login
 from harness import desktop_status
 from sqlalchemy import select
 
-from idserver.account.models import BrowserSession
 from idserver.audit.models import AuditEvent
 from idserver.citizens.models import RevocationCode
 from idserver.db import db
 from idserver.passkeys.models import Credential
+from idserver.sessions import BrowserSession
 
 
 def _submit(client, code):

@@ -18,12 +18,12 @@ from harness import desktop_status
 from page import html_of
 from sqlalchemy import select
 
-from idserver.account.models import BrowserSession
 from idserver.audit.models import AuditEvent
 from idserver.citizens.models import Citizen
 from idserver.citizens.service import import_citizens
 from idserver.db import db
 from idserver.passkeys.models import Credential
+from idserver.sessions import BrowserSession
 
 RESIDENT_LINK = re.compile(r'href="/admin/residents/([0-9a-f-]{36})"')
 

@@ -27,11 +27,8 @@ from sqlalchemy import update
 
 from idserver import create_app
 from idserver.account.consents import list_services
-from idserver.account.models import BrowserSession
 from idserver.account.models import ConsentWithdrawal
 from idserver.account.models import Pairing
-from idserver.account.service import SELF_CLIENT_ID
-from idserver.account.service import self_client
 from idserver.admin.models import MaintenanceRun
 from idserver.admin.retention import PURGE_JOB
 from idserver.admin.retention import PURGE_LOCK_KEY
@@ -46,10 +43,13 @@ from idserver.db import db
 from idserver.db import utcnow
 from idserver.limits import RateLimitCounter
 from idserver.oidc.clients import register_client
+from idserver.oidc.clients import self_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
 from idserver.oidc.models import UsedAssertion
 from idserver.passkeys.models import Challenge
+from idserver.sessions import SELF_CLIENT_ID
+from idserver.sessions import BrowserSession
 
 BIN = Path(sys.executable).parent
 HOUR = dt.timedelta(hours=1)

@@ -36,7 +36,6 @@ from sqlalchemy import select
 from sqlalchemy import text
 
 from idserver import create_app
-from idserver.account.models import BrowserSession
 from idserver.crosslogin.service import create_transaction
 from idserver.db import Base
 from idserver.db import UTCDateTime
@@ -53,6 +52,7 @@ from idserver.oidc.models import Token
 from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
+from idserver.sessions import BrowserSession
 
 
 def test_upgrade_from_empty_matches_the_models(app_config, tmp_path):

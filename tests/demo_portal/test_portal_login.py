@@ -11,9 +11,9 @@ from urllib.parse import urlunsplit
 import pytest
 from sqlalchemy import select
 
-from idserver.account.models import BrowserSession
 from idserver.db import db
 from idserver.oidc.claims import pairwise_subject
+from idserver.sessions import BrowserSession
 
 
 def _sub(page_text: str) -> str:

@@ -10,9 +10,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from idserver.account.models import BrowserSession
 from idserver.db import db
 from idserver.oidc.models import Client
+from idserver.sessions import BrowserSession
 
 
 def _sessions(app):

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from harness import changed_tables
 
-from idserver.account.models import BrowserSession
-from idserver.account.service import SELF_CLIENT_ID
 from idserver.audit.models import AuditEvent
 from idserver.db import db
 from idserver.passkeys.models import Credential
+from idserver.sessions import SELF_CLIENT_ID
+from idserver.sessions import BrowserSession
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "admin"))
 from clerk_session import log_in  # noqa: E402

@@ -28,7 +28,6 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from idserver import create_app
-from idserver.account.service import self_client
 from idserver.citizens.models import ActivationAttempt
 from idserver.citizens.models import ActivationCode
 from idserver.crosslogin.models import LoginTransaction
@@ -37,6 +36,7 @@ from idserver.limits import KEY_PREFIX
 from idserver.limits import DatabaseStorage
 from idserver.limits import RateLimitCounter
 from idserver.oidc.clients import register_client
+from idserver.oidc.clients import self_client
 
 from .conftest import scan_login
 from .hostile import assertion

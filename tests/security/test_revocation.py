@@ -18,7 +18,6 @@ from harness import complete_login
 from sqlalchemy import select
 from sqlalchemy import update
 
-from idserver.account.models import BrowserSession
 from idserver.audit.models import AuditEvent
 from idserver.citizens.service import issue_activation_code
 from idserver.db import db
@@ -27,6 +26,7 @@ from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
+from idserver.sessions import BrowserSession
 
 from .conftest import scan_login
 

@@ -13,11 +13,11 @@ from harness import changed_tables
 from sqlalchemy import select
 from sqlalchemy import update
 
-from idserver.account.models import BrowserSession
 from idserver.account.views import FRESH_LOGIN
 from idserver.citizens.models import RevocationCode
 from idserver.db import db
 from idserver.passkeys.models import Credential
+from idserver.sessions import BrowserSession
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "account"))
 from account_browser import CitizenBrowser  # noqa: E402

@@ -19,12 +19,12 @@ from harness import snapshot
 from sqlalchemy import update
 
 from idserver import create_app
-from idserver.account.models import BrowserSession
 from idserver.account.pairing import create_pairing
 from idserver.citizens.service import register_citizen
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 from idserver.oidc.clients import register_client
+from idserver.sessions import BrowserSession
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 HTTPS = {"base_url": "https://localhost"}

@@ -1,7 +1,12 @@
-"""Starting, finding and ending a citizen's session at Bürger-ID.
+"""Starting, finding and ending a browser session at Bürger-ID itself (infrastructure, as in
+Warehouse's ``warehouse/sessions.py``: the account pages, the clerk console, the QR login and
+the OIDC logout all build on it).
 
 The cookie holds only a random session id (Flask's signed session); the session itself lives
 in the database, so logging out, a lost-phone revocation or a clerk can end it for every worker.
+
+Sessions know neither devices nor clerks: ``create_app`` plugs in the two rules that need them
+(``init_app(app, usable_device=…, privileged=…)``), the way Authlib's server takes hooks.
 """
 
 from __future__ import annotations
@@ -9,59 +14,87 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Callable
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
+from flask import Flask
 from flask import current_app
 from flask import session
+from sqlalchemy import JSON
+from sqlalchemy import ColumnElement
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import String
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
 
-from ..clerks import active_clerk
-from ..db import db
-from ..db import utcnow
-from ..oidc.models import Client
-from ..passkeys.models import usable_device
-from .models import BrowserSession
+from .db import Base
+from .db import UTCDateTime
+from .db import db
+from .db import utcnow
 
 __all__ = [
     "SELF_CLIENT_ID",
+    "BrowserSession",
     "current_session",
     "end_device_sessions",
     "end_session",
+    "init_app",
     "safe_next",
-    "self_client",
     "start_session",
 ]
 
 SESSION_KEY = "sid"
 SEEN_KEY = "seen"  # last request of the session, Unix seconds (in the signed cookie)
-SELF_CLIENT_ID = "buergerid"
+SELF_CLIENT_ID = "buergerid"  # the built-in client through which sessions here are started
 NEXT_PAGES = ("/account", "/admin")
 
 
-def self_client() -> Client:
-    """The built-in client through which citizens and clerks log in to Bürger-ID itself."""
-    client = db.session.get(Client, SELF_CLIENT_ID)
-    if client is None:
-        issuer = current_app.config["ISSUER"]
-        client = Client(
-            client_id=SELF_CLIENT_ID,
-            client_secret_hash=None,  # it never uses the token endpoint
-            name="Bürger-ID",
-            redirect_uris=[f"{issuer}/account"],
-            post_logout_redirect_uris=[],
-            scope="openid",
-            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 -- a method name
-        )
-        db.session.add(client)
-        try:
-            db.session.commit()
-        except IntegrityError:  # another worker created it first
-            db.session.rollback()
-            client = db.session.get(Client, SELF_CLIENT_ID)
-    assert client is not None
-    return client
+class BrowserSession(Base):
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    acr: Mapped[str] = mapped_column(String(100))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    login_id: Mapped[str | None] = mapped_column(String(64))
+    # The device that approved the login: revoking or suspending it ends the session.
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (Index("ix_browser_sessions_citizen", "citizen_id"),)
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    """What the domain decides about a session, plugged in by ``create_app``."""
+
+    # SQL condition on ``BrowserSession.credential_pk``: the approving device is still usable.
+    usable_device: Callable[[Any], ColumnElement[bool]]
+    # Whether this citizen's session is a privileged one (a clerk's), with the shorter idle limit.
+    privileged: Callable[[str], bool]
+
+
+def init_app(
+    app: Flask,
+    *,
+    usable_device: Callable[[Any], ColumnElement[bool]],
+    privileged: Callable[[str], bool],
+) -> None:
+    app.extensions["sessions"] = SessionRules(usable_device=usable_device, privileged=privileged)
+
+
+def _rules() -> SessionRules:
+    rules: SessionRules = current_app.extensions["sessions"]
+    return rules
 
 
 def safe_next(value: object) -> str:
@@ -104,7 +137,7 @@ def current_session() -> BrowserSession | None:
     # started in the moment between the device check at ``consume`` and its revocation.
     record = db.session.scalars(
         select(BrowserSession).where(
-            BrowserSession.id == sid, usable_device(BrowserSession.credential_pk)
+            BrowserSession.id == sid, _rules().usable_device(BrowserSession.credential_pk)
         )
     ).first()
     if record is None or record.ended_at is not None or record.expires_at <= utcnow():
@@ -130,7 +163,7 @@ def _idle_limit(record: BrowserSession, *, idle: int) -> int:
     config = current_app.config
     limit: int = config["SESSION_IDLE_SECONDS"]
     clerk_limit = min(limit, config["CLERK_SESSION_IDLE_SECONDS"])
-    if idle > clerk_limit and active_clerk(record.citizen_id) is not None:
+    if idle > clerk_limit and _rules().privileged(record.citizen_id):
         return clerk_limit
     return limit
 
