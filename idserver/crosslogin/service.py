@@ -88,7 +88,6 @@ __all__ = [
 ]
 
 LIVE = ("pending", "scanned")
-TERMINAL = ("denied", "expired", "consumed")
 ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
 ACR_PASSKEY = "urn:buergerid:acr:passkey"
 OTHER_NETWORK = "other_network"
@@ -293,7 +292,7 @@ def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: An
     challenge = take_challenge(ceremony_id, purpose="login", rejected=LoginRejected)
     if challenge.subject != tx.id:
         raise LoginRejected(_l("This step has expired. Please start again."))
-    stored, verified = _verify(credential, challenge.challenge)
+    stored = _verify(credential, challenge.challenge)
     evidence = {"credential": credential, "challenge": _b64(challenge.challenge)}
     _approve(tx, stored, from_states=LIVE, acr=ACR_PASSKEY, evidence=evidence)
 
@@ -617,7 +616,7 @@ def _amr(stored: Credential) -> list[str]:
     return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
-def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:
+def _verify(credential: Any, challenge: bytes) -> Credential:
     raw_id = ceremonies.credential_id_of(credential, LoginRejected)
     stored = find_credential(raw_id)
     if stored is None or not stored.usable:
@@ -639,7 +638,7 @@ def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.V
     ):
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
     record_assertion(stored, verified)
-    return stored, verified
+    return stored
 
 
 def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> LoginTransaction:
@@ -665,7 +664,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     if burned.rowcount != 1:  # type: ignore[attr-defined]
         raise LoginRejected(_l("Please type the number again."), error="no_challenge")
     context = display_context(tx)
-    stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
+    stored = _verify(credential, approval_challenge(nonce, context, typed))
     evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
     _approve(
         tx,

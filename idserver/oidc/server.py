@@ -68,7 +68,6 @@ __all__ = [
     "Authentication",
     "StoredAuthorizationRequest",
     "authorization",
-    "require_oauth",
     "revoke_device_grants",
 ]
 
@@ -451,11 +450,7 @@ def _generate_access_token(**_kwargs: Any) -> str:
 
 def authorization() -> AuthorizationServer:
     """The current application's authorization server."""
-    return current_app.extensions["idserver.oidc"][0]
-
-
-def require_oauth() -> ResourceProtector:
-    return current_app.extensions["idserver.oidc"][1]
+    return current_app.extensions["idserver.oidc"]  # type: ignore[no-any-return]
 
 
 def init_app(app: Flask) -> None:
@@ -474,4 +469,4 @@ def init_app(app: Flask) -> None:
     authorization.register_endpoint(UserInfoView(resource_protector=protector))
     authorization.register_endpoint(EndSession())
     protector.register_token_validator(AccessTokenValidator())
-    app.extensions["idserver.oidc"] = (authorization, protector)
+    app.extensions["idserver.oidc"] = authorization
