@@ -27,6 +27,8 @@ from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 PREFIX = "IDSERVER_"
 FILE_SUFFIX = "_FILE"
 # Not settings of the server: the test suite's databases and the soft phone's options.
@@ -38,6 +40,12 @@ REDIS_SCHEMES = ("redis", "rediss")
 LOG_FORMATS = ("text", "json")
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 
+# What the server does, fixed in code rather than set (discovery announces it).
+SIGNING_ALGORITHM = "ES256"  # every key in the key store: ID tokens and audit checkpoints
+ACR_PHONE = "urn:buergerid:acr:phone-number-matching"  # approved in the app, number matched
+ACR_PASSKEY = "urn:buergerid:acr:passkey"  # a passkey assertion made on the computer
+ACR_VALUES = (ACR_PHONE, ACR_PASSKEY)
+
 
 class ConfigError(ValueError):
     """A setting is missing, malformed, or unsafe for the chosen mode.
@@ -48,6 +56,15 @@ class ConfigError(ValueError):
     def __init__(self, problems: str | Iterable[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def issuer_is_https(config: Mapping[str, Any] | None = None) -> bool:
+    """Whether browsers reach the server over https: ``__Host-`` cookies, ``Secure``, HSTS.
+
+    ``config``: the application's settings (default: the current application's).
+    """
+    config = current_app.config if config is None else config
+    return str(config["ISSUER"]).startswith("https://")
 
 
 def _bool(value: str) -> bool:

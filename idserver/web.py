@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import i18n
+from .config import issuer_is_https
 from .errors import IdServerError
 
 bp = Blueprint("web", __name__)
@@ -129,7 +130,7 @@ def init_app(app: Flask) -> None:
     app.json = InputJSONProvider(app)
     app.before_request(refuse_unstorable_input)
     Babel(app, locale_selector=select_locale)
-    secure = app.config["ISSUER"].startswith("https://")
+    secure = issuer_is_https(app.config)
     app.config.update(
         SESSION_COOKIE_NAME="__Host-session" if secure else "session",
         SESSION_COOKIE_SECURE=secure,
@@ -162,7 +163,7 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         response.headers.setdefault("Permissions-Policy", "camera=(), geolocation=()")
-        if current_app.config["ISSUER"].startswith("https://"):
+        if issuer_is_https():
             response.headers.setdefault(
                 "Strict-Transport-Security", "max-age=63072000; includeSubDomains"
             )

@@ -37,6 +37,7 @@ from .. import limits
 from ..api.views import enrolment_response
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
+from ..config import issuer_is_https
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db
@@ -354,7 +355,7 @@ def _pair_cookie(pairing_id: str) -> tuple[str, str]:
     no sibling host can plant one (as ``crosslogin.views.phone_cookie``); plain-http demos get
     the unprefixed name kept to the pairing's pages by its path."""
     name = PAIR_COOKIE.format(pairing_id=pairing_id)
-    if current_app.config["ISSUER"].startswith("https://"):
+    if issuer_is_https():
         return "__Host-" + name, "/"
     return name, f"/pair/{pairing_id}"
 
@@ -388,7 +389,7 @@ def claim(pairing_id: str) -> Any:
         binding,
         max_age=int(pairings.PAIRING_TTL.total_seconds()) + 60,
         path=path,
-        secure=current_app.config["ISSUER"].startswith("https://"),
+        secure=issuer_is_https(),
         httponly=True,
         samesite="Strict",
     )

@@ -44,6 +44,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..audit import record_event
 from ..citizens.models import Citizen
 from ..citizens.service import user_handle
+from ..config import ACR_PASSKEY
+from ..config import ACR_PHONE
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
@@ -88,8 +90,6 @@ __all__ = [
 ]
 
 LIVE = ("pending", "scanned")
-ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
-ACR_PASSKEY = "urn:buergerid:acr:passkey"
 OTHER_NETWORK = "other_network"
 OTHER_NETWORK_WARNING = _l(
     "The computer that asked for this login is in a different network than your phone. "

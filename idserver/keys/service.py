@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..config import SIGNING_ALGORITHM
 from ..config import ConfigError
 from ..db import utcnow
 from . import legacy
@@ -317,7 +318,7 @@ class KeyStore:
                 f"IDSERVER_KEY_ENCRYPTION_KEY does not open the {row.purpose} key {row.kid} in "
                 "the database: it is not the key-encryption key the keys were sealed with"
             ) from exc
-        key = ECKey.import_key(der, {"kid": row.kid, "alg": "ES256", "use": "sig"})
+        key = ECKey.import_key(der, {"kid": row.kid, "alg": SIGNING_ALGORITHM, "use": "sig"})
         public = key.as_dict(private=False)
         if (public.get("x"), public.get("y")) != (row.public_jwk.get("x"), row.public_jwk.get("y")):
             raise KeyStoreError(f"key {row.kid}: the stored public key is not its own")
@@ -374,7 +375,7 @@ class KeyStore:
     def jwks(self) -> dict[str, Any]:
         """The public ID-token keys that are not retired, newest first; never an audit key."""
         published = self._current().published
-        return {"keys": [{**jwk, "alg": "ES256", "use": "sig"} for jwk in published]}
+        return {"keys": [{**jwk, "alg": SIGNING_ALGORITHM, "use": "sig"} for jwk in published]}
 
     def verification_keys(self, purpose: str | None = None) -> KeySet:
         """Public keys of ``purpose`` (default: every purpose), retired ones included, read
