@@ -202,6 +202,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MAX_CHALLENGES_PER_LOGIN", 5, "WebAuthn challenges one login may hand out.", int),
     Setting(
+        "PAIRING_TTL_SECONDS",
+        300,
+        "Lifetime of an “Add another device” pairing, from its QR code to the new passkey.",
+        int,
+    ),
+    Setting(
+        "MAX_CHALLENGES_PER_PAIRING",
+        5,
+        "WebAuthn challenges one pairing may hand out for the citizen's confirmation.",
+        int,
+    ),
+    Setting(
         "PROXIMITY_POLICY",
         "warn",
         "When the phone that scans a QR code is in another network than the computer that shows "

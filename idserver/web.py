@@ -197,14 +197,12 @@ ARBITRATION_BOARD_WEBSITE = "https://www.schlichtungsstelle-bgg.de"
 @bp.get("/barrierefreiheit")
 def accessibility() -> str:
     """Erklärung zur Barrierefreiheit (BITV 2.0 § 7; model: EU implementing decision 2018/1523)."""
-    from .account.pairing import PAIRING_TTL  # here: the account package imports this module
-
     config = current_app.config
     return render_template(
         "accessibility.html",
         reviewed=ACCESSIBILITY_REVIEWED,
         login_minutes=max(1, round(config["LOGIN_TTL_SECONDS"] / 60)),
-        pairing_minutes=max(1, round(PAIRING_TTL.total_seconds() / 60)),
+        pairing_minutes=max(1, round(config["PAIRING_TTL_SECONDS"] / 60)),
         idle_minutes=max(1, round(config["SESSION_IDLE_SECONDS"] / 60)),
         arbitration_board=ARBITRATION_BOARD,
         arbitration_board_website=ARBITRATION_BOARD_WEBSITE,

@@ -59,7 +59,6 @@ from ..passkeys.service import take_challenge
 from .models import Pairing
 
 __all__ = [
-    "PAIRING_TTL",
     "PairingRejected",
     "approve",
     "begin_approval",
@@ -78,9 +77,7 @@ __all__ = [
     "use_pairing",
 ]
 
-PAIRING_TTL = dt.timedelta(minutes=5)
 LIVE = ("pending", "claimed", "approved")
-MAX_APPROVAL_CHALLENGES = 5
 CHALLENGE_PURPOSE = "pair"
 
 
@@ -176,7 +173,7 @@ def create_pairing(citizen_id: str) -> Pairing:
         state="pending",
         number=f"{secrets.randbelow(90) + 10}",
         created_at=now,
-        expires_at=now + PAIRING_TTL,
+        expires_at=now + dt.timedelta(seconds=current_app.config["PAIRING_TTL_SECONDS"]),
     )
     session.add(pairing)
     session.commit()
@@ -243,12 +240,13 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
         raise PairingRejected(
             _l("None of your devices can confirm this any more."), error="no_usable_device"
         )
-    if pairing.challenges_issued >= MAX_APPROVAL_CHALLENGES:
+    limit = current_app.config["MAX_CHALLENGES_PER_PAIRING"]
+    if pairing.challenges_issued >= limit:
         raise RateLimited(_l("Too many attempts. Please start “Add another device” again."))
     if not _transition(
         pairing.id,
         from_states=("claimed",),
-        where=(Pairing.challenges_issued < MAX_APPROVAL_CHALLENGES,),
+        where=(Pairing.challenges_issued < limit,),
         challenges_issued=Pairing.challenges_issued + 1,
     ):
         db.session.rollback()

@@ -309,6 +309,7 @@ def pairing_page(pairing_id: str) -> Any:
         pairing=found,
         status=pairings.status(found),
         join_url=f"{issuer}/pair/{found.id}",
+        valid_minutes=max(1, round(current_app.config["PAIRING_TTL_SECONDS"] / 60)),
     )
 
 
@@ -387,7 +388,7 @@ def claim(pairing_id: str) -> Any:
     response.set_cookie(
         name,
         binding,
-        max_age=int(pairings.PAIRING_TTL.total_seconds()) + 60,
+        max_age=current_app.config["PAIRING_TTL_SECONDS"] + 60,
         path=path,
         secure=issuer_is_https(),
         httponly=True,

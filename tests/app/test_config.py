@@ -67,6 +67,14 @@ def test_environment_variables_are_read(app_config, monkeypatch):
     assert app.config["ALLOWED_ORIGINS"] == ["android:apk-key-hash:abc", "ios:bundle-id:x"]
 
 
+def test_pairing_settings_are_read_from_the_environment(app_config, monkeypatch):
+    monkeypatch.setenv("IDSERVER_PAIRING_TTL_SECONDS", "600")
+    monkeypatch.setenv("IDSERVER_MAX_CHALLENGES_PER_PAIRING", "3")
+    app = create_app(app_config)
+    assert app.config["PAIRING_TTL_SECONDS"] == 600
+    assert app.config["MAX_CHALLENGES_PER_PAIRING"] == 3
+
+
 def test_malformed_environment_variable_is_named(app_config, monkeypatch):
     monkeypatch.setenv("IDSERVER_LOGIN_TTL_SECONDS", "two minutes")
     with pytest.raises(ConfigError, match="IDSERVER_LOGIN_TTL_SECONDS"):
@@ -214,6 +222,14 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
         (
             {"LONG_POLL_SECONDS": 0},
             "IDSERVER_LONG_POLL_SECONDS must be a whole number of at least 1",
+        ),
+        (
+            {"PAIRING_TTL_SECONDS": 0},
+            "IDSERVER_PAIRING_TTL_SECONDS must be a whole number of at least 1",
+        ),
+        (
+            {"MAX_CHALLENGES_PER_PAIRING": 0},
+            "IDSERVER_MAX_CHALLENGES_PER_PAIRING must be a whole number of at least 1",
         ),
         ({"DATABASE_URL": "not a url"}, "IDSERVER_DATABASE_URL is not a database URL"),
         ({"ISSUER": "http://[::1"}, "IDSERVER_ISSUER must be an absolute http(s) URL"),
