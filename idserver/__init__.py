@@ -36,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import limits
     from . import logs
     from . import metrics
+    from . import pages
     from . import web
     from .account import views as account_views
     from .admin import views as admin_views
@@ -56,7 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     oidc_server.init_app(app)
     health.init_app(app)
 
-    app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)
