@@ -41,11 +41,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .account import views as account_views
     from .admin import views as admin_views
     from .api import views as api_views
+    from .audit.service import append_event
     from .citizens import views as citizen_views
+    from .citizens.models import Citizen
     from .crosslogin import views as crosslogin_views
     from .db import db
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
+    from .passkeys.service import find_credential
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
     for warning in effective.warnings:
@@ -53,7 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     web.init_app(app)
     errors.init_app(app)
-    keys.init_app(app)
+    keys.init_app(app, record_event=append_event, subjects=Citizen.__table__)
     oidc_server.init_app(app)
     health.init_app(app)
 
@@ -66,7 +69,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
     # After the blueprints: both wrap or guard views that are registered by now.
-    limits.init_app(app)
+    limits.init_app(app, find_credential=find_credential)
     csrf.init_app(app)
     metrics.init_app(app)
 

@@ -13,6 +13,8 @@ one line each (``ConfigError.problems``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import logging
 import os
@@ -65,6 +67,19 @@ def issuer_is_https(config: Mapping[str, Any] | None = None) -> bool:
     """
     config = current_app.config if config is None else config
     return str(config["ISSUER"]).startswith("https://")
+
+
+def parse_kek(value: str) -> bytes:
+    """The 32 bytes of a key-encryption key (``KEY_ENCRYPTION_KEY``) written in base64
+    (standard or URL-safe, padding optional); ``keys.sealing`` seals with it."""
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be 32 random bytes in base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 random bytes in base64, not {len(raw)} bytes")
+    return raw
 
 
 def _bool(value: str) -> bool:
@@ -555,8 +570,6 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
                     f"not {config[setting.name]!r}"
                 )
     if config["KEY_ENCRYPTION_KEY"]:
-        from .keys.sealing import parse_kek
-
         try:
             parse_kek(config["KEY_ENCRYPTION_KEY"])
         except ValueError as exc:

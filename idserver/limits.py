@@ -377,12 +377,19 @@ def consume(setting: str, key: str, *, scope: str) -> None:
 
 
 # -- who is counted --------------------------------------------------------------------------
-def _citizen_of_presented_credential() -> str | None:
+class StoredCredential(Protocol):
+    """What the approval limit needs of a stored passkey: whose it is."""
+
+    citizen_id: str
+
+
+def _citizen_of_presented_credential(
+    find_credential: Callable[[bytes], StoredCredential | None],
+) -> str | None:
     """The citizen whose device answered; None (nothing to count) when none is enrolled."""
     from webauthn.helpers import base64url_to_bytes
 
     from .db import db
-    from .passkeys.service import find_credential
 
     body = request.get_json(silent=True)
     credential = body.get("credential") if isinstance(body, dict) else None
@@ -444,8 +451,12 @@ def _counted(
 
 
 # -- wiring -----------------------------------------------------------------------------------
-def init_app(app: Flask) -> None:
-    """Check the limit settings, choose the storage, and put the limits on their endpoints."""
+def init_app(app: Flask, *, find_credential: Callable[[bytes], StoredCredential | None]) -> None:
+    """Check the limit settings, choose the storage, and put the limits on their endpoints.
+
+    ``find_credential``: the stored passkey of a credential id (``passkeys.service``), whose
+    citizen the approvals are counted for.
+    """
     for name in LIMITS:
         try:
             parse_many(app.config[name])
@@ -486,7 +497,7 @@ def init_app(app: Flask) -> None:
         _counted,
         setting="RATE_LIMIT_APPROVAL",
         scope="approval",
-        key=_citizen_of_presented_credential,
+        key=functools.partial(_citizen_of_presented_credential, find_credential),
         counts=_approved,
     )
     token = functools.partial(

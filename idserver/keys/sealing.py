@@ -11,7 +11,6 @@ another row does not open.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import secrets
 from collections.abc import Mapping
@@ -22,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..config import parse_kek
+
 VERSION = b"\x01"
 NONCE_BYTES = 12
 DEVELOPMENT_INFO = b"buergerid/development key-encryption key"
@@ -29,18 +30,6 @@ DEVELOPMENT_INFO = b"buergerid/development key-encryption key"
 
 class SealBroken(ValueError):
     """A sealed value does not open: another KEK, or the bytes were changed."""
-
-
-def parse_kek(value: str) -> bytes:
-    """The 32 bytes of a KEK written in base64 (standard or URL-safe, padding optional)."""
-    text = value.strip().replace("-", "+").replace("_", "/")
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("must be 32 random bytes in base64") from exc
-    if len(raw) != 32:
-        raise ValueError(f"must be 32 random bytes in base64, not {len(raw)} bytes")
-    return raw
 
 
 def new_kek() -> str:

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,8 +39,10 @@ from flask import current_app
 from flask import request
 from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
+from sqlalchemy import FromClause
 from sqlalchemy import insert
 from sqlalchemy import inspect
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
@@ -66,6 +69,14 @@ PURPOSES = (ID_TOKEN, AUDIT)
 PAIRWISE_SALT = "pairwise_salt"
 
 log = logging.getLogger(__name__)
+
+
+class RecordEvent(Protocol):
+    """Appends an audit event in ``session``'s transaction (``audit.service.append_event``)."""
+
+    def __call__(
+        self, session: Session, event: str, *, actor: str, data: dict[str, Any]
+    ) -> object: ...
 
 
 def _key_label(purpose: str, kid: str) -> str:
@@ -114,12 +125,16 @@ class _Loaded:
 class KeyStore:
     """The keys of one deployment, as this process sees them; safe to share between threads."""
 
-    def __init__(self, app: Flask, engine: Engine) -> None:
+    def __init__(
+        self, app: Flask, engine: Engine, *, record_event: RecordEvent, subjects: FromClause
+    ) -> None:
         self.directory = os.path.abspath(app.config["KEYS_DIR"])
         self._engine = engine
         self._sealer = Sealer(key_encryption_key(app.config))
         self._refresh_seconds = app.config["KEYS_REFRESH_SECONDS"]
         self._production = app.config["ENV"] == "production"
+        self._record_event = record_event
+        self._subjects = subjects
         self._lock = threading.RLock()
         self._prepared = False
         self._preparing_thread: int | None = None
@@ -260,9 +275,7 @@ class KeyStore:
             if not imported and not salt_imported:
                 session.rollback()
                 return
-            from ..audit.service import append_event
-
-            append_event(
+            self._record_event(
                 session,
                 "keys_imported",
                 actor="system",
@@ -287,7 +300,7 @@ class KeyStore:
         with self._session() as session:
             if session.get(ServerSecret, PAIRWISE_SALT) is not None:
                 return
-            if self._production and self._has_residents(session):
+            if self._production and self._has_subjects(session):
                 raise ConfigError(
                     "refusing to start: the database has residents but no pairwise salt, and a "
                     "new salt would give each of them a new `sub` at every relying party; "
@@ -299,11 +312,9 @@ class KeyStore:
             if _insert_if_absent(session, ServerSecret, row):
                 log.info("created the pairwise salt")
 
-    @staticmethod
-    def _has_residents(session: Session) -> bool:
-        from ..citizens.models import Citizen
-
-        return session.scalars(select(Citizen.id).limit(1)).first() is not None
+    def _has_subjects(self, session: Session) -> bool:
+        query = select(literal(1)).select_from(self._subjects).limit(1)
+        return session.scalars(query).first() is not None
 
     # -- reading -------------------------------------------------------------------------
     def _open(self, row: SigningKey) -> ECKey:
@@ -424,7 +435,9 @@ class KeyStore:
                 if demoted.rowcount != 1:  # type: ignore[attr-defined]
                     raise KeyStoreError(f"no active {purpose} key to rotate")
                 session.execute(insert(SigningKey).values(**row))
-                self._audit(session, "key_rotated", actor, kid=kid, purpose=purpose)
+                self._record_event(
+                    session, "key_rotated", actor=actor, data={"kid": kid, "purpose": purpose}
+                )
         except IntegrityError as exc:
             raise KeyStoreError(
                 "another instance changed the keys at the same moment; see `idserver keys list`"
@@ -453,14 +466,10 @@ class KeyStore:
                     raise KeyStoreError("the active key cannot be retired; rotate first")
                 raise KeyStoreError(f"key {kid} is retired already")
             purpose = session.scalars(select(SigningKey.purpose).where(SigningKey.kid == kid)).one()
-            self._audit(session, "key_retired", actor, kid=kid, purpose=purpose)
+            self._record_event(
+                session, "key_retired", actor=actor, data={"kid": kid, "purpose": purpose}
+            )
         self._loaded = None
-
-    @staticmethod
-    def _audit(session: Session, event: str, actor: str, **data: Any) -> None:
-        from ..audit.service import append_event
-
-        append_event(session, event, actor=actor, data=data)
 
 
 def _schema_exists(engine: Engine) -> bool:
@@ -474,15 +483,19 @@ def _schema_exists(engine: Engine) -> bool:
     return {"signing_keys", "server_secrets", "audit_events"} <= names
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, record_event: RecordEvent, subjects: FromClause) -> None:
     """Attach the key store; prepare it now if the schema exists, else before the first request.
+
+    ``record_event`` audits the store's changes in their own transactions. ``subjects``: the
+    table of the people pairwise ``sub`` values are made for (residents); production refuses to
+    make a new pairwise salt while it has rows, as that would give each of them new ``sub``s.
 
     Preparing at start makes a wrong KEK or a missing salt refuse the start (ConfigError, one
     line). Preparing before a request, never inside one: a first start writes its keys in
     transactions of its own, which on SQLite must not wait behind the request's.
     """
     engine = app.extensions["idserver.db"][0]
-    store = KeyStore(app, engine)
+    store = KeyStore(app, engine, record_event=record_event, subjects=subjects)
     app.extensions["idserver.keys"] = store
 
     @app.before_request
