@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import difflib
 import logging
 import os
@@ -67,6 +68,26 @@ def issuer_is_https(config: Mapping[str, Any] | None = None) -> bool:
     """
     config = current_app.config if config is None else config
     return str(config["ISSUER"]).startswith("https://")
+
+
+DURATION_UNITS = {"_SECONDS": "seconds", "_HOURS": "hours", "_DAYS": "days"}
+
+
+def duration(name: str, config: Mapping[str, Any] | None = None) -> dt.timedelta:
+    """The setting ``name`` (``…_SECONDS``, ``…_HOURS`` or ``…_DAYS``) as a time span.
+
+    ``config``: the application's settings (default: the current application's).
+    """
+    config = current_app.config if config is None else config
+    for suffix, unit in DURATION_UNITS.items():
+        if name.endswith(suffix):
+            return dt.timedelta(**{unit: config[name]})
+    raise KeyError(f"{name} is not a duration setting")
+
+
+def whole_minutes(name: str, config: Mapping[str, Any] | None = None) -> int:
+    """A duration setting in whole minutes, at least one: how pages state a time limit."""
+    return max(1, round(duration(name, config).total_seconds() / 60))
 
 
 def parse_kek(value: str) -> bytes:

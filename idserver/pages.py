@@ -8,6 +8,8 @@ from flask import Blueprint
 from flask import current_app
 from flask import render_template
 
+from .config import whole_minutes
+
 # Named "web" (where these pages were first): templates link ``web.home`` and
 # ``web.accessibility``.
 bp = Blueprint("web", __name__)
@@ -35,13 +37,12 @@ def home() -> str:
 @bp.get("/barrierefreiheit")
 def accessibility() -> str:
     """Erklärung zur Barrierefreiheit (BITV 2.0 § 7; model: EU implementing decision 2018/1523)."""
-    config = current_app.config
     return render_template(
         "accessibility.html",
         reviewed=ACCESSIBILITY_REVIEWED,
-        login_minutes=max(1, round(config["LOGIN_TTL_SECONDS"] / 60)),
-        pairing_minutes=max(1, round(config["PAIRING_TTL_SECONDS"] / 60)),
-        idle_minutes=max(1, round(config["SESSION_IDLE_SECONDS"] / 60)),
+        login_minutes=whole_minutes("LOGIN_TTL_SECONDS"),
+        pairing_minutes=whole_minutes("PAIRING_TTL_SECONDS"),
+        idle_minutes=whole_minutes("SESSION_IDLE_SECONDS"),
         arbitration_board=ARBITRATION_BOARD,
         arbitration_board_website=ARBITRATION_BOARD_WEBSITE,
     )

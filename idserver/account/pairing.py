@@ -42,6 +42,7 @@ from ..citizens.models import Citizen
 from ..citizens.service import Enrolment
 from ..citizens.service import finish_enrolment
 from ..citizens.service import start_enrolment
+from ..config import duration
 from ..db import db
 from ..db import utcnow
 from ..errors import EnrolmentRejected
@@ -173,7 +174,7 @@ def create_pairing(citizen_id: str) -> Pairing:
         state="pending",
         number=f"{secrets.randbelow(90) + 10}",
         created_at=now,
-        expires_at=now + dt.timedelta(seconds=current_app.config["PAIRING_TTL_SECONDS"]),
+        expires_at=now + duration("PAIRING_TTL_SECONDS"),
     )
     session.add(pairing)
     session.commit()

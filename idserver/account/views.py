@@ -38,6 +38,7 @@ from ..api.views import enrolment_response
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
 from ..config import issuer_is_https
+from ..config import whole_minutes
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db
@@ -309,7 +310,7 @@ def pairing_page(pairing_id: str) -> Any:
         pairing=found,
         status=pairings.status(found),
         join_url=f"{issuer}/pair/{found.id}",
-        valid_minutes=max(1, round(current_app.config["PAIRING_TTL_SECONDS"] / 60)),
+        valid_minutes=whole_minutes("PAIRING_TTL_SECONDS"),
     )
 
 
