@@ -29,7 +29,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["PREFERRED_URL_SCHEME"] = config["ISSUER"].split(":", 1)[0]
 
-    from . import accessibility
     from . import csrf
     from . import errors
     from . import health
@@ -37,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import limits
     from . import logs
     from . import metrics
+    from . import pages
     from . import sessions
     from . import web
     from .account import devices as account_devices
@@ -70,8 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     account_devices.init_app(app)
     health.init_app(app)
 
-    app.register_blueprint(web.bp)
-    app.register_blueprint(accessibility.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(crosslogin_views.bp)

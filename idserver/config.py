@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import difflib
 import logging
 import os
@@ -29,6 +30,8 @@ from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 PREFIX = "IDSERVER_"
 FILE_SUFFIX = "_FILE"
 # Not settings of the server: the test suite's databases and the soft phone's options.
@@ -40,6 +43,12 @@ REDIS_SCHEMES = ("redis", "rediss")
 LOG_FORMATS = ("text", "json")
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 
+# What the server does, fixed in code rather than set (discovery announces it).
+SIGNING_ALGORITHM = "ES256"  # every key in the key store: ID tokens and audit checkpoints
+ACR_PHONE = "urn:buergerid:acr:phone-number-matching"  # approved in the app, number matched
+ACR_PASSKEY = "urn:buergerid:acr:passkey"  # a passkey assertion made on the computer
+ACR_VALUES = (ACR_PHONE, ACR_PASSKEY)
+
 
 class ConfigError(ValueError):
     """A setting is missing, malformed, or unsafe for the chosen mode.
@@ -50,6 +59,48 @@ class ConfigError(ValueError):
     def __init__(self, problems: str | Iterable[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def issuer_is_https(config: Mapping[str, Any] | None = None) -> bool:
+    """Whether browsers reach the server over https: ``__Host-`` cookies, ``Secure``, HSTS.
+
+    ``config``: the application's settings (default: the current application's).
+    """
+    config = current_app.config if config is None else config
+    return str(config["ISSUER"]).startswith("https://")
+
+
+DURATION_UNITS = {"_SECONDS": "seconds", "_HOURS": "hours", "_DAYS": "days"}
+
+
+def duration(name: str, config: Mapping[str, Any] | None = None) -> dt.timedelta:
+    """The setting ``name`` (``…_SECONDS``, ``…_HOURS`` or ``…_DAYS``) as a time span.
+
+    ``config``: the application's settings (default: the current application's).
+    """
+    config = current_app.config if config is None else config
+    for suffix, unit in DURATION_UNITS.items():
+        if name.endswith(suffix):
+            return dt.timedelta(**{unit: config[name]})
+    raise KeyError(f"{name} is not a duration setting")
+
+
+def whole_minutes(name: str, config: Mapping[str, Any] | None = None) -> int:
+    """A duration setting in whole minutes, at least one: how pages state a time limit."""
+    return max(1, round(duration(name, config).total_seconds() / 60))
+
+
+def parse_kek(value: str) -> bytes:
+    """The 32 bytes of a key-encryption key (``KEY_ENCRYPTION_KEY``) written in base64
+    (standard or URL-safe, padding optional); ``keys.sealing`` seals with it."""
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be 32 random bytes in base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 random bytes in base64, not {len(raw)} bytes")
+    return raw
 
 
 def _bool(value: str) -> bool:
@@ -186,6 +237,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Resident searches in the clerk console per clerk (against enumeration).",
     ),
     Setting("MAX_CHALLENGES_PER_LOGIN", 5, "WebAuthn challenges one login may hand out.", int),
+    Setting(
+        "PAIRING_TTL_SECONDS",
+        300,
+        "Lifetime of an “Add another device” pairing, from its QR code to the new passkey.",
+        int,
+    ),
+    Setting(
+        "MAX_CHALLENGES_PER_PAIRING",
+        5,
+        "WebAuthn challenges one pairing may hand out for the citizen's confirmation.",
+        int,
+    ),
     Setting(
         "PROXIMITY_POLICY",
         "warn",
@@ -464,21 +527,6 @@ def _database_problems(config: Mapping[str, Any]) -> list[str]:
             "(PostgreSQL: pip install 'idserver[postgres]')"
         ]
     return []
-
-
-def parse_kek(value: str) -> bytes:
-    """The 32 bytes of a KEK written in base64 (standard or URL-safe, padding optional).
-
-    Here, not in ``keys.sealing``: validating the setting needs it, and config is below keys.
-    """
-    text = value.strip().replace("-", "+").replace("_", "/")
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("must be 32 random bytes in base64") from exc
-    if len(raw) != 32:
-        raise ValueError(f"must be 32 random bytes in base64, not {len(raw)} bytes")
-    return raw
 
 
 def _format_problems(config: Mapping[str, Any]) -> list[str]:

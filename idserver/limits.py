@@ -78,7 +78,7 @@ from .errors import RateLimited
 from .errors import error_response
 from .logs import current_route
 from .metrics import RATE_LIMIT_REFUSALS
-from .web import client_address
+from .proxy import client_address
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""What every page shares: language, security headers, client address, the home page."""
+"""What every response shares: language, session cookie, security headers, template globals.
+
+The rules for what a request may carry are in ``inputs``, the client's address in ``proxy``,
+the start page and the accessibility statement in ``pages``.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,25 @@ import os
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import render_template
 from flask import request
-from flask.json.provider import DefaultJSONProvider
 from flask_babel import Babel
-from flask_babel import lazy_gettext as _l
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import i18n
-from .errors import IdServerError
+from . import inputs
+from . import proxy
+from .config import issuer_is_https
+from .proxy import client_address
 
-bp = Blueprint("web", __name__)
+__all__ = [
+    "CSP",
+    "SUPPORTED_LANGUAGES",
+    "client_address",  # here too: the views took it from this module first
+    "init_app",
+    "no_store",
+]
 
 SUPPORTED_LANGUAGES = ("de", "en")  # German first: the default where a catalogue exists
 
@@ -72,63 +80,13 @@ def language_url(lang: str) -> str:
     return request.path + "?" + urlencode(args)
 
 
-def client_address() -> str:
-    """The caller's address (behind a trusted proxy, ProxyFix has already set it)."""
-    return (request.remote_addr or "unknown")[:64]
-
-
-class InputJSONProvider(DefaultJSONProvider):
-    """Request bodies: too deep, NUL characters or lone surrogates make them malformed.
-
-    Such strings cannot be stored or even looked up (PostgreSQL refuses NUL; UTF-8 has no
-    surrogates), so they are refused where the body is parsed: ``get_json`` sees a ValueError.
-    """
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        try:
-            value = super().loads(s, **kwargs)
-        except RecursionError as exc:
-            raise ValueError("JSON nested too deeply") from exc
-        pending = [value]
-        while pending:
-            item = pending.pop()
-            if isinstance(item, dict):
-                pending.extend(item.keys())
-                pending.extend(item.values())
-            elif isinstance(item, list):
-                pending.extend(item)
-            elif isinstance(item, str):
-                _check_storable(item)
-        return value
-
-
-def _check_storable(text: str) -> None:
-    if "\x00" in text:
-        raise ValueError("NUL character")
-    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
-
-
-def refuse_unstorable_input() -> None:
-    """The same rule for the path, query, headers and form fields, before any view runs."""
-    texts = [request.path, *request.headers.values()]
-    texts += [text for key, values in request.args.lists() for text in (key, *values)]
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        texts += [text for key, values in request.form.lists() for text in (key, *values)]
-    try:
-        for text in texts:
-            _check_storable(text)
-    except ValueError as exc:
-        raise IdServerError(_l("The request contains characters that are not allowed.")) from exc
-
-
 def init_app(app: Flask) -> None:
     i18n.init_app(app)
     app.config["LANGUAGES"] = available_languages(app)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", app.config["TIMEZONE"])
-    app.json = InputJSONProvider(app)
-    app.before_request(refuse_unstorable_input)
+    inputs.init_app(app)
     Babel(app, locale_selector=select_locale)
-    secure = app.config["ISSUER"].startswith("https://")
+    secure = issuer_is_https(app.config)
     app.config.update(
         SESSION_COOKIE_NAME="__Host-session" if secure else "session",
         SESSION_COOKIE_SECURE=secure,
@@ -136,8 +94,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=app.config["SESSION_TTL_SECONDS"],
     )
-    if app.config["TRUST_PROXY"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    proxy.init_app(app)
 
     app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
 
@@ -161,7 +118,7 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         response.headers.setdefault("Permissions-Policy", "camera=(), geolocation=()")
-        if current_app.config["ISSUER"].startswith("https://"):
+        if issuer_is_https():
             response.headers.setdefault(
                 "Strict-Transport-Security", "max-age=63072000; includeSubDomains"
             )
@@ -170,11 +127,3 @@ def init_app(app: Flask) -> None:
                 "lang", request.args["lang"], max_age=365 * 86400, samesite="Lax", httponly=True
             )
         return response
-
-
-@bp.get("/")
-def home() -> str:
-    config = current_app.config
-    return render_template(
-        "home.html", office=config["OFFICE_NAME"], office_contact=config["OFFICE_CONTACT"]
-    )

@@ -44,6 +44,7 @@ from ..citizens.models import Citizen
 from ..citizens.service import Enrolment
 from ..citizens.service import finish_enrolment
 from ..citizens.service import start_enrolment
+from ..config import duration
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
@@ -74,7 +75,6 @@ from .models import Pairing
 from .models import PairingState
 
 __all__ = [
-    "PAIRING_TTL",
     "PairingState",
     "approve",
     "begin_approval",
@@ -93,9 +93,7 @@ __all__ = [
     "use_pairing",
 ]
 
-PAIRING_TTL = dt.timedelta(minutes=5)
 LIVE = (PairingState.PENDING, PairingState.CLAIMED, PairingState.APPROVED)
-MAX_APPROVAL_CHALLENGES = 5
 CHALLENGE_PURPOSE = "pair"
 
 
@@ -164,7 +162,7 @@ def create_pairing(citizen_id: str) -> Pairing:
         state=PairingState.PENDING,
         number=f"{secrets.randbelow(90) + 10}",
         created_at=now,
-        expires_at=now + PAIRING_TTL,
+        expires_at=now + duration("PAIRING_TTL_SECONDS"),
     )
     session.add(pairing)
     session.commit()
@@ -223,12 +221,13 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
     allowed = _usable_credential_ids(pairing.citizen_id)
     if not allowed:
         raise NoUsableDevice()
-    if pairing.challenges_issued >= MAX_APPROVAL_CHALLENGES:
+    limit = current_app.config["MAX_CHALLENGES_PER_PAIRING"]
+    if pairing.challenges_issued >= limit:
         raise TooManyApprovals()
     if not _transition(
         pairing.id,
         from_states=(PairingState.CLAIMED,),
-        where=(Pairing.challenges_issued < MAX_APPROVAL_CHALLENGES,),
+        where=(Pairing.challenges_issued < limit,),
         challenges_issued=Pairing.challenges_issued + 1,
     ):
         db.session.rollback()

@@ -37,6 +37,8 @@ from .. import limits
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
 from ..citizens.views import enrolment_response
+from ..config import issuer_is_https
+from ..config import whole_minutes
 from ..crosslogin.views import CLAIM_LABELS
 from ..crosslogin.views import begin_login
 from ..db import db
@@ -310,6 +312,7 @@ def pairing_page(pairing_id: str) -> Any:
         pairing=found,
         status=pairings.status(found),
         join_url=f"{issuer}/pair/{found.id}",
+        valid_minutes=whole_minutes("PAIRING_TTL_SECONDS"),
     )
 
 
@@ -356,7 +359,7 @@ def _pair_cookie(pairing_id: str) -> tuple[str, str]:
     no sibling host can plant one (as ``crosslogin.views.phone_cookie``); plain-http demos get
     the unprefixed name kept to the pairing's pages by its path."""
     name = PAIR_COOKIE.format(pairing_id=pairing_id)
-    if current_app.config["ISSUER"].startswith("https://"):
+    if issuer_is_https():
         return "__Host-" + name, "/"
     return name, f"/pair/{pairing_id}"
 
@@ -387,9 +390,9 @@ def claim(pairing_id: str) -> Any:
     response.set_cookie(
         name,
         binding,
-        max_age=int(pairings.PAIRING_TTL.total_seconds()) + 60,
+        max_age=current_app.config["PAIRING_TTL_SECONDS"] + 60,
         path=path,
-        secure=current_app.config["ISSUER"].startswith("https://"),
+        secure=issuer_is_https(),
         httponly=True,
         samesite="Strict",
     )

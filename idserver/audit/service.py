@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
 from ..keys import AUDIT
@@ -135,7 +136,9 @@ def _sign_checkpoint(session: Session, entry: AuditEvent) -> AuditCheckpoint:
     payload = _canonical(
         {"event_id": entry.id, "event_hash": entry.hash, "at": int(now.timestamp())}
     )
-    signature = jws.serialize_compact({"alg": "ES256", "kid": key.kid or ""}, payload, key)
+    signature = jws.serialize_compact(
+        {"alg": SIGNING_ALGORITHM, "kid": key.kid or ""}, payload, key
+    )
     checkpoint = AuditCheckpoint(
         event_id=entry.id, event_hash=entry.hash, created_at=now, signature=signature
     )
@@ -188,7 +191,7 @@ def _checkpoint_problem(
 ) -> Problem | None:
     """Why ``checkpoint`` does not vouch for the entry it names, or None if it does."""
     try:
-        signed = jws.deserialize_compact(checkpoint.signature, keys, algorithms=["ES256"])
+        signed = jws.deserialize_compact(checkpoint.signature, keys, algorithms=[SIGNING_ALGORITHM])
         claims = json.loads(signed.payload)
     except (JoseError, ValueError) as exc:
         return Problem(checkpoint.event_id, f"checkpoint signature invalid: {exc}")

@@ -1,9 +1,9 @@
 """How a waiting desktop learns that its login changed, cheaply and across processes.
 
-A desktop's long poll calls ``watch_for_change`` (``wait_for_change`` without keep-alives);
-every transition the desktop can see calls ``notify``. A waiter costs one blocked thread and no
-database work while it waits; the poll's answer is streamed, with a blank every keep-alive
-period, so it can be held until the login changes::
+A desktop's long poll calls ``watch_for_change``; every transition the desktop can see calls
+``notify``. A waiter costs one blocked thread and no database work while it waits; the poll's
+answer is streamed, with a blank every keep-alive period, so it can be held until the login
+changes::
 
     notify(login_id) ──▶ waiters in this process wake at once
           │
@@ -47,7 +47,7 @@ from .models import LoginTransaction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHANNEL", "notify", "wait_for_change", "watch_for_change"]
+__all__ = ["CHANNEL", "notify", "watch_for_change"]
 
 CHANNEL = "idserver_login_changed"
 SQLITE_POLL_SECONDS = 0.05
@@ -399,24 +399,6 @@ def notify(login_id: str) -> None:
         log.warning("could not publish a change of login %s", login_id, exc_info=True)
 
 
-def wait_for_change(
-    login_id: str, read_version: Callable[[], int], *, seen: int, timeout: float
-) -> int:
-    """Block until ``read_version()`` differs from ``seen`` or ``timeout`` passes.
-
-    Returns the version last read (``seen`` when nothing changed). ``read_version`` should not
-    keep a database connection checked out: the caller is about to sleep.
-    """
-    changes = watch_for_change(login_id, read_version, seen=seen, timeout=timeout)
-    try:
-        for version in changes:
-            if version is not None:
-                return version
-        return seen  # not reached: the generator always ends with a version
-    finally:
-        changes.close()
-
-
 def watch_for_change(
     login_id: str,
     read_version: Callable[[], int],
@@ -425,7 +407,9 @@ def watch_for_change(
     timeout: float,
     heartbeat_seconds: float | None = None,
 ) -> Generator[int | None, None, None]:
-    """``wait_for_change`` as a generator, for a response that is sent while it waits.
+    """Wait until ``read_version()`` differs from ``seen`` or ``timeout`` passes, as a generator
+    for a response that is sent while it waits. ``read_version`` should not keep a database
+    connection checked out: the caller is about to sleep.
 
     Yields ``None`` every ``heartbeat_seconds`` while nothing has changed (the caller sends a
     keep-alive), then the version last read, once. Closing it early unregisters the waiter.

@@ -50,6 +50,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..audit import record_event
 from ..citizens.models import Citizen
 from ..citizens.service import user_handle
+from ..config import ACR_PASSKEY
+from ..config import ACR_PHONE
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
@@ -98,9 +100,6 @@ __all__ = [
 ]
 
 LIVE = (LoginState.PENDING, LoginState.SCANNED)
-TERMINAL = (LoginState.DENIED, LoginState.EXPIRED, LoginState.CONSUMED)
-ACR_PHONE = "urn:buergerid:acr:phone-number-matching"
-ACR_PASSKEY = "urn:buergerid:acr:passkey"
 OTHER_NETWORK = DenyReason.OTHER_NETWORK
 OTHER_NETWORK_WARNING = _l(
     "The computer that asked for this login is in a different network than your phone. "
@@ -302,7 +301,7 @@ def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: An
         raise LoginRejected(exc.description, error=exc.error) from exc
     if challenge.subject != tx.id:
         raise LoginRejected(_l("This step has expired. Please start again."))
-    stored, verified = _verify(credential, challenge.challenge)
+    stored = _verify(credential, challenge.challenge)
     evidence = {"credential": credential, "challenge": _b64(challenge.challenge)}
     _approve(tx, stored, from_states=LIVE, acr=ACR_PASSKEY, evidence=evidence)
 
@@ -627,7 +626,7 @@ def _amr(stored: Credential) -> list[str]:
     return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
-def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.VerifiedAssertion]:
+def _verify(credential: Any, challenge: bytes) -> Credential:
     try:
         raw_id = ceremonies.credential_id_of(credential)
     except PasskeyRejected as exc:
@@ -655,7 +654,7 @@ def _verify(credential: Any, challenge: bytes) -> tuple[Credential, ceremonies.V
     ):
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
     record_assertion(stored, verified)
-    return stored, verified
+    return stored
 
 
 def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> LoginTransaction:
@@ -678,7 +677,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     if not burned:
         raise LoginRejected(_l("Please type the number again."), error="no_challenge")
     context = display_context(tx)
-    stored, _verified = _verify(credential, approval_challenge(nonce, context, typed))
+    stored = _verify(credential, approval_challenge(nonce, context, typed))
     evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
     _approve(
         tx,

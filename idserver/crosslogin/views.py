@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import limits
 from ..citizens.models import Citizen
+from ..config import issuer_is_https
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
@@ -75,7 +76,7 @@ RENEW_GRACE_SECONDS = 15 * 60
 
 def login_cookie_name(login_id: str) -> str:
     """``__Host-`` cookies need https; plain localhost demos get the unprefixed name."""
-    prefix = "__Host-" if current_app.config["ISSUER"].startswith("https://") else ""
+    prefix = "__Host-" if issuer_is_https() else ""
     return prefix + LOGIN_COOKIE.format(login_id=login_id)
 
 
@@ -89,7 +90,7 @@ def phone_cookie(login_id: str) -> tuple[str, str]:
     prefix; their cookie is kept to the phone page by its path.
     """
     name = PHONE_COOKIE.format(login_id=login_id)
-    if current_app.config["ISSUER"].startswith("https://"):
+    if issuer_is_https():
         return "__Host-" + name, "/"
     return name, f"/q/{login_id}"
 
@@ -113,7 +114,7 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
         # Outlives the login, so its ended page can still offer a new code (``renew``).
         max_age=current_app.config["LOGIN_TTL_SECONDS"] + RENEW_GRACE_SECONDS,
         path="/",
-        secure=current_app.config["ISSUER"].startswith("https://"),
+        secure=issuer_is_https(),
         httponly=True,
         samesite="Lax",
     )
@@ -545,7 +546,7 @@ def phone(login_id: str) -> Any:
         binding,
         max_age=current_app.config["LOGIN_TTL_SECONDS"],
         path=cookie_path,
-        secure=current_app.config["ISSUER"].startswith("https://"),
+        secure=issuer_is_https(),
         httponly=True,
         samesite="Strict",
     )

@@ -17,7 +17,7 @@ from authlib.oidc.core import UserInfo
 from ..citizens.models import Citizen
 from ..keys import key_store
 
-__all__ = ["SCOPE_CLAIMS", "claim_names", "claims_for_scope", "pairwise_subject"]
+__all__ = ["SCOPES", "SCOPE_CLAIMS", "claim_names", "claims_for_scope", "pairwise_subject"]
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "openid": ("sub",),
@@ -26,6 +26,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "address": ("address",),
     "birthdate": ("birthdate",),
 }
+SCOPES = tuple(SCOPE_CLAIMS)  # every scope the server knows: discovery, server, client checks
 
 
 def claim_names(scope: str | None) -> list[str]:

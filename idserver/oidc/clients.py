@@ -16,7 +16,7 @@ from ..config import PROXIMITY_POLICIES
 from ..db import db
 from ..errors import IdServerError
 from ..sessions import SELF_CLIENT_ID
-from .claims import SCOPE_CLAIMS
+from .claims import SCOPES
 from .models import AUTH_METHODS
 from .models import Client
 from .models import hash_secret
@@ -85,10 +85,10 @@ def register_client(
     uris = [validate_redirect_uri(u) for u in redirect_uris]
     logout_uris = [validate_redirect_uri(u) for u in post_logout_redirect_uris or []]
     scopes = scope.split()
-    unknown = [s for s in scopes if s not in SCOPE_CLAIMS]
+    unknown = [s for s in scopes if s not in SCOPES]
     if "openid" not in scopes or unknown:
         raise IdServerError(
-            f"scope must include openid and only {sorted(SCOPE_CLAIMS)}", error="invalid_scope"
+            f"scope must include openid and only {sorted(SCOPES)}", error="invalid_scope"
         )
     if auth_method not in AUTH_METHODS:
         raise IdServerError(

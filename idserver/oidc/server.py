@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..audit import record_event
 from ..citizens.models import Citizen
+from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
 from ..keys import ID_TOKEN
@@ -55,8 +56,10 @@ from ..logs import note_client
 from ..metrics import TOKEN_GRANTS
 from ..passkeys.models import usable_device
 from ..sessions import end_session
+from .claims import SCOPES
 from .claims import claim_names
 from .claims import claims_for_scope
+from .models import AUTH_METHODS
 from .models import AuthorizationCode
 from .models import Client
 from .models import Token
@@ -69,11 +72,10 @@ __all__ = [
     "Authentication",
     "StoredAuthorizationRequest",
     "authorization",
-    "require_oauth",
     "revoke_device_grants",
 ]
 
-ASSERTION_ALGORITHMS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
+ASSERTION_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")  # private_key_jwt
 MAX_ASSERTION_LIFETIME = 300  # seconds between a client assertion's iat and exp
 HEADER_KEY_PARAMETERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256")
 
@@ -137,7 +139,7 @@ class S256Challenge(CodeChallenge):
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "private_key_jwt"]
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         auth: Authentication = request.user
@@ -262,10 +264,10 @@ class IdToken(OpenIDCode):
         return key_store().signing_key()
 
     def get_client_algorithm(self, client: Client) -> str:
-        return "ES256"
+        return SIGNING_ALGORITHM
 
     def get_encode_header(self, client: Client) -> dict[str, str]:
-        return {"alg": "ES256", "kid": key_store().signing_key().kid or "", "typ": "JWT"}
+        return {"alg": SIGNING_ALGORITHM, "kid": key_store().signing_key().kid or "", "typ": "JWT"}
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
         now = int(time.time())
@@ -302,7 +304,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             # (RFC 7515 §10.7, RFC 8725 §3.10): refuse header-supplied keys and key URLs.
             if any(name in header for name in HEADER_KEY_PARAMETERS):
                 raise InvalidClientError(description="Keys in the assertion header are refused.")
-            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ASSERTION_ALGORITHMS))
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidClientError(description="Invalid client assertion.") from exc
         claims = token.claims
@@ -394,7 +396,7 @@ class EndSession(EndSessionEndpoint):
         return key_store().verification_keys(ID_TOKEN)
 
     def get_algorithms(self) -> list[str]:
-        return ["ES256"]
+        return [SIGNING_ALGORITHM]
 
     def end_session(self, end_session_request: Any) -> None:
         end_session()
@@ -450,11 +452,7 @@ def _generate_access_token(**_kwargs: Any) -> str:
 
 def authorization() -> AuthorizationServer:
     """The current application's authorization server."""
-    return current_app.extensions["idserver.oidc"][0]
-
-
-def require_oauth() -> ResourceProtector:
-    return current_app.extensions["idserver.oidc"][1]
+    return current_app.extensions["idserver.oidc"]  # type: ignore[no-any-return]
 
 
 def init_app(app: Flask) -> None:
@@ -466,11 +464,11 @@ def init_app(app: Flask) -> None:
     app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = _generate_access_token
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = False
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
-    authorization.scopes_supported = ["openid", "profile", "email", "address", "birthdate"]
+    authorization.scopes_supported = list(SCOPES)
     authorization.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])
     authorization.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
     authorization.register_extension(RFC9207())
     authorization.register_endpoint(UserInfoView(resource_protector=protector))
     authorization.register_endpoint(EndSession())
     protector.register_token_validator(AccessTokenValidator())
-    app.extensions["idserver.oidc"] = (authorization, protector)
+    app.extensions["idserver.oidc"] = authorization

@@ -19,9 +19,15 @@ from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
 
+from ..config import ACR_VALUES
+from ..config import SIGNING_ALGORITHM
 from ..keys import key_store
 from ..sessions import end_session
+from ..web import SUPPORTED_LANGUAGES
 from .claims import SCOPE_CLAIMS
+from .claims import SCOPES
+from .models import AUTH_METHODS
+from .server import ASSERTION_ALGORITHMS
 from .server import authorization
 
 bp = Blueprint("oidc", __name__)
@@ -48,7 +54,7 @@ def discovery() -> Response:
         userinfo_endpoint=f"{issuer}/userinfo",
         jwks_uri=f"{issuer}/jwks.json",
         end_session_endpoint=f"{issuer}/logout",
-        scopes_supported=list(SCOPE_CLAIMS),
+        scopes_supported=list(SCOPES),
         claims_supported=sorted(
             {c for cs in SCOPE_CLAIMS.values() for c in cs}
             | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}
@@ -57,25 +63,16 @@ def discovery() -> Response:
         response_modes_supported=["query"],
         grant_types_supported=["authorization_code"],
         subject_types_supported=["pairwise"],
-        id_token_signing_alg_values_supported=["ES256"],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
-        token_endpoint_auth_signing_alg_values_supported=[
-            "ES256",
-            "ES384",
-            "PS256",
-            "RS256",
-            "EdDSA",
-        ],
+        id_token_signing_alg_values_supported=[SIGNING_ALGORITHM],
+        token_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
-        acr_values_supported=[
-            "urn:buergerid:acr:phone-number-matching",
-            "urn:buergerid:acr:passkey",
-        ],
+        acr_values_supported=list(ACR_VALUES),
         authorization_response_iss_parameter_supported=True,
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
         claims_parameter_supported=False,
-        ui_locales_supported=["de", "en"],
+        ui_locales_supported=list(SUPPORTED_LANGUAGES),
     )
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

@@ -29,7 +29,6 @@ from webauthn import options_to_json
 from webauthn import verify_authentication_response
 from webauthn import verify_registration_response
 from webauthn.helpers import base64url_to_bytes
-from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers import decode_credential_public_key
 from webauthn.helpers import parse_attestation_object
 from webauthn.helpers.cose import COSECRV
@@ -395,7 +394,3 @@ def verify_assertion(
         backed_up=verified.credential_backed_up,
         user_handle=user_handle,
     )
-
-
-def b64(data: bytes) -> str:
-    return bytes_to_base64url(data)

@@ -182,6 +182,32 @@ def test_rejects_pairing_that_expires_after_approval(
     assert len(_credentials(app)) == 1
 
 
+def test_pairing_lives_as_long_as_configured(app, browser, new_device):
+    app.config["PAIRING_TTL_SECONDS"] = 600
+    pairing_id = browser.start_pairing()
+    pairing = _pairing(app, pairing_id)
+    assert pairing.expires_at - pairing.created_at == dt.timedelta(seconds=600)
+    page = browser.client.get(f"/account/pairings/{pairing_id}").get_data(as_text=True)
+    assert "The code is valid for 10 minutes and works only once." in page
+    claimed = new_device.claim(pairing_id)
+    binding = [c for c in claimed.headers.getlist("Set-Cookie") if c.startswith("pair-")]
+    assert len(binding) == 1 and "Max-Age=660" in binding[0]  # the pairing's life, and a minute
+
+
+def test_rejects_more_approval_challenges_than_configured(app, browser, new_device, db_state):
+    app.config["MAX_CHALLENGES_PER_PAIRING"] = 2
+    pairing_id, number = _claimed(browser, new_device)
+    for _ in range(2):
+        begun = browser.post_json(f"/account/pairings/{pairing_id}/options", {"number": number})
+        assert begun.status_code == 200, begun.json
+    before = db_state()
+    refused = browser.post_json(f"/account/pairings/{pairing_id}/options", {"number": number})
+    assert refused.status_code == 429
+    assert refused.json["error"] == "too_many_requests"
+    assert db_state() == before
+    assert _pairing(app, pairing_id).challenges_issued == 2
+
+
 def test_rejects_a_second_device_claiming_the_pairing(app, browser, new_device, tmp_path, db_state):
     pairing_id, _number = _claimed(browser, new_device)
     intruder = NewDevice(Phone(app.test_client(), SoftAuthenticator(path=tmp_path / "x.json")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -15,8 +16,11 @@ from idserver import create_app
 from idserver.config import DEMO_SECRET_KEY
 from idserver.config import SETTINGS
 from idserver.config import ConfigError
+from idserver.config import duration
 from idserver.config import effective_config
+from idserver.config import issuer_is_https
 from idserver.config import read_config
+from idserver.config import whole_minutes
 from idserver.keys.sealing import new_kek
 
 
@@ -65,6 +69,27 @@ def test_environment_variables_are_read(app_config, monkeypatch):
     app = create_app({k: v for k, v in app_config.items()})
     assert app.config["LOGIN_TTL_SECONDS"] == 90
     assert app.config["ALLOWED_ORIGINS"] == ["android:apk-key-hash:abc", "ios:bundle-id:x"]
+
+
+def test_pairing_settings_are_read_from_the_environment(app_config, monkeypatch):
+    monkeypatch.setenv("IDSERVER_PAIRING_TTL_SECONDS", "600")
+    monkeypatch.setenv("IDSERVER_MAX_CHALLENGES_PER_PAIRING", "3")
+    app = create_app(app_config)
+    assert app.config["PAIRING_TTL_SECONDS"] == 600
+    assert app.config["MAX_CHALLENGES_PER_PAIRING"] == 3
+
+
+def test_durations_and_https_are_read_one_way_everywhere(app_config):
+    app = create_app({**app_config, "PAIRING_TTL_SECONDS": 90, "ACTIVATION_TTL_DAYS": 2})
+    assert duration("PAIRING_TTL_SECONDS", app.config) == dt.timedelta(seconds=90)
+    assert duration("ACTIVATION_TTL_DAYS", app.config) == dt.timedelta(days=2)
+    assert whole_minutes("PAIRING_TTL_SECONDS", app.config) == 2
+    with app.app_context():
+        assert whole_minutes("QR_STEP_SECONDS") == 1  # a page never says "0 minutes"
+        assert issuer_is_https() is False
+    with pytest.raises(KeyError, match="not a duration"):
+        duration("ISSUER", app.config)
+    assert issuer_is_https({"ISSUER": "https://id.example.org"}) is True
 
 
 def test_malformed_environment_variable_is_named(app_config, monkeypatch):
@@ -214,6 +239,14 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
         (
             {"LONG_POLL_SECONDS": 0},
             "IDSERVER_LONG_POLL_SECONDS must be a whole number of at least 1",
+        ),
+        (
+            {"PAIRING_TTL_SECONDS": 0},
+            "IDSERVER_PAIRING_TTL_SECONDS must be a whole number of at least 1",
+        ),
+        (
+            {"MAX_CHALLENGES_PER_PAIRING": 0},
+            "IDSERVER_MAX_CHALLENGES_PER_PAIRING must be a whole number of at least 1",
         ),
         ({"DATABASE_URL": "not a url"}, "IDSERVER_DATABASE_URL is not a database URL"),
         ({"ISSUER": "http://[::1"}, "IDSERVER_ISSUER must be an absolute http(s) URL"),

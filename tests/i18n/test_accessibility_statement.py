@@ -23,9 +23,11 @@ def test_says_honestly_that_bürger_id_is_partially_compliant(client):
 def test_lists_the_known_gaps_with_the_configured_time_limits(app, client):
     app.config["LOGIN_TTL_SECONDS"] = 180
     app.config["SESSION_IDLE_SECONDS"] = 60
+    app.config["PAIRING_TTL_SECONDS"] = 600
     page = _statement(client)
     assert "Was noch nicht barrierefrei ist" in page
     assert "haben Sie 3 Minuten Zeit" in page and "1 Minute lang nichts tun" in page
+    assert "Hinzufügen eines weiteren Geräts 10 Minuten" in page
     for gap in ("(WCAG 2.2.1)", "(WCAG 2.2.2)", "Gebärdensprache", "Leichter Sprache", "PDF"):
         assert gap in page, gap
 

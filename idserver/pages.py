@@ -1,8 +1,4 @@
-"""The accessibility statement (Erklärung zur Barrierefreiheit, BITV 2.0 § 7).
-
-It speaks of every feature (login, adding a device, sessions), so it sits above them all,
-next to ``create_app``, rather than in ``web``, which every package builds on.
-"""
+"""The pages that belong to no feature: the start page and the accessibility statement."""
 
 from __future__ import annotations
 
@@ -12,9 +8,11 @@ from flask import Blueprint
 from flask import current_app
 from flask import render_template
 
-from .account.pairing import PAIRING_TTL
+from .config import whole_minutes
 
-bp = Blueprint("accessibility", __name__)
+# Named "web" (where these pages were first): templates link ``web.home`` and
+# ``web.accessibility``.
+bp = Blueprint("web", __name__)
 
 # The accessibility statement says when it was last checked against the pages (BITV 2.0 § 7):
 # review it, and move this date, whenever pages change in a way that affects the known gaps.
@@ -28,16 +26,23 @@ ARBITRATION_BOARD = (
 ARBITRATION_BOARD_WEBSITE = "https://www.schlichtungsstelle-bgg.de"
 
 
-@bp.get("/barrierefreiheit")
-def statement() -> str:
-    """Erklärung zur Barrierefreiheit (BITV 2.0 § 7; model: EU implementing decision 2018/1523)."""
+@bp.get("/")
+def home() -> str:
     config = current_app.config
+    return render_template(
+        "home.html", office=config["OFFICE_NAME"], office_contact=config["OFFICE_CONTACT"]
+    )
+
+
+@bp.get("/barrierefreiheit")
+def accessibility() -> str:
+    """Erklärung zur Barrierefreiheit (BITV 2.0 § 7; model: EU implementing decision 2018/1523)."""
     return render_template(
         "accessibility.html",
         reviewed=ACCESSIBILITY_REVIEWED,
-        login_minutes=max(1, round(config["LOGIN_TTL_SECONDS"] / 60)),
-        pairing_minutes=max(1, round(PAIRING_TTL.total_seconds() / 60)),
-        idle_minutes=max(1, round(config["SESSION_IDLE_SECONDS"] / 60)),
+        login_minutes=whole_minutes("LOGIN_TTL_SECONDS"),
+        pairing_minutes=whole_minutes("PAIRING_TTL_SECONDS"),
+        idle_minutes=whole_minutes("SESSION_IDLE_SECONDS"),
         arbitration_board=ARBITRATION_BOARD,
         arbitration_board_website=ARBITRATION_BOARD_WEBSITE,
     )
