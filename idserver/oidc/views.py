@@ -21,6 +21,8 @@ from flask_babel import lazy_gettext as _l
 
 from ..keys import key_store
 from .claims import SCOPE_CLAIMS
+from .models import AUTH_METHODS
+from .server import ASSERTION_ALGORITHMS
 from .server import authorization
 
 bp = Blueprint("oidc", __name__)
@@ -37,10 +39,10 @@ def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
     return redirect(add_params_to_uri(redirect_uri, params), code=303)
 
 
-@bp.get("/.well-known/openid-configuration")
-def discovery() -> Response:
+def _metadata() -> dict[str, Any]:
+    """What this server does, and only that: OIDC Discovery 1.0 §3 and RFC 8414 §2 share it."""
     issuer = current_app.config["ISSUER"]
-    response = jsonify(
+    return dict(
         issuer=issuer,
         authorization_endpoint=f"{issuer}/authorize",
         token_endpoint=f"{issuer}/token",
@@ -57,14 +59,8 @@ def discovery() -> Response:
         grant_types_supported=["authorization_code"],
         subject_types_supported=["pairwise"],
         id_token_signing_alg_values_supported=["ES256"],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "private_key_jwt"],
-        token_endpoint_auth_signing_alg_values_supported=[
-            "ES256",
-            "ES384",
-            "PS256",
-            "RS256",
-            "EdDSA",
-        ],
+        token_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
         acr_values_supported=[
             "urn:buergerid:acr:phone-number-matching",
@@ -76,8 +72,23 @@ def discovery() -> Response:
         claims_parameter_supported=False,
         ui_locales_supported=["de", "en"],
     )
+
+
+def _metadata_response() -> Response:
+    response = jsonify(_metadata())
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    return _metadata_response()
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata() -> Response:
+    """RFC 8414 §3 for an issuer without a path; the same document as OIDC discovery."""
+    return _metadata_response()
 
 
 @bp.get("/jwks.json")
