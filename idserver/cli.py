@@ -389,6 +389,7 @@ def client_add(
             post_logout_redirect_uris=list(logout_uris),
             client_id=client_id,
             proximity_policy=proximity_policy,
+            actor="operator",
             **_operator(),
         )
     except IdServerError as exc:
