@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError
 from ..clerks import active_clerk
 from ..db import db
 from ..db import utcnow
-from ..oidc.models import SELF_CLIENT_ID
 from ..oidc.models import Client
 from ..passkeys.models import usable_device
 from .models import BrowserSession
@@ -37,6 +36,7 @@ __all__ = [
 
 SESSION_KEY = "sid"
 SEEN_KEY = "seen"  # last request of the session, Unix seconds (in the signed cookie)
+SELF_CLIENT_ID = "buergerid"
 NEXT_PAGES = ("/account", "/admin")
 
 

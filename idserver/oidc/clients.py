@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy import update
 
+from ..account.service import SELF_CLIENT_ID
 from ..audit import record_event
 from ..config import PROXIMITY_POLICIES
 from ..db import db
@@ -38,7 +39,6 @@ from ..errors import NotFound
 from .claims import SCOPE_CLAIMS
 from .models import AUTH_METHODS
 from .models import SECRET_METHODS
-from .models import SELF_CLIENT_ID
 from .models import AuthorizationCode
 from .models import Client
 from .models import Token

@@ -27,7 +27,6 @@ from ..db import utcnow
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")  # RFC 6749 §2.3.1
-SELF_CLIENT_ID = "buergerid"  # the built-in client of Bürger-ID's own pages (account.service)
 
 
 def hash_secret(value: str) -> str:
