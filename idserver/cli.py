@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import glob
 import json
 import os
@@ -320,16 +321,42 @@ def client_group() -> None:
     """Relying parties (the applications that use Bürger-ID for login)."""
 
 
+def _operator() -> dict[str, str]:
+    """Who ran the command, for the audit log: the operating-system user."""
+    try:
+        return {"os_user": getpass.getuser()}
+    except (OSError, KeyError):  # no name for this uid (a container's random user)
+        return {"os_user": str(os.getuid())}
+
+
+def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        **extra,
+        "name": client.name,
+        "status": client.status,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris or [],
+        "scope": client.scope,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks_uri": client.jwks_uri,
+        "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
+        "created_at": client.created_at.isoformat(),
+        "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
+        "deleted_at": client.deleted_at.isoformat() if client.deleted_at else None,
+    }
+
+
+AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+
+
 @client_group.command("add")
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
 @click.option("--scope", default="openid profile", show_default=True)
 @click.option(
-    "--auth-method",
-    type=click.Choice(["client_secret_basic", "private_key_jwt"]),
-    default="client_secret_basic",
-    show_default=True,
+    "--auth-method", type=AUTH_METHOD_CHOICE, default="client_secret_basic", show_default=True
 )
 @click.option("--jwks-uri", default=None)
 @click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
@@ -367,6 +394,8 @@ def client_add(
             post_logout_redirect_uris=list(logout_uris),
             client_id=client_id,
             proximity_policy=proximity_policy,
+            actor="operator",
+            **_operator(),
         )
     except IdServerError as exc:
         _fail(exc)
@@ -383,6 +412,167 @@ def client_add(
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )
+
+
+@client_group.command("list")
+@click.option("--deleted", is_flag=True, help="Include deleted clients.")
+@with_appcontext
+def client_list(deleted: bool) -> None:
+    """Every relying party with its status (active, disabled; deleted with --deleted)."""
+    from .oidc.clients import list_clients
+
+    _print([_client_json(client) for client in list_clients(include_deleted=deleted)])
+
+
+@client_group.command("show")
+@click.argument("client_id")
+@with_appcontext
+def client_show(client_id: str) -> None:
+    """One relying party's registration (never its secret)."""
+    from .oidc.clients import find_client
+
+    try:
+        client = find_client(client_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_client_json(client))
+
+
+@client_group.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None)
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="Replaces every registered redirect URI (repeat for several).",
+)
+@click.option(
+    "--post-logout-redirect-uri",
+    "logout_uris",
+    multiple=True,
+    help="Replaces every registered post-logout redirect URI (repeat for several).",
+)
+@click.option(
+    "--no-post-logout-redirect-uris", "no_logout_uris", is_flag=True, help="Remove them all."
+)
+@click.option("--scope", default=None)
+@click.option("--auth-method", type=AUTH_METHOD_CHOICE, default=None)
+@click.option("--jwks-uri", default=None)
+@click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--proximity-policy",
+    type=click.Choice(["warn", "deny", "default"]),
+    default=None,
+    help="default: follow IDSERVER_PROXIMITY_POLICY again.",
+)
+@with_appcontext
+def client_update(
+    client_id: str,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    logout_uris: tuple[str, ...],
+    no_logout_uris: bool,
+    scope: str | None,
+    auth_method: str | None,
+    jwks_uri: str | None,
+    jwks_file: str | None,
+    proximity_policy: str | None,
+) -> None:
+    """Change a relying party's registration, checked as by `client add`; only the options
+    given change. A new secret (moving away from private_key_jwt) is printed once."""
+    from .oidc.clients import KEEP
+    from .oidc.clients import update_client
+
+    if logout_uris and no_logout_uris:
+        _fail(
+            IdServerError(
+                "--post-logout-redirect-uri and --no-post-logout-redirect-uris exclude each other"
+            )
+        )
+    changes: dict[str, Any] = {
+        "name": KEEP if name is None else name,
+        "redirect_uris": list(redirect_uris) if redirect_uris else KEEP,
+        "post_logout_redirect_uris": (
+            [] if no_logout_uris else list(logout_uris) if logout_uris else KEEP
+        ),
+        "scope": KEEP if scope is None else scope,
+        "auth_method": KEEP if auth_method is None else auth_method,
+        "proximity_policy": (
+            KEEP
+            if proximity_policy is None
+            else None
+            if proximity_policy == "default"
+            else proximity_policy
+        ),
+    }
+    try:
+        client, secret = update_client(
+            client_id, jwks_uri=jwks_uri, jwks_file=jwks_file, **changes, **_operator()
+        )
+    except IdServerError as exc:
+        _fail(exc)
+    extra = {"client_secret": secret} if secret else {}
+    _print(_client_json(client, **extra))
+
+
+@client_group.command("disable")
+@click.argument("client_id")
+@with_appcontext
+def client_disable(client_id: str) -> None:
+    """Take a relying party out of service at once (logins, tokens, userinfo) until enabled."""
+    from .oidc.clients import disable_client
+
+    try:
+        client = disable_client(client_id, **_operator())
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_client_json(client))
+
+
+@client_group.command("enable")
+@click.argument("client_id")
+@with_appcontext
+def client_enable(client_id: str) -> None:
+    """Put a disabled relying party back in service."""
+    from .oidc.clients import enable_client
+
+    try:
+        client = enable_client(client_id, **_operator())
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_client_json(client))
+
+
+@client_group.command("rotate-secret")
+@click.argument("client_id")
+@with_appcontext
+def client_rotate_secret(client_id: str) -> None:
+    """Give the relying party a new client secret, printed once; the old one stops working."""
+    from .oidc.clients import find_client
+    from .oidc.clients import rotate_client_secret
+
+    try:
+        secret = rotate_client_secret(client_id, **_operator())
+        client = find_client(client_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_client_json(client, client_secret=secret))
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+@click.confirmation_option(prompt="Delete the client for good?")
+@with_appcontext
+def client_delete(client_id: str) -> None:
+    """Take a relying party out of service for good; citizens' records and audit stay."""
+    from .oidc.clients import delete_client
+
+    try:
+        client = delete_client(client_id, **_operator())
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_client_json(client))
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ EVENT_LABELS: dict[str, LazyString] = {
     "clerk_action": _l("Clerk action"),
     "clerk_added": _l("Clerk added"),
     "clerk_disabled": _l("Clerk disabled"),
+    "client_added": _l("Service registered"),
+    "client_updated": _l("Service changed"),
+    "client_disabled": _l("Service disabled"),
+    "client_enabled": _l("Service enabled"),
+    "client_secret_rotated": _l("Service secret replaced"),
+    "client_deleted": _l("Service deleted"),
     "key_rotated": _l("Signing key rotated"),
     "key_retired": _l("Signing key retired"),
     "residents_purged": _l("Deleted residents erased"),
@@ -63,6 +69,16 @@ EVENT_SENTENCES: dict[str, LazyString] = {
     "consent_withdrawn": _l("Consent for %(client_id)s was withdrawn."),
     "clerk_added": _l("A clerk account was added."),
     "clerk_disabled": _l("A clerk account was disabled."),
+    "client_added": _l("The service %(client_id)s (%(name)s) was registered."),
+    "client_updated": _l("The registration of the service %(client_id)s was changed."),
+    "client_disabled": _l(
+        "The service %(client_id)s was disabled; %(tokens_revoked)s access tokens were revoked."
+    ),
+    "client_enabled": _l("The service %(client_id)s was enabled again."),
+    "client_secret_rotated": _l("The service %(client_id)s was given a new client secret."),
+    "client_deleted": _l(
+        "The service %(client_id)s was deleted; %(tokens_revoked)s access tokens were revoked."
+    ),
     "key_rotated": _l("New signing key %(kid)s is in use."),
     "key_retired": _l("Signing key %(kid)s was retired."),
     "residents_purged": _l(

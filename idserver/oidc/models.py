@@ -25,7 +25,8 @@ from ..db import UTCDateTime
 from ..db import db
 from ..db import utcnow
 
-AUTH_METHODS = ("client_secret_basic", "private_key_jwt")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")  # RFC 6749 §2.3.1
 
 
 def hash_secret(value: str) -> str:
@@ -49,6 +50,17 @@ class Client(Base, ClientMixin):
     # `warn` or `deny` for a phone in another network than the computer; NULL: the server's
     # IDSERVER_PROXIMITY_POLICY (crosslogin.proximity).
     proximity_policy: Mapped[str | None] = mapped_column(String(8))
+    # A disabled client is unknown to every endpoint until enabled again; a deleted one for
+    # good. Deleting keeps the row, so the citizens' record of what it received (its tokens,
+    # their consent withdrawals) and the audit log keep naming it (oidc.clients).
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def status(self) -> str:
+        if self.deleted_at is not None:
+            return "deleted"
+        return "disabled" if self.disabled_at is not None else "active"
 
     @property
     def client_metadata(self) -> dict[str, Any]:

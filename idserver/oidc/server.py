@@ -2,8 +2,9 @@
 
 Only the authorization code flow exists, always with PKCE S256 (RFC 9700 §2.1.1), exact
 redirect URIs, ``iss`` in the authorization response (RFC 9207), ID tokens signed ES256 with
-``kid``, pairwise ``sub`` (OIDC Core §8.1), and client authentication by ``client_secret_basic``
-or ``private_key_jwt`` (RFC 7523, single-use ``jti``, issuer as the only audience).
+``kid``, pairwise ``sub`` (OIDC Core §8.1), and client authentication by ``client_secret_basic``,
+``client_secret_post`` or ``private_key_jwt`` (RFC 7523, single-use ``jti``, issuer as the only
+audience). Only active clients exist here: a disabled or deleted one is unknown (oidc.clients).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
 from flask import current_app
 from flask import g
+from flask import request  # only for RFC 6750 §2.2 body tokens, which Authlib does not read
+from flask_babel import lazy_gettext as _l
 from joserfc import jws
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -50,6 +53,7 @@ from ..citizens.models import Citizen
 from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
+from ..errors import LoginRejected
 from ..keys import ID_TOKEN
 from ..keys import key_store
 from ..logs import note_client
@@ -121,6 +125,46 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if isinstance(request, OAuth2Request):
             return request
         return super().create_oauth2_request(request)
+
+    def create_authorization_response(
+        self, request: Any = None, grant_user: Any = None, grant: Any = None
+    ) -> Any:
+        """The answer to a login approved on the phone (crosslogin replays the request).
+
+        A client disabled or deleted since the login began is unknown now; no redirect can go
+        to it (RFC 6749 §4.1.2.1), so the browser is shown why instead.
+        """
+        if isinstance(request, StoredAuthorizationRequest) and (
+            self.query_client(request.payload.client_id) is None
+        ):
+            raise LoginRejected(
+                _l("This service no longer offers login with Bürger-ID."), error="unknown_client"
+            )
+        return super().create_authorization_response(request, grant_user, grant)
+
+    def create_token_response(self, request: Any = None) -> Any:
+        oauth_request = self.create_oauth2_request(request)
+        try:
+            _refuse_two_client_auth_methods(oauth_request)
+            if not oauth_request.payload.grant_type:
+                # A required parameter is missing: invalid_request (RFC 6749 §5.2), not
+                # unsupported_grant_type, which is for a grant type we do not know.
+                raise InvalidRequestError("Missing 'grant_type' in request.")
+        except InvalidRequestError as error:
+            return self.handle_error_response(oauth_request, error)
+        return super().create_token_response(oauth_request)
+
+
+def _refuse_two_client_auth_methods(request: OAuth2Request) -> None:
+    """RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request."""
+    form = request.form
+    used = [
+        request.headers.get("Authorization", "").lower().startswith("basic "),
+        "client_secret" in form,
+        "client_assertion" in form or "client_assertion_type" in form,
+    ]
+    if sum(used) > 1:
+        raise InvalidRequestError("Use one client authentication method, not several.")
 
 
 class S256Challenge(CodeChallenge):
@@ -357,17 +401,51 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return KeySet([])
 
 
+class BearerTokenProtector(ResourceProtector):
+    """Bearer tokens in the ``Authorization`` header (RFC 6750 §2.1) or in a form-encoded POST
+    body's ``access_token`` (§2.2), never in the query string (RFC 9700 §4.3.2)."""
+
+    def parse_request_authorization(self, request: Any) -> tuple[Any, str]:
+        body_token = _form_body_token()
+        if body_token is None:
+            return super().parse_request_authorization(request)
+        if request.headers.get("Authorization"):
+            # RFC 6750 §2: one way of sending the token per request.
+            raise InvalidRequestError("Send the access token once: header or body.")
+        return self.get_token_validator(AccessTokenValidator.TOKEN_TYPE), body_token
+
+
+def _form_body_token() -> str | None:
+    """The ``access_token`` of an RFC 6750 §2.2 request: POST, ``application/x-www-form-
+    urlencoded``, exactly one value; None if the request does not send the token that way."""
+    if request.method != "POST" or request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    values = request.form.getlist("access_token")
+    if not values:
+        return None
+    if len(values) > 1 or not values[0]:
+        raise InvalidRequestError("Send one access token.")
+    return values[0]
+
+
 class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
-        """The token, while the device that approved its login is usable (else invalid_token).
+        """The token, while its client is active and the device that approved its login is
+        usable (else invalid_token).
 
-        ``revoke_device_grants`` marks a device's tokens revoked when it goes; this check also
-        holds for tokens no revocation saw (a device blocked before tokens named their device).
+        ``revoke_device_grants`` marks a device's tokens revoked when it goes, and disabling or
+        deleting a client its tokens; this check also holds for tokens those revocations did
+        not see (a device blocked before tokens named their device, a token issued while its
+        client was being disabled).
         """
         token = db.session.scalars(
-            select(Token).where(
+            select(Token)
+            .join(Client, Client.client_id == Token.client_id)
+            .where(
                 Token.access_token_hash == hash_secret(token_string),
                 usable_device(Token.credential_pk),
+                Client.disabled_at.is_(None),
+                Client.deleted_at.is_(None),
             )
         ).first()
         if token is not None:
@@ -411,8 +489,9 @@ def _query_client(client_id: Any) -> Client | None:
     if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None  # NUL: no such client, and PostgreSQL could not even look it up
     client = db.session.get(Client, client_id)
-    if client is not None:
-        note_client(client.client_id)
+    if client is None or client.status != "active":
+        return None  # disabled or deleted: unknown to every endpoint (oidc.clients)
+    note_client(client.client_id)
     return client
 
 
@@ -457,7 +536,7 @@ def authorization() -> AuthorizationServer:
 
 def init_app(app: Flask) -> None:
     authorization = AuthorizationServer()
-    protector = ResourceProtector()
+    protector = BearerTokenProtector()
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
         "authorization_code": app.config["ACCESS_TOKEN_TTL_SECONDS"]
     }

@@ -44,10 +44,10 @@ def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
     return redirect(add_params_to_uri(redirect_uri, params), code=303)
 
 
-@bp.get("/.well-known/openid-configuration")
-def discovery() -> Response:
+def _metadata() -> dict[str, Any]:
+    """What this server does, and only that: OIDC Discovery 1.0 §3 and RFC 8414 §2 share it."""
     issuer = current_app.config["ISSUER"]
-    response = jsonify(
+    return dict(
         issuer=issuer,
         authorization_endpoint=f"{issuer}/authorize",
         token_endpoint=f"{issuer}/token",
@@ -74,8 +74,23 @@ def discovery() -> Response:
         claims_parameter_supported=False,
         ui_locales_supported=list(SUPPORTED_LANGUAGES),
     )
+
+
+def _metadata_response() -> Response:
+    response = jsonify(_metadata())
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    return _metadata_response()
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata() -> Response:
+    """RFC 8414 §3 for an issuer without a path; the same document as OIDC discovery."""
+    return _metadata_response()
 
 
 @bp.get("/jwks.json")

@@ -230,6 +230,162 @@ def test_client_add_private_key_jwt_needs_keys(runner):
     assert code == 1 and error["error"] == "invalid_client_metadata"
 
 
+def _add_client(runner, *extra):
+    code, client = _run(
+        runner,
+        "client",
+        "add",
+        "--name",
+        "Parken",
+        "--redirect-uri",
+        "https://parken.example/callback",
+        *extra,
+    )
+    assert code == 0, client
+    return client
+
+
+def test_client_add_client_secret_post(runner):
+    added = _add_client(runner, "--auth-method", "client_secret_post")
+    assert added["client_secret"]
+    assert added["token_endpoint_auth_method"] == "client_secret_post"
+
+
+def test_client_list_show_and_lifecycle(app, runner):
+    from sqlalchemy import select
+
+    from idserver.audit.models import AuditEvent
+    from idserver.db import db
+
+    added = _add_client(runner)
+    client_id = added["client_id"]
+    code, listing = _run(runner, "client", "list")
+    assert code == 0 and [c["client_id"] for c in listing] == [client_id]  # not the built-in
+    assert listing[0]["status"] == "active" and "client_secret" not in listing[0]
+    code, shown = _run(runner, "client", "show", client_id)
+    assert code == 0 and shown == listing[0]
+
+    code, updated = _run(
+        runner,
+        "client",
+        "update",
+        client_id,
+        "--redirect-uri",
+        "https://parken.example/a",
+        "--redirect-uri",
+        "https://parken.example/b",
+        "--post-logout-redirect-uri",
+        "https://parken.example/bye",
+        "--name",
+        "Anwohnerparken",
+        "--scope",
+        "openid address",
+        "--auth-method",
+        "client_secret_post",
+        "--proximity-policy",
+        "deny",
+    )
+    assert code == 0, updated
+    assert updated["redirect_uris"] == ["https://parken.example/a", "https://parken.example/b"]
+    assert updated["post_logout_redirect_uris"] == ["https://parken.example/bye"]
+    assert updated["name"] == "Anwohnerparken" and updated["scope"] == "openid address"
+    assert updated["token_endpoint_auth_method"] == "client_secret_post"
+    assert updated["proximity_policy"] == "deny" and "client_secret" not in updated
+    code, updated = _run(
+        runner,
+        "client",
+        "update",
+        client_id,
+        "--proximity-policy",
+        "default",
+        "--no-post-logout-redirect-uris",
+    )
+    assert code == 0 and updated["proximity_policy"] is None
+    assert updated["post_logout_redirect_uris"] == []
+
+    code, disabled = _run(runner, "client", "disable", client_id)
+    assert code == 0 and disabled["status"] == "disabled" and disabled["disabled_at"]
+    code, enabled = _run(runner, "client", "enable", client_id)
+    assert code == 0 and enabled["status"] == "active" and enabled["disabled_at"] is None
+    code, rotated = _run(runner, "client", "rotate-secret", client_id)
+    assert code == 0 and rotated["client_secret"] not in (None, added["client_secret"])
+    code, deleted = _run(runner, "client", "delete", client_id, "--yes")
+    assert code == 0 and deleted["status"] == "deleted"
+    code, listing = _run(runner, "client", "list")
+    assert listing == []
+    code, listing = _run(runner, "client", "list", "--deleted")
+    assert [c["status"] for c in listing] == ["deleted"]
+
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event.startswith("client_")).order_by(AuditEvent.id)
+        ).all()
+        assert [e.event for e in events] == [
+            "client_added",
+            "client_updated",
+            "client_updated",
+            "client_disabled",
+            "client_enabled",
+            "client_secret_rotated",
+            "client_deleted",
+        ]
+        assert {e.actor for e in events} == {"operator"}
+        assert all(e.data["os_user"] for e in events)
+        assert all(e.data["client_id"] == client_id for e in events)
+        secrets = (added["client_secret"], rotated["client_secret"])
+        assert not any(s in json.dumps(e.data) for e in events for s in secrets)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["update", "--name", "X"],
+        ["disable"],
+        ["enable"],
+        ["rotate-secret"],
+        ["delete", "--yes"],
+    ],
+)
+@pytest.mark.parametrize("client_id", ["nobody", "buergerid"], ids=["unknown", "built-in"])
+def test_client_commands_refuse_unknown_and_built_in_clients(
+    app, runner, db_state, command, client_id
+):
+    from idserver.oidc.clients import self_client
+
+    with app.app_context():
+        self_client()  # the client of Bürger-ID's own pages: not the operator's to change
+    before = db_state()
+    code, error = _run(runner, "client", command[0], client_id, *command[1:])
+    assert code == 1 and error["error"] == "unknown_client"
+    assert db_state() == before
+
+
+def test_client_update_refuses_an_invalid_redirect_uri(runner, db_state):
+    added = _add_client(runner)
+    before = db_state()
+    code, error = _run(
+        runner,
+        "client",
+        "update",
+        added["client_id"],
+        "--name",
+        "Neu",
+        "--redirect-uri",
+        "http://parken.example/callback",
+    )
+    assert code == 1 and error["error"] == "invalid_redirect_uri"
+    assert db_state() == before
+
+
+def test_client_delete_asks_first(runner, db_state):
+    added = _add_client(runner)
+    before = db_state()
+    result = runner.invoke(args=["client", "delete", added["client_id"]], input="n\n")
+    assert result.exit_code == 1
+    assert db_state() == before
+
+
 def test_keys_list(runner, app):
     code, listing = _run(runner, "keys", "list")
     assert code == 0 and listing["active"] in listing["published"]

@@ -15,13 +15,20 @@ from urllib.parse import urlsplit
 
 import pytest
 from harness import ISSUER
+from harness import RP_REDIRECT
+from harness import RelyingParty
 from harness import b64
 from harness import changed_tables
+from harness import complete_login
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import update
 
 from idserver.db import db
+from idserver.errors import IdServerError
+from idserver.oidc.clients import delete_client
+from idserver.oidc.clients import disable_client
+from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 
 
@@ -267,3 +274,135 @@ def test_rejects_registering_an_unsafe_redirect_uri(runner, db_state, uri):
     assert result.exit_code == 1
     assert json.loads(result.output)["error"] == "invalid_redirect_uri"
     assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["post-query-string", "json-body", "multipart-body", "header-and-body", "two-body-tokens"],
+)
+def test_rejects_access_token_sent_other_than_by_header_or_form_body(
+    client, relying_party, enrolled_phone, db_state, how
+):
+    # RFC 6750 §2.2: a body token only in a single-part form-encoded POST; §2: one way at once.
+    token = relying_party.exchange(
+        client, relying_party.approved_code(client, enrolled_phone)
+    ).json["access_token"]
+    before = db_state()
+    if how == "post-query-string":
+        response = client.post("/userinfo?" + urlencode({"access_token": token}))
+    elif how == "json-body":
+        response = client.post("/userinfo", json={"access_token": token})
+    elif how == "multipart-body":
+        response = client.post(
+            "/userinfo", data={"access_token": token}, content_type="multipart/form-data"
+        )
+    elif how == "header-and-body":
+        response = client.post(
+            "/userinfo",
+            data={"access_token": token},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    else:
+        response = client.post(
+            "/userinfo",
+            data=urlencode([("access_token", token), ("access_token", token)]),
+            content_type="application/x-www-form-urlencoded",
+        )
+    assert response.status_code in (400, 401)
+    assert "sub" not in (response.json or {})
+    if how in ("header-and-body", "two-body-tokens"):
+        assert response.json["error"] == "invalid_request"
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    "second", ["client_secret", "client_assertion"], ids=["basic+post", "basic+assertion"]
+)
+def test_rejects_two_client_authentication_methods_in_one_request(
+    client, relying_party, enrolled_phone, db_state, second
+):
+    # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
+    code = relying_party.approved_code(client, enrolled_phone)
+    before = db_state()
+    extra = (
+        {"client_secret": relying_party.client_secret}
+        if second == "client_secret"
+        else {
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": "a.b.c",
+        }
+    )
+    response = relying_party.exchange(client, code, client_id=relying_party.client_id, **extra)
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_request"
+    assert db_state() == before
+    assert relying_party.exchange(client, code).status_code == 200  # the code was not burned
+
+
+def test_rejects_client_secret_post_credentials_in_the_query_string(
+    app, client, enrolled_phone, db_state
+):
+    # RFC 6749 §2.3.1: client_secret_post means the request body, never the URL.
+    with app.app_context():
+        registered, secret = register_client(
+            name="Hundesteuer", redirect_uris=[RP_REDIRECT], auth_method="client_secret_post"
+        )
+    rp = RelyingParty(app, registered.client_id, secret)
+    code = rp.approved_code(client, enrolled_phone)
+    before = db_state()
+    response = client.post(
+        "/token?" + urlencode({"client_id": rp.client_id, "client_secret": secret}),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": rp.redirect_uri,
+            "code_verifier": rp.verifier,
+        },
+    )
+    assert response.status_code in (400, 401)
+    assert response.json["error"] == "invalid_client"
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters"}
+
+
+def test_rejects_registering_the_id_of_a_deleted_client(app, relying_party, db_state):
+    # A new client under a deleted one's id would inherit its citizens' consent records.
+    with app.app_context():
+        delete_client(relying_party.client_id)
+    before = db_state()
+    with app.app_context(), pytest.raises(IdServerError) as refused:
+        register_client(
+            name="Nachfolger",
+            redirect_uris=["https://evil.example/callback"],
+            client_id=relying_party.client_id,
+        )
+    assert refused.value.error == "client_exists"
+    assert db_state() == before
+
+
+@pytest.mark.parametrize("change", ["disable", "delete"])
+def test_rejects_every_use_of_a_disabled_or_deleted_client(
+    app, client, relying_party, jwt_client, rp_key, enrolled_phone, db_state, change
+):
+    tokens = complete_login(client, relying_party, enrolled_phone)
+    code = relying_party.approved_code(client, enrolled_phone)
+    jwt_code = jwt_client.approved_code(client, enrolled_phone)
+    with app.app_context():
+        for cid in (relying_party.client_id, jwt_client.client_id):
+            (disable_client if change == "disable" else delete_client)(cid)
+    before = db_state()
+    # /authorize: an error page, no redirect to a client we no longer vouch for (RFC 6749
+    # §4.1.2.1)
+    for rp in (relying_party, jwt_client):
+        response = client.get("/authorize?" + urlencode(rp.authorize_params()))
+        assert response.status_code == 400 and "Location" not in response.headers
+    # /token: invalid_client, with its secret or with a signed assertion
+    refused = relying_party.exchange(client, code)
+    assert refused.status_code == 401 and refused.json["error"] == "invalid_client"
+    claims = _claims(jwt_client.client_id)
+    assertion = jwt.encode({"alg": "ES256", "kid": "rp-1"}, claims, rp_key)
+    refused = jwt_client.exchange(client, jwt_code, assertion=assertion)
+    assert refused.status_code in (400, 401) and refused.json["error"] == "invalid_client"
+    # /userinfo: the token it was given no longer works
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=bearer).status_code == 401
+    assert changed_tables(before, db_state()) <= {"rate_limit_counters", "used_client_assertions"}
