@@ -54,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     keys.init_app(app)
     oidc_server.init_app(app)
+    crosslogin_views.init_app(app, resume=oidc_views.resume)
     health.init_app(app)
 
     app.register_blueprint(web.bp)

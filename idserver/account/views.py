@@ -38,10 +38,10 @@ from ..api.views import enrolment_response
 from ..citizens import service as citizens
 from ..citizens.models import Citizen
 from ..crosslogin.views import CLAIM_LABELS
-from ..crosslogin.views import begin_login
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
+from ..oidc.views import begin_login
 from ..passkeys.models import Credential
 from ..web import client_address
 from ..web import no_store
