@@ -162,22 +162,24 @@ def authorize() -> Any:
 
 
 def begin_login(client: Client, params: dict[str, str]) -> Any:
-    """The first leg's end: a QR-code login for a validated request, told who asks.
-
-    Everything the login pages and the phone show or enforce about the client is given here,
-    once; the login never looks the client up.
-    """
+    """The first leg's end: a QR-code login for a validated request, told who asks."""
     scope = client.get_allowed_scope(params.get("scope", ""))
-    requester = Requester(
+    requester = requester_for(client, params)
+    return start_login(client_id=client.client_id, params=params, scope=scope, requester=requester)
+
+
+def requester_for(client: Client, params: dict[str, str]) -> Requester:
+    """Everything the login pages and the phone show or enforce about ``client`` for this
+    request, given once when the login starts: the login never looks the client up."""
+    return Requester(
         name=client.name,
-        claims=tuple(claim_names(scope)),
+        claims=tuple(claim_names(client.get_allowed_scope(params.get("scope", "")))),
         proximity_policy=client.proximity_policy,
         site_url=_site_url(client),
         form_origin=_origin(params.get("redirect_uri")),
         # Bürger-ID's own pages wait for no error: their login says how it ended.
         answers_endings=client.client_id != SELF_CLIENT_ID,
     )
-    return start_login(client_id=client.client_id, params=params, scope=scope, requester=requester)
 
 
 def _site_url(client: Client) -> str:

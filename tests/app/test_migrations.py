@@ -38,7 +38,6 @@ from sqlalchemy import text
 
 from idserver import create_app
 from idserver.account.models import BrowserSession
-from idserver.crosslogin.models import Requester
 from idserver.crosslogin.service import create_transaction
 from idserver.db import Base
 from idserver.db import UTCDateTime
@@ -52,6 +51,7 @@ from idserver.models import Pairing
 from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
+from idserver.oidc.views import requester_for
 from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
@@ -339,19 +339,11 @@ def test_upgraded_database_rejects_an_unknown_state(app_config):
         client, _secret = register_client(
             name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
         )
-        shown = Requester(
-            name=client.name,
-            claims=("sub",),
-            proximity_policy=None,
-            site_url="",
-            form_origin="",
-            answers_endings=True,
-        )
         login, _browser = create_transaction(
             client_id=client.client_id,
             params={"scope": "openid"},
             scope="openid",
-            requester=shown,
+            requester=requester_for(client, {"scope": "openid"}),
             desktop_ip="192.0.2.1",
             user_agent="test",
         )
