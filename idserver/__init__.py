@@ -68,6 +68,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     oidc_server.init_app(app)
     account_devices.init_app(app)
+    crosslogin_views.init_app(app, resume=oidc_views.resume)
     health.init_app(app)
 
     app.register_blueprint(pages.bp)

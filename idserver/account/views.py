@@ -40,11 +40,11 @@ from ..citizens.views import enrolment_response
 from ..config import issuer_is_https
 from ..config import whole_minutes
 from ..crosslogin.views import CLAIM_LABELS
-from ..crosslogin.views import begin_login
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
 from ..oidc.clients import self_client
+from ..oidc.views import begin_login
 from ..passkeys.models import Credential
 from ..sessions import BrowserSession
 from ..sessions import current_session

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 from typing import ClassVar
 
@@ -41,6 +43,28 @@ class DenyReason(enum.StrEnum):
     OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
 
 
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for a login, as the owner of the request (``oidc``) describes it at the start.
+
+    The login never looks the client up itself: it shows and enforces what it was given.
+    """
+
+    name: str  # shown on the computer and the phone
+    claims: tuple[str, ...]  # the claim names the phone lists (and the approval commits to)
+    proximity_policy: str | None  # `warn`/`deny`; None: IDSERVER_PROXIMITY_POLICY
+    site_url: str  # where "back" leads without an answer; "": the issuer's start page
+    form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
+    answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "claims": list(self.claims)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Requester:
+        return cls(**{**data, "claims": tuple(data["claims"])})
+
+
 class LoginTransaction(Base):
     __tablename__ = "login_transactions"
 
@@ -61,6 +85,7 @@ class LoginTransaction(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     request_params: Mapped[dict[str, str]] = mapped_column(JSON)
     scope: Mapped[str] = mapped_column(String(500))
+    requester: Mapped[dict[str, Any]] = mapped_column(JSON)
     number: Mapped[str] = mapped_column(String(2))
     desktop_ip: Mapped[str] = mapped_column(String(64))
     desktop_user_agent: Mapped[str] = mapped_column(String(500))
@@ -83,3 +108,8 @@ class LoginTransaction(Base):
         Index("ix_login_transactions_expires", "expires_at"),
         state_check(LoginState),
     )
+
+    @property
+    def requesting(self) -> Requester:
+        """``requester`` as its value object."""
+        return Requester.from_json(self.requester)

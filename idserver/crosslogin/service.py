@@ -45,6 +45,9 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import Row
+from sqlalchemy import bindparam
+from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..audit import record_event
@@ -55,12 +58,9 @@ from ..config import ACR_PHONE
 from ..db import db
 from ..db import utcnow
 from ..errors import LoginRejected
-from ..errors import NotFound
 from ..errors import RateLimited
 from ..metrics import LOGINS
 from ..metrics import RATE_LIMIT_REFUSALS
-from ..oidc.claims import claim_names
-from ..oidc.models import Client
 from ..passkeys import ceremonies
 from ..passkeys.errors import PasskeyRejected
 from ..passkeys.models import Credential
@@ -74,9 +74,21 @@ from ..states import transition
 from . import events
 from . import proximity
 from . import qr
+from .errors import AlreadyScanned
+from .errors import InvalidNumber
+from .errors import LoginEnded
+from .errors import LoginNotFound
+from .errors import NoChallenge
+from .errors import NotBound
+from .errors import ProximityRequired
+from .errors import QrStale
+from .errors import UnknownDevice
+from .errors import WrongNumber
+from .errors import ended_error
 from .models import DenyReason
 from .models import LoginState
 from .models import LoginTransaction
+from .models import Requester
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +96,13 @@ __all__ = [
     "ACR_PASSKEY",
     "ACR_PHONE",
     "OTHER_NETWORK",
+    "Requester",
     "approve",
     "approve_on_desktop",
     "begin_desktop_passkey",
     "cancel_on_desktop",
     "consume",
+    "consume_denied",
     "create_transaction",
     "deny",
     "display_context",
@@ -97,6 +111,7 @@ __all__ = [
     "issue_challenge",
     "mark_scanned",
     "phone_warnings",
+    "read_status",
 ]
 
 LIVE = (LoginState.PENDING, LoginState.SCANNED)
@@ -175,11 +190,11 @@ def _remember(tx: LoginTransaction, **values: Any) -> None:
 
 def _load(login_id: Any) -> LoginTransaction:
     if not isinstance(login_id, str) or not 20 <= len(login_id) <= 64:
-        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+        raise LoginNotFound()
     session = db.session
     tx = session.get(LoginTransaction, login_id, populate_existing=True)
     if tx is None:
-        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+        raise LoginNotFound()
     if tx.state in ("pending", "scanned", "approved") and tx.expires_at <= utcnow():
         expire(tx)
     return tx
@@ -209,18 +224,30 @@ def expire(tx: LoginTransaction) -> None:
 
 # -- desktop side ---------------------------------------------------------------------------
 def create_transaction(
-    *, client: Client, params: dict[str, str], desktop_ip: str, user_agent: str
+    *,
+    client_id: str,
+    params: dict[str, str],
+    scope: str,
+    requester: Requester,
+    desktop_ip: str,
+    user_agent: str,
 ) -> tuple[LoginTransaction, str]:
-    """Start a login for a validated authorization request; returns it and the browser secret."""
+    """Start a login for a request its owner (``oidc``) has validated; returns it and the
+    browser secret.
+
+    ``params`` are kept for the owner to answer from and are never read here; ``requester`` is
+    everything the pages and the phone show about who asks (fixed for the login's lifetime).
+    """
     browser_secret = secrets.token_urlsafe(32)
     ttl = dt.timedelta(seconds=current_app.config["LOGIN_TTL_SECONDS"])
     tx = LoginTransaction(
         id=secrets.token_urlsafe(24),  # 192 bits
         state=LoginState.PENDING,
         browser_hash=_hash(browser_secret),
-        client_id=client.client_id,
+        client_id=client_id,
         request_params=params,
-        scope=client.get_allowed_scope(params.get("scope", "")),
+        scope=scope,
+        requester=requester.as_json(),
         number=f"{secrets.randbelow(90) + 10}",
         desktop_ip=desktop_ip,
         desktop_user_agent=user_agent[:500],
@@ -236,8 +263,29 @@ def for_browser(login_id: Any, browser_secret: str | None) -> LoginTransaction:
     """The transaction, only for the browser that started it; everyone else gets 404."""
     tx = _load(login_id)
     if not browser_secret or not hmac.compare_digest(_hash(browser_secret), tx.browser_hash):
-        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
+        raise LoginNotFound()
     return tx
+
+
+# What the desktop's status shows; the long poll reads only these columns while it waits.
+STATUS_COLUMNS = select(
+    LoginTransaction.id,
+    LoginTransaction.state,
+    LoginTransaction.version,
+    LoginTransaction.number,
+    LoginTransaction.expires_at,
+    LoginTransaction.deny_reason,
+).where(LoginTransaction.id == bindparam("login_id"))
+
+
+def read_status(login_id: str) -> Row[Any] | None:
+    """The status columns of ``login_id`` (``STATUS_COLUMNS``), or None once it is gone.
+
+    One narrow query on a connection of its own, given back at once: a waiting desktop holds
+    none. Database errors reach the caller (the long poll decides what a transient one means).
+    """
+    with db.engine.connect() as connection:
+        return connection.execute(STATUS_COLUMNS, {"login_id": login_id}).first()  # type: ignore[return-value]
 
 
 def qr_key(tx: LoginTransaction) -> bytes:
@@ -277,13 +325,13 @@ def cancel_on_desktop(tx: LoginTransaction) -> None:
     if not _transition(
         tx.id, from_states=LIVE, audit=audit, state=LoginState.DENIED, deny_reason=reason
     ):
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()
 
 
 def begin_desktop_passkey(tx: LoginTransaction) -> dict[str, Any]:
     """WebAuthn options for logging in with a passkey on the desktop itself (or via hybrid)."""
     if tx.state not in LIVE:
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()
     _count_challenge(tx, from_states=LIVE)
     challenge = create_challenge("login", subject=tx.id, data={})
     db.session.commit()
@@ -324,12 +372,9 @@ def _check_frame(tx: LoginTransaction, *, t: Any, h: Any) -> None:
         max_age_seconds=config["QR_MAX_AGE_SECONDS"],
     )
     if not fresh:
-        raise LoginRejected(
-            _l("This QR code is too old or damaged. Please scan the code on the screen again."),
-            error="qr_stale",
-        )
+        raise QrStale()
     if tx.state != "pending":
-        raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+        raise ended_error(tx.state)
 
 
 def mark_scanned(
@@ -353,18 +398,14 @@ def mark_scanned(
         phone_hash=_hash(new_binding),
         phone_ip=phone_ip,
     ):
-        raise LoginRejected(
-            _l("This login is already being confirmed on another phone."), error="already_scanned"
-        )
+        raise AlreadyScanned()
     _remember(tx, state="scanned", phone_hash=_hash(new_binding), phone_ip=phone_ip)
     return tx, new_binding
 
 
 def _proximity_policy(tx: LoginTransaction) -> str:
-    """The client's own proximity policy, else IDSERVER_PROXIMITY_POLICY."""
-    client = db.session.get(Client, tx.client_id)
-    own = client.proximity_policy if client is not None else None
-    return own or current_app.config["PROXIMITY_POLICY"]
+    """The requester's own proximity policy, else IDSERVER_PROXIMITY_POLICY."""
+    return tx.requesting.proximity_policy or current_app.config["PROXIMITY_POLICY"]
 
 
 def _prefixes() -> dict[str, int]:
@@ -424,21 +465,9 @@ def _enforce_proximity(tx: LoginTransaction, phone_ip: str | None, *, from_state
         phone_ip=phone_ip,
     ):
         if from_state == "pending":
-            raise LoginRejected(
-                _l("This login is already being confirmed on another phone."),
-                error="already_scanned",
-            )
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
-    raise LoginRejected(
-        _l(
-            "Your phone is in a different network than the computer that asked for this login. "
-            "This service only allows logins when both are in the same network, so the login "
-            "has been cancelled. If you are sitting at that computer yourself, connect your "
-            "phone to the same Wi-Fi and start again on the computer."
-        ),
-        error="proximity_required",
-        status=403,
-    )
+            raise AlreadyScanned()
+        raise LoginEnded()
+    raise ProximityRequired()
 
 
 def phone_warnings(tx: LoginTransaction) -> list[dict[str, str]]:
@@ -449,18 +478,6 @@ def phone_warnings(tx: LoginTransaction) -> list[dict[str, str]]:
     return [{"code": OTHER_NETWORK, "message": message}]
 
 
-def _ended_code(state: str) -> str:
-    return {"scanned": "already_scanned", "expired": "login_expired"}.get(state, "login_ended")
-
-
-def _login_ended_message(state: str) -> Any:
-    if state == "scanned":
-        return _l("This login is already being confirmed on another phone.")
-    if state == "expired":
-        return _l("This login has expired. Please start again on the computer.")
-    return _l("This login has already ended.")
-
-
 def for_phone(login_id: Any, binding: Any) -> LoginTransaction:
     tx = _load(login_id)
     if (
@@ -468,11 +485,9 @@ def for_phone(login_id: Any, binding: Any) -> LoginTransaction:
         or not tx.phone_hash
         or not hmac.compare_digest(_hash(binding), tx.phone_hash)
     ):
-        raise LoginRejected(
-            _l("Please scan the QR code on the computer screen again."), error="not_bound"
-        )
+        raise NotBound()
     if tx.state != "scanned":
-        raise LoginRejected(_login_ended_message(tx.state), error=_ended_code(tx.state))
+        raise ended_error(tx.state)
     return tx
 
 
@@ -503,12 +518,12 @@ def _browser_name(user_agent: str) -> str:
 
 def display_context(tx: LoginTransaction) -> dict[str, Any]:
     """What the phone shows the citizen; the approval challenge commits to exactly this."""
-    client = db.session.get(Client, tx.client_id)
+    requester = tx.requesting
     return {
         "login_id": tx.id,
         "client_id": tx.client_id,
-        "client_name": client.name if client else tx.client_id,
-        "claims": claim_names(tx.scope),
+        "client_name": requester.name,
+        "claims": list(requester.claims),
         "desktop": {"ip": tx.desktop_ip, "browser": _browser_name(tx.desktop_user_agent)},
         "same_network": same_network(tx),
         "created_at": int(tx.created_at.timestamp()),
@@ -526,9 +541,7 @@ def approval_challenge(nonce: bytes, context: dict[str, Any], number: str) -> by
 
 def _check_number(tx: LoginTransaction, number: Any) -> str:
     if not isinstance(number, str) or not re.fullmatch(r"[0-9]{2}", number.strip()):
-        raise LoginRejected(
-            _l("Please type the two-digit number shown on the computer."), error="invalid_number"
-        )
+        raise InvalidNumber()
     if not hmac.compare_digest(number.strip(), tx.number):
         reason = DenyReason.WRONG_NUMBER
         data = {
@@ -540,13 +553,7 @@ def _check_number(tx: LoginTransaction, number: Any) -> str:
         _transition(
             tx.id, from_states=LIVE, audit=audit, state=LoginState.DENIED, deny_reason=reason
         )
-        raise LoginRejected(
-            _l(
-                "The number was not right, so this login has been cancelled for your safety. "
-                "If you started it yourself, please start again on the computer."
-            ),
-            error="wrong_number",
-        )
+        raise WrongNumber()
     return tx.number
 
 
@@ -568,7 +575,7 @@ def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **va
         challenges_issued=LoginTransaction.challenges_issued + 1,
         **values,
     ):
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()
 
 
 def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, Any]:
@@ -613,7 +620,7 @@ def _approve(
         evidence=evidence,
     )
     if not won:
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()
 
 
 def _amr(stored: Credential) -> list[str]:
@@ -633,10 +640,10 @@ def _verify(credential: Any, challenge: bytes) -> Credential:
         raise LoginRejected(exc.description, error=exc.error) from exc
     stored = find_credential(raw_id)
     if stored is None or not stored.usable:
-        raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
+        raise UnknownDevice()
     citizen = db.session.get(Citizen, stored.citizen_id)
     if citizen is None or not citizen.active:
-        raise LoginRejected(_l("This phone is not registered (any more)."), error="unknown_device")
+        raise UnknownDevice()
     try:
         verified = ceremonies.verify_assertion(
             credential=credential,
@@ -663,7 +670,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     typed = _check_number(tx, number)
     nonce = tx.challenge_nonce
     if nonce is None:
-        raise LoginRejected(_l("Please type the number again."), error="no_challenge")
+        raise NoChallenge()
     # Burn the nonce before verifying, so this assertion can be checked only once.
     burned = transition(
         LoginTransaction,
@@ -675,7 +682,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     )
     db.session.commit()
     if not burned:
-        raise LoginRejected(_l("Please type the number again."), error="no_challenge")
+        raise NoChallenge()
     context = display_context(tx)
     stored = _verify(credential, approval_challenge(nonce, context, typed))
     evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
@@ -704,4 +711,4 @@ def deny(login_id: Any, *, binding: Any) -> None:
         state=LoginState.DENIED,
         deny_reason=reason,
     ):
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()

@@ -1,4 +1,12 @@
-"""The desktop's login page and the phone's confirmation page."""
+"""The desktop's login page and the phone's confirmation page.
+
+The login never speaks OAuth (as in ory/hydra, whose login UI hands back to the authorize
+handler): ``oidc`` starts it with ``start_login`` and what to show about the requester; once
+the login has ended, the computer's "continue" hands it back to the requester's second leg,
+which answers the relying party. That leg is plugged in by ``create_app`` (``init_app(app,
+resume=…)``, ``oidc.views.resume``), the way Authlib's server takes hooks: continue answers in
+the same request, so the relying party sees one redirect, as before the split.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,12 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749 import AccessDeniedError
 from flask import Blueprint
+from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import jsonify
@@ -23,12 +31,9 @@ from flask import stream_with_context
 from flask import url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
-from sqlalchemy import bindparam
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from .. import limits
-from ..citizens.models import Citizen
 from ..config import issuer_is_https
 from ..db import db
 from ..db import utcnow
@@ -36,28 +41,23 @@ from ..errors import LoginRejected
 from ..errors import NotFound
 from ..errors import is_transient
 from ..errors import wants_json
-from ..oidc.models import Client
-from ..oidc.server import Authentication
-from ..oidc.server import StoredAuthorizationRequest
-from ..oidc.server import authorization
-from ..oidc.views import redirect_with_error
-from ..sessions import SELF_CLIENT_ID
 from ..sessions import current_session
-from ..sessions import safe_next
-from ..sessions import start_session
 from ..web import CSP
 from ..web import client_address
 from . import events
 from . import qr
 from . import service
+from .errors import LoginEnded
+from .errors import LoginNotFound
 from .models import LoginTransaction
+from .models import Requester
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("crosslogin", __name__)
 
 PHONE_COOKIE = "phone-{login_id}"
-ORIGIN_NETLOC = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+RESUME = "idserver.crosslogin.resume"
 CLAIM_LABELS = {
     "sub": _l("a pseudonym that only this service knows you by"),
     "name": _l("your name"),
@@ -72,6 +72,11 @@ CLAIM_LABELS = {
 
 LOGIN_COOKIE = "login-{login_id}"
 RENEW_GRACE_SECONDS = 15 * 60
+
+
+def init_app(app: Flask, *, resume: Callable[[str], Any]) -> None:
+    """``resume(login_id)``: the requester's answer once a login has ended (its second leg)."""
+    app.extensions[RESUME] = resume
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -95,15 +100,20 @@ def phone_cookie(login_id: str) -> tuple[str, str]:
     return name, f"/q/{login_id}"
 
 
-def begin_login(client: Client, params: dict[str, str]) -> Any:
-    """Start a login transaction for this browser and send it to the QR page."""
+def start_login(*, client_id: str, params: dict[str, str], scope: str, requester: Requester) -> Any:
+    """Start a login transaction for this browser and send it to the QR page.
+
+    For a request that ``oidc`` has validated; ``params`` are kept for its second leg.
+    """
     # End the request's reads first: the counter takes a connection of its own, and a request
     # holding one while it waits for another could drain the pool under a flood.
     db.session.commit()
     limits.consume("RATE_LIMIT_LOGIN", client_address(), scope="login")
     tx, browser_secret = service.create_transaction(
-        client=client,
+        client_id=client_id,
         params=params,
+        scope=scope,
+        requester=requester,
         desktop_ip=client_address(),
         user_agent=request.headers.get("User-Agent", ""),
     )
@@ -122,8 +132,16 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
     return response
 
 
-def _browser_tx(login_id: str) -> LoginTransaction:
+def browser_login(login_id: str) -> LoginTransaction:
+    """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``)."""
     return service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+
+
+def forget_browser(response: Any, login_id: str) -> Any:
+    """Drop the browser's login cookie: the login has answered (its back button finds the
+    session instead, ``_logged_in_by``)."""
+    response.delete_cookie(login_cookie_name(login_id), path="/")
+    return response
 
 
 def _logged_in_by(login_id: str) -> LoginTransaction | None:
@@ -161,7 +179,7 @@ def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
 def desktop(login_id: str) -> Any:
     """The QR page; with ``Accept: application/json`` its status (``?seen=N`` waits for news)."""
     try:
-        tx = _browser_tx(login_id)
+        tx = browser_login(login_id)
     except NotFound:
         done = None if wants_json() else _logged_in_by(login_id)
         if done is None:
@@ -195,7 +213,7 @@ def desktop(login_id: str) -> Any:
         ended_reason=_ended_message(tx) if tx.state in ("denied", "expired") else "",
     )
     # The cancel form's redirects end at the relying party: form-action must allow its origin.
-    csp = CSP.format(form_targets=_origin(tx.request_params.get("redirect_uri")))
+    csp = CSP.format(form_targets=tx.requesting.form_origin)
     return Response(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
 
 
@@ -210,34 +228,13 @@ def on_phone(user_agent: str) -> bool:
     return PHONE_USER_AGENT.search(user_agent[:500]) is not None
 
 
-def _origin(uri: object) -> str:
-    """scheme://host[:port] of a registered redirect URI, or "" if it is not plainly one."""
-    if not isinstance(uri, str):
-        return ""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not ORIGIN_NETLOC.fullmatch(parts.netloc):
-        return ""
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-# What the desktop's status shows; the long poll reads only these columns while it waits.
-STATUS_COLUMNS = select(
-    LoginTransaction.id,
-    LoginTransaction.state,
-    LoginTransaction.version,
-    LoginTransaction.number,
-    LoginTransaction.expires_at,
-    LoginTransaction.deny_reason,
-).where(LoginTransaction.id == bindparam("login_id"))
-
-
 def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
     """The long poll: the status once the login has changed, ended or the hold is over.
 
     The request is held until then (up to ``LONG_POLL_SECONDS``, never past the login's
     expiry), so a waiting desktop asks again only after news. While it waits, a blank goes out
     every ``LONG_POLL_KEEPALIVE_SECONDS`` (leading whitespace is valid JSON), so proxies keep
-    the request open. Each read is one narrow query on a connection that is given back at once.
+    the request open. Each read is one narrow query (``service.read_status``).
     """
     config = current_app.config
     timeout = min(
@@ -245,13 +242,11 @@ def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
     )
     db.session.close()  # a waiting desktop holds no database connection
     latest: Any = tx
-    engine = db.engine
 
     def read_version() -> int:
         nonlocal latest
         try:
-            with engine.connect() as connection:
-                row = connection.execute(STATUS_COLUMNS, {"login_id": tx.id}).first()
+            row = service.read_status(tx.id)
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise
@@ -274,118 +269,51 @@ def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
         if version is None:
             yield b" "
         elif version == -1:
+            gone = LoginNotFound()
             yield current_app.json.dumps(
-                {
-                    "error": "login_not_found",
-                    "error_description": str(_l("This login does not exist or has ended.")),
-                }
+                {"error": gone.error, "error_description": str(gone.description)}
             ).encode()
             return
     if latest.state in ("pending", "scanned") and latest.expires_at <= utcnow():
-        latest = _browser_tx(tx.id)  # ends it as expired
+        latest = browser_login(tx.id)  # ends it as expired
     yield current_app.json.dumps(_status(latest)).encode() + b"\n"
 
 
 @bp.get("/login/<login_id>/continue")
 def continue_login(login_id: str) -> Any:
-    """Finish the OIDC authorization: a code for an approved login, an error otherwise."""
+    """Where the computer goes once the login has ended (or the back button brings it).
+
+    An approved login, and one that ended unapproved while a relying party waits to be told,
+    go back to the requester (``init_app``'s ``resume``), which consumes it and answers; the
+    rest is said here.
+    """
     try:
-        tx = _browser_tx(login_id)
+        tx = browser_login(login_id)
     except NotFound:
         done = _logged_in_by(login_id)
         if done is None:
             raise
         return _already_logged_in_page(done)
-    params = tx.request_params
-    if tx.state == "approved" and service.consume(tx):
-        citizen = db.session.get(Citizen, tx.citizen_id)
-        if citizen is None or tx.approved_at is None:
-            raise LoginRejected(_l("This login has already ended."), error="login_ended")
-        auth = Authentication(
-            citizen=citizen,
-            auth_time=int(tx.approved_at.timestamp()),
-            amr=list(tx.amr or []),
-            acr=tx.acr or service.ACR_PHONE,
-            login_id=tx.id,
-            credential_pk=tx.credential_pk,
-        )
-        if tx.client_id == SELF_CLIENT_ID:
-            # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
-            start_session(
-                citizen_id=citizen.id,
-                acr=auth.acr,
-                amr=auth.amr,
-                login_id=tx.id,
-                credential_pk=tx.credential_pk,
-            )
-            response = redirect(safe_next(params.get("next")), code=303)
-            response.delete_cookie(login_cookie_name(tx.id), path="/")
-            return response
-        server = authorization()
-        oauth_request = StoredAuthorizationRequest(params)
-        grant = server.get_authorization_grant(oauth_request)
-        response = server.create_authorization_response(
-            request=oauth_request, grant_user=auth, grant=grant
-        )
-        response.status_code = 303
-        response.delete_cookie(login_cookie_name(tx.id), path="/")
-        start_session(
-            citizen_id=citizen.id,
-            acr=auth.acr,
-            amr=auth.amr,
-            login_id=tx.id,
-            credential_pk=tx.credential_pk,
-        )
-        return response
-    if tx.state in ("denied", "expired") and tx.client_id == SELF_CLIENT_ID:
+    issuer = current_app.config["ISSUER"]
+    if tx.state == "approved" or (tx.state in ENDED and tx.requesting.answers_endings):
+        return current_app.extensions[RESUME](tx.id)
+    if tx.state in ENDED:
         # Logging in to Bürger-ID itself: there is no relying party to tell.
         service.consume_denied(tx)
         return _ended_page(tx, reason=_ended_message(tx))
-    description = DENIAL_DESCRIPTIONS[_denial_kind(tx)]  # before consume_denied changes tx
-    if tx.state in ("denied", "expired") and service.consume_denied(tx):
-        # The cookie stays (until it runs out): back here, the browser is offered a new code.
-        return authorization_error_response(params, description)
     if tx.state in ("pending", "scanned"):
-        return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
-    if tx.state == "consumed" and tx.approved_at is not None:
+        return redirect(f"{issuer}/login/{tx.id}", code=303)
+    if tx.approved_at is not None:
         if _logged_in_by(tx.id) is not None:
             return _already_logged_in_page(tx)
         # Approved and consumed, but no session came of it (the worker died between the two):
         # nothing usable is left, and the citizen starts again.
-        raise LoginRejected(_l("This login has already ended."), error="login_ended")
-    if tx.state == "consumed":  # the answer went back already: offer a new code
-        return _ended_page(tx, reason=_l("This login has already ended."))
-    # Approved, but the approving device was revoked since (``service.consume``).
-    raise LoginRejected(_l("This login has already ended."), error="login_ended")
+        raise LoginEnded()
+    # Consumed: the answer went back already: offer a new code.
+    return _ended_page(tx, reason=_l("This login has already ended."))
 
 
-# What the relying party's ``error_description`` says for each way a login ends without a
-# code (RFC 6749 §4.1.2.1: for developers, so English and stable; docs/relying-parties.md).
-DENIAL_DESCRIPTIONS = {
-    "denied": "The citizen declined the login on their phone",
-    "wrong_number": "The number typed on the phone did not match",
-    "cancelled": "The login was cancelled on the computer",
-    service.OTHER_NETWORK: "The phone was in another network than the computer",
-    "expired": "The login expired before it was approved",
-}
-
-
-def _denial_kind(tx: LoginTransaction) -> str:
-    """Why ``tx`` ended without a code: ``expired`` or its deny reason."""
-    if tx.state == "expired":
-        return "expired"
-    return tx.deny_reason if tx.deny_reason in DENIAL_DESCRIPTIONS else "denied"
-
-
-def authorization_error_response(params: dict[str, str], description: str) -> Any:
-    """The ``access_denied`` answer to the relying party of a stored authorization request.
-
-    OIDC Core 1.0 §3.1.2.6 / RFC 6749 §4.1.2.1, with ``state`` and ``iss`` (RFC 9207 §2); to
-    the redirect URI that ``/authorize`` checked against the client's registration.
-    """
-    error = AccessDeniedError(description=description)
-    error.state = params.get("state")
-    return redirect_with_error(params["redirect_uri"], error)
+ENDED = ("denied", "expired")  # ended without approval, not yet answered
 
 
 def _ended_message(tx: LoginTransaction) -> Any:
@@ -410,7 +338,7 @@ def _ended_message(tx: LoginTransaction) -> Any:
 
 
 def _client_name(tx: LoginTransaction) -> str:
-    return str(service.display_context(tx)["client_name"])
+    return tx.requesting.name
 
 
 def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
@@ -434,23 +362,18 @@ def _already_logged_in_page(tx: LoginTransaction) -> Any:
 
 
 def _relying_party_site(tx: LoginTransaction) -> str:
-    """Where "back" leads without an OIDC answer: the client's first redirect URI's origin."""
-    if tx.client_id == SELF_CLIENT_ID:
-        return f"{current_app.config['ISSUER']}/account"
-    client = db.session.get(Client, tx.client_id)
-    uris = client.redirect_uris if client is not None else []
-    origin = _origin(uris[0]) if uris else ""
-    return origin + "/" if origin else f"{current_app.config['ISSUER']}/"
+    """Where "back" leads without an answer: the requester's site, else our start page."""
+    return tx.requesting.site_url or f"{current_app.config['ISSUER']}/"
 
 
 @bp.post("/login/<login_id>/cancel")
 def cancel(login_id: str) -> Any:
     """The person at the computer gives up: the login ends and the application is told."""
-    tx = _browser_tx(login_id)
+    tx = browser_login(login_id)
     if tx.state in ("pending", "scanned"):
         with contextlib.suppress(LoginRejected):  # the phone ended it a moment earlier
             service.cancel_on_desktop(tx)
-    # Already ended (expired, denied, used): continue tells the application or says so.
+    # Already ended (expired, denied, used): continue has the application told, or says so.
     return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
 
 
@@ -461,15 +384,17 @@ def renew(login_id: str) -> Any:
     The old login must have ended without approval; the new one is counted like any other
     (``RATE_LIMIT_LOGIN``) and gets its own browser cookie.
     """
-    tx = _browser_tx(login_id)
+    tx = browser_login(login_id)
     if tx.state in ("pending", "scanned", "approved"):
         return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}", code=303)
     if tx.approved_at is not None and _logged_in_by(tx.id) is not None:
         return _already_logged_in_page(tx)
-    client = db.session.get(Client, tx.client_id)
-    if client is None:
-        raise NotFound(_l("This login does not exist or has ended."), error="login_not_found")
-    response = begin_login(client, dict(tx.request_params))
+    response = start_login(
+        client_id=tx.client_id,
+        params=dict(tx.request_params),
+        scope=tx.scope,
+        requester=tx.requesting,
+    )
     # The old login can no longer answer the application: the new one will.
     service.consume_denied(tx)
     return response
@@ -477,13 +402,13 @@ def renew(login_id: str) -> Any:
 
 @bp.post("/login/<login_id>/passkey/options")
 def passkey_options(login_id: str) -> Response:
-    tx = _browser_tx(login_id)
+    tx = browser_login(login_id)
     return jsonify(service.begin_desktop_passkey(tx))
 
 
 @bp.post("/login/<login_id>/passkey")
 def passkey_finish(login_id: str) -> Response:
-    tx = _browser_tx(login_id)
+    tx = browser_login(login_id)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise LoginRejected(_l("The answer from the browser was malformed."))
@@ -500,7 +425,7 @@ def _opened_by_the_starting_browser(login_id: str) -> bool:
     if not request.cookies.get(login_cookie_name(login_id)):
         return False
     try:
-        _browser_tx(login_id)
+        browser_login(login_id)
     except NotFound:
         return False
     return True

@@ -1,13 +1,28 @@
-"""OpenID Connect endpoints: discovery, JWKS, authorize, token, userinfo."""
+"""OpenID Connect endpoints: discovery, JWKS, authorize, token, userinfo.
+
+``/authorize`` owns both legs of the authorization request, as ory/hydra's
+``oauth2/handler.go`` does; the QR login in between never speaks OAuth::
+
+    RP ─▶ GET /authorize ── validate (Authlib) ──▶ begin_login ─▶ /login/<id> (crosslogin)
+                                                                       │ approved, denied,
+                                                                       ▼ expired, cancelled
+    RP ◀─ code or access_denied ◀──────── resume ◀──────────── /login/<id>/continue
+
+``resume`` is plugged into crosslogin (``create_app``), so continue answers in one response;
+``/authorize/resume/<id>`` serves the same leg to a browser sent there directly.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oidc.core.errors import RequestNotSupportedError
 from authlib.oidc.core.errors import RequestURINotSupportedError
 from flask import Blueprint
@@ -19,19 +34,39 @@ from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
 
+from ..citizens.models import Citizen
 from ..config import ACR_VALUES
 from ..config import SIGNING_ALGORITHM
+from ..crosslogin import service as crosslogin
+from ..crosslogin.errors import LoginEnded
+from ..crosslogin.models import LoginTransaction
+from ..crosslogin.models import Requester
+from ..crosslogin.views import browser_login
+from ..crosslogin.views import forget_browser
+from ..crosslogin.views import start_login
+from ..db import db
 from ..keys import key_store
+from ..sessions import SELF_CLIENT_ID
 from ..sessions import end_session
+from ..sessions import safe_next
+from ..sessions import start_session
 from ..web import SUPPORTED_LANGUAGES
 from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
+from .claims import claim_names
+from .errors import FaultyRequest
+from .errors import denial_for
 from .models import AUTH_METHODS
+from .models import Client
 from .server import ASSERTION_ALGORITHMS
+from .server import Authentication
+from .server import StoredAuthorizationRequest
 from .server import authorization
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger(__name__)
+
+ORIGIN_NETLOC = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
 
 
 def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
@@ -103,8 +138,6 @@ def jwks() -> Response:
 @bp.get("/authorize")
 def authorize() -> Any:
     """Validate the request (Authlib), then hand the browser to a QR-code login transaction."""
-    from ..crosslogin.views import begin_login
-
     server = authorization()
     try:
         grant = server.get_consent_grant(end_user=None)
@@ -123,12 +156,10 @@ def authorize() -> Any:
     except ValueError:
         # Authlib refuses to build an error whose description would echo non-ASCII input
         # (RFC 6749 §4.1.2.1); the request is faulty either way, and nothing is echoed.
+        faulty = FaultyRequest()
         return render_template(
-            "error.html",
-            error="invalid_request",
-            description=_l("The application that sent you here made a faulty request."),
-            status=400,
-        ), 400
+            "error.html", error=faulty.error, description=faulty.description, status=faulty.status
+        ), faulty.status
     # Discovery says request_parameter_supported/request_uri_parameter_supported are false: a
     # request object is refused, not silently ignored (OIDC Core 1.0 §6.1, §6.2).
     for name, unsupported in (
@@ -141,6 +172,117 @@ def authorize() -> Any:
             return redirect_with_error(grant.redirect_uri, refusal)
     params = {key: request.args[key] for key in request.args}
     return begin_login(grant.client, params)
+
+
+def begin_login(client: Client, params: dict[str, str]) -> Any:
+    """The first leg's end: a QR-code login for a validated request, told who asks."""
+    scope = client.get_allowed_scope(params.get("scope", ""))
+    requester = requester_for(client, params)
+    return start_login(client_id=client.client_id, params=params, scope=scope, requester=requester)
+
+
+def requester_for(client: Client, params: dict[str, str]) -> Requester:
+    """Everything the login pages and the phone show or enforce about ``client`` for this
+    request, given once when the login starts: the login never looks the client up."""
+    return Requester(
+        name=client.name,
+        claims=tuple(claim_names(client.get_allowed_scope(params.get("scope", "")))),
+        proximity_policy=client.proximity_policy,
+        site_url=_site_url(client),
+        form_origin=_origin(params.get("redirect_uri")),
+        # Bürger-ID's own pages wait for no error: their login says how it ended.
+        answers_endings=client.client_id != SELF_CLIENT_ID,
+    )
+
+
+def _site_url(client: Client) -> str:
+    """Where "back" leads without an answer: the client's first redirect URI's origin."""
+    if client.client_id == SELF_CLIENT_ID:
+        return f"{current_app.config['ISSUER']}/account"
+    origin = _origin(client.redirect_uris[0]) if client.redirect_uris else ""
+    return origin + "/" if origin else ""
+
+
+def _origin(uri: object) -> str:
+    """scheme://host[:port] of a registered redirect URI, or "" if it is not plainly one."""
+    if not isinstance(uri, str):
+        return ""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not ORIGIN_NETLOC.fullmatch(parts.netloc):
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@bp.get("/authorize/resume/<login_id>")
+def resume(login_id: str) -> Any:
+    """The second leg: answer the relying party of the login this browser started.
+
+    Each answer is taken once, by a conditional UPDATE (``crosslogin.service.consume`` or
+    ``consume_denied``), before it is made: an approved login gives a code and starts the
+    browser's session, an unapproved ending ``access_denied``. Anything else (still running,
+    already answered, nobody waiting) changes nothing here and goes back to the login page.
+    """
+    tx = browser_login(login_id)
+    if tx.state == "approved":
+        if not crosslogin.consume(tx):  # answered already, or its device was revoked since
+            raise LoginEnded()
+        return _grant(tx)
+    if tx.state in ("denied", "expired") and tx.requesting.answers_endings:
+        denial = denial_for(
+            state=tx.state,
+            deny_reason=tx.deny_reason,
+            oauth_state=tx.request_params.get("state"),
+        )
+        if crosslogin.consume_denied(tx):
+            # The login cookie stays (until it runs out): back on the login page, the browser
+            # is offered a new code.
+            return redirect_with_error(tx.request_params["redirect_uri"], denial)
+    return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
+
+
+def _grant(tx: LoginTransaction) -> Any:
+    """The authorization response for a login just consumed; then the browser's session.
+
+    OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code is stored before the session
+    starts: a worker that dies in between leaves a consumed login and no session, which the
+    login page reports as ended (never as logged in).
+    """
+    citizen = db.session.get(Citizen, tx.citizen_id)
+    if citizen is None or tx.approved_at is None:
+        raise LoginEnded()
+    auth = Authentication(
+        citizen=citizen,
+        auth_time=int(tx.approved_at.timestamp()),
+        amr=list(tx.amr or []),
+        acr=tx.acr or crosslogin.ACR_PHONE,
+        login_id=tx.id,
+        credential_pk=tx.credential_pk,
+    )
+    params = tx.request_params
+    if tx.client_id == SELF_CLIENT_ID:
+        # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
+        _start_session(auth)
+        return forget_browser(redirect(safe_next(params.get("next")), code=303), tx.id)
+    server = authorization()
+    oauth_request = StoredAuthorizationRequest(params)
+    grant = server.get_authorization_grant(oauth_request)
+    response = server.create_authorization_response(
+        request=oauth_request, grant_user=auth, grant=grant
+    )
+    response.status_code = 303
+    forget_browser(response, tx.id)
+    _start_session(auth)
+    return response
+
+
+def _start_session(auth: Authentication) -> None:
+    start_session(
+        citizen_id=auth.citizen.id,
+        acr=auth.acr,
+        amr=auth.amr,
+        login_id=auth.login_id,
+        credential_pk=auth.credential_pk,
+    )
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -187,9 +329,8 @@ def _basic_credentials_readable() -> bool:
 @bp.post("/token")
 def token() -> Response:
     if not _basic_credentials_readable():
-        response = jsonify(
-            error="invalid_client", error_description="Malformed client credentials."
-        )
+        malformed = InvalidClientError(description="Malformed client credentials.")
+        response = jsonify(error=malformed.error, error_description=malformed.description)
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Basic realm="token"'
         response.headers["Cache-Control"] = "no-store"

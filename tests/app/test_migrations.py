@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from harness import RP_REDIRECT
 from harness import Phone
+from harness import RelyingParty
 from harness import complete_login
 from harness import enrol_resident
 from harness import register_relying_party
@@ -49,6 +50,7 @@ from idserver.models import Pairing
 from idserver.oidc.clients import register_client
 from idserver.oidc.models import AuthorizationCode
 from idserver.oidc.models import Token
+from idserver.oidc.views import requester_for
 from idserver.passkeys.ceremonies import public_key_fingerprint
 from idserver.passkeys.models import Credential
 from idserver.phone.authenticator import SoftAuthenticator
@@ -338,7 +340,12 @@ def test_upgraded_database_rejects_an_unknown_state(app_config):
             name="Bewohnerparkausweis", redirect_uris=[RP_REDIRECT], scope="openid profile"
         )
         login, _browser = create_transaction(
-            client=client, params={"scope": "openid"}, desktop_ip="192.0.2.1", user_agent="test"
+            client_id=client.client_id,
+            params={"scope": "openid"},
+            scope="openid",
+            requester=requester_for(client, {"scope": "openid"}),
+            desktop_ip="192.0.2.1",
+            user_agent="test",
         )
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
         pairing = Pairing(id="p" * 32, citizen_id=citizen.id, number="12", expires_at=expires_at)
@@ -353,3 +360,33 @@ def test_upgraded_database_rejects_an_unknown_state(app_config):
             db.session.rollback()
         db.engine.dispose()
     assert snapshot(app) == before
+
+
+def test_upgrade_gives_existing_logins_what_they_showed_of_their_client(app_config):
+    """Logins made before 0015 keep showing and enforcing what their client's row said."""
+    app = create_app(app_config)
+    app.config["TESTING"] = True
+    upgrade(app)
+    with app.app_context():
+        client, secret = register_client(
+            name="Waffenbehörde",
+            redirect_uris=[RP_REDIRECT],
+            scope="openid profile birthdate",
+            proximity_policy="deny",
+        )
+    browser = app.test_client()
+    RelyingParty(app, client.client_id, secret).start_login(browser)
+    with app.app_context():
+        [given] = db.session.scalars(select(LoginTransaction.requester)).all()
+    engine = make_engine(app.config["DATABASE_URL"])
+    config = alembic_config(app.config["DATABASE_URL"])
+    with engine.begin() as connection:  # back to the schema before logins kept their requester
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0014")
+    engine.dispose()
+    upgrade(app)
+    with app.app_context():
+        [learnt] = db.session.scalars(select(LoginTransaction.requester)).all()
+    assert learnt == given
+    assert given["name"] == "Waffenbehörde" and given["proximity_policy"] == "deny"
+    assert given["claims"][:2] == ["sub", "name"]

@@ -19,6 +19,7 @@ from idserver.crosslogin.models import LoginState
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 from idserver.oidc.models import Client
+from idserver.oidc.views import requester_for
 from idserver.states import transition
 
 MACHINES = [
@@ -114,7 +115,12 @@ def _rows(app, citizen, relying_party):
         client = db.session.get(Client, relying_party.client_id)
         params = {"client_id": client.client_id, "scope": "openid"}
         login, _secret = crosslogin.create_transaction(
-            client=client, params=params, desktop_ip="192.0.2.1", user_agent="test"
+            client_id=client.client_id,
+            params=params,
+            scope="openid",
+            requester=requester_for(client, params),
+            desktop_ip="192.0.2.1",
+            user_agent="test",
         )
         return [(LoginTransaction, login.id), (Pairing, pairing.create_pairing(citizen.id).id)]
 

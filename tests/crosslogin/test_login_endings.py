@@ -20,8 +20,8 @@ from harness import desktop_status
 from sqlalchemy import update
 
 from idserver.crosslogin.models import LoginTransaction
-from idserver.crosslogin.views import DENIAL_DESCRIPTIONS
 from idserver.db import db
+from idserver.oidc.errors import DENIAL_DESCRIPTIONS
 
 ELSEWHERE = "198.51.100.23"
 

@@ -27,6 +27,7 @@ from idserver.crosslogin import service
 from idserver.crosslogin.models import LoginTransaction
 from idserver.db import db
 from idserver.oidc.clients import register_client
+from idserver.oidc.views import requester_for
 
 NEEDS_REDIS_ONLY = pytest.mark.skipif(
     not REDIS_URL, reason="set IDSERVER_TEST_REDIS_URL to test Redis pub/sub"
@@ -68,7 +69,12 @@ def test_change_in_another_process_wakes_the_waiter(
             db.create_all()
             client, _ = register_client(name="RP", redirect_uris=[RP_REDIRECT])
             tx, _ = service.create_transaction(
-                client=client, params={}, desktop_ip="127.0.0.1", user_agent="test"
+                client_id=client.client_id,
+                params={},
+                scope="",
+                requester=requester_for(client, {}),
+                desktop_ip="127.0.0.1",
+                user_agent="test",
             )
             login_id = tx.id
 

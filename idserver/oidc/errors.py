@@ -1,0 +1,86 @@
+"""The OIDC provider's own errors, one class per answer.
+
+A login that ended without approval is answered with RFC 6749 §4.1.2.1 ``access_denied`` ("The
+resource owner or authorization server denied the request"); the class says which way it ended
+in ``error_description``, for the developer of the relying party, so in English and stable
+(docs/relying-parties.md).
+"""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import AccessDeniedError
+from flask_babel import lazy_gettext as _l
+
+from ..crosslogin.service import OTHER_NETWORK
+from ..errors import IdServerError
+
+__all__ = [
+    "DENIALS",
+    "DENIAL_DESCRIPTIONS",
+    "CancelledOnComputer",
+    "CitizenDeclined",
+    "FaultyRequest",
+    "ExpiredBeforeApproval",
+    "OtherNetwork",
+    "WrongNumber",
+    "denial_for",
+]
+
+
+class CitizenDeclined(AccessDeniedError):
+    """The citizen said no on the phone (or the login ended there in another way)."""
+
+    description = "The citizen declined the login on their phone"
+
+
+class WrongNumber(AccessDeniedError):
+    """The number typed on the phone was not the computer's (RFC 10027 number matching)."""
+
+    description = "The number typed on the phone did not match"
+
+
+class CancelledOnComputer(AccessDeniedError):
+    """The person at the computer cancelled the login."""
+
+    description = "The login was cancelled on the computer"
+
+
+class OtherNetwork(AccessDeniedError):
+    """The phone scanned from another network under the ``deny`` proximity policy."""
+
+    description = "The phone was in another network than the computer"
+
+
+class ExpiredBeforeApproval(AccessDeniedError):
+    """The login's lifetime ran out before it was approved."""
+
+    description = "The login expired before it was approved"
+
+
+# The login's ending (``expired`` or its deny reason) → the answer.
+DENIALS: dict[str, type[AccessDeniedError]] = {
+    "denied": CitizenDeclined,
+    "wrong_number": WrongNumber,
+    "cancelled": CancelledOnComputer,
+    OTHER_NETWORK: OtherNetwork,
+    "expired": ExpiredBeforeApproval,
+}
+DENIAL_DESCRIPTIONS = {kind: str(error.description) for kind, error in DENIALS.items()}
+
+
+def denial_for(
+    *, state: str, deny_reason: str | None, oauth_state: str | None
+) -> AccessDeniedError:
+    """The ``access_denied`` error for a login that ended in ``state`` for ``deny_reason``."""
+    kind = "expired" if state == "expired" else deny_reason
+    error = DENIALS.get(kind or "", CitizenDeclined)()
+    error.state = oauth_state
+    return error
+
+
+class FaultyRequest(IdServerError):
+    """An authorization request so broken that it cannot be answered at the relying party
+    (RFC 6749 §4.1.2.1: no trustworthy redirect URI), shown to the person instead."""
+
+    error = "invalid_request"
+    description = _l("The application that sent you here made a faulty request.")
