@@ -36,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import limits
     from . import logs
     from . import metrics
+    from . import models  # noqa: F401 -- every table on Base.metadata (the purge reads it)
     from . import pages
     from . import sessions
     from . import web

@@ -53,7 +53,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute
 
-from .. import models  # noqa: F401 -- every table, so the dependents below are complete
 from ..account.models import ConsentWithdrawal
 from ..account.models import Pairing
 from ..audit import record_event
@@ -95,7 +94,10 @@ class PurgeLeaseLost(RuntimeError):
 
 
 def _dependents() -> dict[str, Any]:
-    """Every column whose rows the database deletes together with their resident."""
+    """Every column whose rows the database deletes together with their resident.
+
+    Read from ``Base.metadata`` when the purge runs: ``create_app`` has loaded every table
+    (``idserver.models``) by then, so the list is complete without this module reaching up."""
     return {
         fk.parent.table.name: fk.parent
         for table in Base.metadata.sorted_tables

@@ -28,10 +28,7 @@ LAYERS: list[set[str]] = [
     {"admin", "api"},
     {"", "cli", "health", "models", "phone"},
 ]
-ALLOWED_UPWARD = {
-    ("cli", ""),  # `idserver serve` builds the app with create_app
-    ("admin", "models"),  # the retention purge loads every table to see all dependents
-}
+ALLOWED_UPWARD = {("cli", "")}  # `idserver serve` builds the app with create_app
 
 
 def _module_name(path: Path) -> str:

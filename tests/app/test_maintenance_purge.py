@@ -39,6 +39,7 @@ from idserver.citizens.models import ActivationCode
 from idserver.citizens.models import Citizen
 from idserver.citizens.service import register_citizen
 from idserver.crosslogin.models import LoginTransaction
+from idserver.crosslogin.models import Requester
 from idserver.db import db
 from idserver.db import utcnow
 from idserver.limits import RateLimitCounter
@@ -82,6 +83,14 @@ def _login(client_id, *, expires, citizen_id=None):
         client_id=client_id,
         request_params={},
         scope="openid",
+        requester=Requester(
+            name="Bewohnerparkausweis",
+            claims=("sub",),
+            proximity_policy=None,
+            site_url="http://localhost:8001/",
+            form_origin="http://localhost:8001",
+            answers_endings=True,
+        ).as_json(),
         number="42",
         desktop_ip="203.0.113.7",
         desktop_user_agent="Mozilla/5.0 (X11; Linux x86_64)",
