@@ -270,6 +270,7 @@ def citizen_add(**fields: Any) -> None:
 @with_appcontext
 def citizen_import(path: str) -> None:
     """Register residents from a JSON list or a CSV file with a header row (all or none)."""
+    from .citizens.errors import InvalidImport
     from .citizens.service import import_citizens
 
     fmt = "json" if path.lower().endswith(".json") else "csv"
@@ -280,7 +281,7 @@ def citizen_import(path: str) -> None:
     except (IdServerError, ValueError) as exc:
         if isinstance(exc, IdServerError):
             _fail(exc)
-        _fail(IdServerError(str(exc), error="invalid_import"))
+        _fail(InvalidImport(str(exc)))
     _print({"imported": len(citizens), "ids": [c.id for c in citizens]})
 
 
@@ -603,12 +604,13 @@ def keys_rotate(purpose: str) -> None:
     """Add a key and sign with it on every instance; the previous one stays until retired."""
     from .keys import KeyStoreError
     from .keys import key_store
+    from .keys.errors import InvalidKey
 
     store = key_store()
     try:
         kid = store.rotate(purpose)
     except KeyStoreError as exc:
-        _fail(IdServerError(str(exc), error="invalid_key"))
+        _fail(InvalidKey(str(exc)))
     _print({"rotated": kid, "purpose": purpose, **store.describe()})
 
 
@@ -619,12 +621,13 @@ def keys_retire(kid: str) -> None:
     """Stop publishing an old key (after its tokens have expired); it is kept to verify."""
     from .keys import KeyStoreError
     from .keys import key_store
+    from .keys.errors import InvalidKey
 
     store = key_store()
     try:
         store.retire(kid)
     except KeyStoreError as exc:
-        _fail(IdServerError(str(exc), error="invalid_key"))
+        _fail(InvalidKey(str(exc)))
     _print(store.describe())
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select
 from sqlalchemy import func
 from sqlalchemy import select
@@ -27,10 +26,10 @@ from ..citizens.models import Citizen
 from ..citizens.models import searchable_name
 from ..citizens.service import issue_activation_code
 from ..citizens.service import register_citizen
+from ..clerks.errors import ResidentIsClerk
 from ..clerks.models import Clerk
 from ..db import db
 from ..db import utcnow
-from ..errors import IdServerError
 from ..errors import NotFound
 from ..passkeys.models import Credential
 
@@ -240,11 +239,7 @@ def mark_resident_deleted(clerk: Clerk, citizen: Citizen) -> bool:
     if db.session.scalar(
         select(Clerk.id).where(Clerk.citizen_id == citizen.id, Clerk.disabled_at.is_(None))
     ):
-        raise IdServerError(
-            _l("This resident is a clerk. The clerk account must be disabled first."),
-            error="resident_is_clerk",
-            status=409,
-        )
+        raise ResidentIsClerk()
     session = db.session
     marked = session.execute(
         update(Citizen)

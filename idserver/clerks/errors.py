@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
+
 from ..errors import IdServerError
 from ..errors import NotFound
 
-__all__ = ["ClerkNotFound", "InvalidClerk"]
+__all__ = ["ClerkNotFound", "InvalidClerk", "ResidentIsClerk"]
 
 
 class InvalidClerk(IdServerError):
@@ -16,3 +18,11 @@ class InvalidClerk(IdServerError):
 
 class ClerkNotFound(NotFound):
     description = "no such clerk"
+
+
+class ResidentIsClerk(IdServerError):
+    """A clerk's own resident record stays while the clerk account is active."""
+
+    status = 409
+    error = "resident_is_clerk"
+    description = _l("This resident is a clerk. The clerk account must be disabled first.")

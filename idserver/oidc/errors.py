@@ -13,12 +13,14 @@ from flask_babel import lazy_gettext as _l
 
 from ..crosslogin.service import OTHER_NETWORK
 from ..errors import IdServerError
+from ..errors import LoginRejected
 
 __all__ = [
     "DENIALS",
     "DENIAL_DESCRIPTIONS",
     "CancelledOnComputer",
     "CitizenDeclined",
+    "ClientGone",
     "FaultyRequest",
     "ExpiredBeforeApproval",
     "OtherNetwork",
@@ -84,3 +86,11 @@ class FaultyRequest(IdServerError):
 
     error = "invalid_request"
     description = _l("The application that sent you here made a faulty request.")
+
+
+class ClientGone(LoginRejected):
+    """The client was removed or disabled while its login ran: nobody to redirect to (RFC 6749
+    §4.1.2.1), so the browser is told why."""
+
+    error = "unknown_client"
+    description = _l("This service no longer offers login with Bürger-ID.")

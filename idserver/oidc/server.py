@@ -39,7 +39,6 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from flask import request  # only for RFC 6750 §2.2 body tokens, which Authlib does not read
-from flask_babel import lazy_gettext as _l
 from joserfc import jws
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -53,7 +52,6 @@ from ..citizens.models import Citizen
 from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
-from ..errors import LoginRejected
 from ..keys import ID_TOKEN
 from ..keys import key_store
 from ..logs import note_client
@@ -63,6 +61,7 @@ from ..sessions import end_session
 from .claims import SCOPES
 from .claims import claim_names
 from .claims import claims_for_scope
+from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import AuthorizationCode
 from .models import Client
@@ -137,9 +136,7 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if isinstance(request, StoredAuthorizationRequest) and (
             self.query_client(request.payload.client_id) is None
         ):
-            raise LoginRejected(
-                _l("This service no longer offers login with Bürger-ID."), error="unknown_client"
-            )
+            raise ClientGone()
         return super().create_authorization_response(request, grant_user, grant)
 
     def create_token_response(self, request: Any = None) -> Any:
