@@ -163,7 +163,8 @@ def _summary(result: dict[str, Any]) -> str:
             f"{result['measured_seconds']} s = {result['logins_per_second']}/s; server CPU "
             f"{result['server_cpu_ms_per_login']} ms/login; login p50/p95 "
             f"{steps['login_total']['p50']}/{steps['login_total']['p95']} ms; approval→desktop "
-            f"p95 {result['approval_to_desktop_ms']['p95']} ms"
+            f"p95 {result['approval_to_desktop_ms']['p95']} ms; a no-op request (/jwks.json) "
+            f"{result['noop_server_cpu_ms']} ms server CPU"
         )
     return (
         f"  {result['desktops_waiting_at_end']} desktops waiting, "
