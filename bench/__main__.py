@@ -9,7 +9,8 @@
     python -m bench run --scenario logins --citizens 1000,1000000   # CPU/login vs. size
     python -m bench seed --citizens 1000000 --database-url sqlite:///bench/results/1m.sqlite3
     python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
-    python -m bench profile --logins 200 --cprofile   # in-process: CPU and SQL per login step
+    python -m bench profile --logins 200 --cprofile   # in-process: CPU and SQL per login step,
+                                                      # a table, and a no-op request's CPU
 
 Every scenario is bounded in time; results go to stdout and ``bench/results/*.json``.
 """
@@ -162,7 +163,8 @@ def _summary(result: dict[str, Any]) -> str:
             f"{result['measured_seconds']} s = {result['logins_per_second']}/s; server CPU "
             f"{result['server_cpu_ms_per_login']} ms/login; login p50/p95 "
             f"{steps['login_total']['p50']}/{steps['login_total']['p95']} ms; approval→desktop "
-            f"p95 {result['approval_to_desktop_ms']['p95']} ms"
+            f"p95 {result['approval_to_desktop_ms']['p95']} ms; a no-op request (/jwks.json) "
+            f"{result['noop_server_cpu_ms']} ms server CPU"
         )
     return (
         f"  {result['desktops_waiting_at_end']} desktops waiting, "
@@ -275,6 +277,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace) -> int:
     from .profile import profile_logins
+    from .profile import step_table
 
     result = profile_logins(
         logins=args.logins,
@@ -284,7 +287,11 @@ def _profile(args: argparse.Namespace) -> int:
         top=args.top,
     )
     report = result.pop("profile", None)
+    result["machine"] = machine()
     print(json.dumps(result, indent=2, ensure_ascii=False))
+    print()
+    print(step_table(result))
+    print("written to", write_results(f"profile-{args.database}", result))
     if report:
         print(report)
     return 0

@@ -7,6 +7,10 @@ hand-over between threads, about 0.7 ms per request), which ``python -m bench ru
 
 The long polls are asked with the version the desktop last saw right after each phone step, so
 they answer at once, as in a real login where the change arrives while the poll waits.
+
+It prints the figures as JSON and as a table (CPU median, SQL statements and commits per step,
+and ``noop``: the CPU of a ``GET /jwks.json``, what every request pays around its view), and
+writes them to ``bench/results/<time>-profile-<database>.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .seed import fresh_database
 from .seed import make_app
 from .seed import register_relying_party
 
-__all__ = ["profile_logins"]
+__all__ = ["noop_cpu_ms", "profile_logins", "step_table"]
 
 ISSUER = "http://localhost:8999"
 _SELECT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|COMMIT|BEGIN)", re.IGNORECASE)
@@ -179,6 +183,41 @@ class _Login:
         assert token.status_code == 200, token.get_data(as_text=True)
 
 
+def noop_cpu_ms(app: Flask, requests: int = 2000) -> float:
+    """Server CPU of a request that does nothing (GET /jwks.json), in-process: what every
+    request pays for the hooks around its view (headers, logs, metrics, input checks)."""
+    client = app.test_client()
+    for _ in range(200):  # warm-up
+        client.get("/jwks.json")
+    started = time.process_time()
+    for _ in range(requests):
+        client.get("/jwks.json")
+    return round((time.process_time() - started) * 1000 / requests, 3)
+
+
+def step_table(result: dict[str, Any]) -> str:
+    """The per-step figures of ``profile_logins`` as a table to read."""
+
+    def line(name: str, cpu: str, sql: str = "", commits: str = "") -> str:
+        return f"{name:<18} {cpu:>8} {sql:>5} {commits:>7}".rstrip()
+
+    rule = "-" * len(line("", "", "", "commits"))
+    lines = [line("step (median)", "CPU ms", "SQL", "commits"), rule]
+    for step, row in result["steps"].items():
+        lines.append(line(step, f"{row['cpu_ms']:.2f}", f"{row['sql']:g}", f"{row['commits']:g}"))
+    lines += [
+        rule,
+        line(
+            "login (mean)",
+            f"{result['server_cpu_ms_per_login']:.2f}",
+            f"{result['sql_statements_per_login']:g}",
+            f"{result['commits_per_login']:g}",
+        ),
+        line("noop (/jwks.json)", f"{result['noop_cpu_ms']:.3f}"),
+    ]
+    return "\n".join(lines)
+
+
 def _package(filename: str) -> str:
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
@@ -233,6 +272,7 @@ def profile_logins(
         if profiler:
             profiler.disable()
         total_ms = (time.process_time() - started) * 1000
+        noop_ms = noop_cpu_ms(app)
         steps = list(runs[0].cpu)
         result: dict[str, Any] = {
             "database": database,
@@ -243,6 +283,7 @@ def profile_logins(
             ),
             "sql_statements_per_login": round(counter.total() / logins, 1),
             "commits_per_login": round(statistics.fmean(sum(r.commits.values()) for r in runs), 1),
+            "noop_cpu_ms": noop_ms,
             "steps": {
                 step: {
                     "cpu_ms": round(statistics.median(r.cpu[step] for r in runs), 2),

@@ -30,6 +30,24 @@ STEPS = (
 )
 
 
+NOOP_REQUESTS = 2000
+
+
+def noop_cpu_ms(server: Any, requests: int = NOOP_REQUESTS) -> float:
+    """Server CPU per ``GET /jwks.json`` (a request that does nothing) on one kept-alive
+    connection, one after another: what every request pays before and after its view."""
+    agent = server.agent(timeout=10)
+    try:
+        for _ in range(200):  # warm-up
+            agent.get("/jwks.json")
+        before = sample(server.pids())
+        for _ in range(requests):
+            agent.get("/jwks.json")
+        return round(sample(server.pids()).cpu_since(before) * 1000 / requests, 3)
+    finally:
+        agent.close()
+
+
 def run_logins(env: Environment, *, users: int, seconds: float, warmup: float) -> dict[str, Any]:
     """Run ``users`` virtual users; measure only the ``seconds`` after ``warmup``."""
     server = env.server
@@ -94,5 +112,6 @@ def run_logins(env: Environment, *, users: int, seconds: float, warmup: float) -
     for name, earlier in side_before.items():
         spent = side_after[name].cpu_since(earlier)
         result[f"{name}_cpu_ms_per_login"] = round(spent * 1000 / len(done), 2) if done else None
+    result["noop_server_cpu_ms"] = noop_cpu_ms(server)
     result["server_log_errors"] = server.errors_in_log()[:10]
     return result

@@ -443,6 +443,27 @@ def _counted(
 
 
 # -- wiring -----------------------------------------------------------------------------------
+def _without_request_hooks(app: Flask, limiter: Limiter) -> None:
+    """Take Flask-Limiter's own before/after/teardown hooks off ``app``.
+
+    They look for limits declared through Flask-Limiter on every request; there are none (each
+    limit is taken by ``reserve`` in the views it guards), so they only cost time: about a
+    quarter of the CPU of a request that does nothing (docs/sizing.md).
+    """
+
+    def _limiters(hook: Callable[..., Any]) -> bool:
+        bound = getattr(hook, "__self__", None)
+        return bound is limiter or (isinstance(hook, functools.partial) and limiter in hook.args)
+
+    registries = cast(
+        "tuple[dict[str | None, list[Any]], ...]",
+        (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs),
+    )
+    for hooks in registries:
+        funcs = hooks.get(None, [])
+        funcs[:] = [hook for hook in funcs if not _limiters(hook)]
+
+
 def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> None:
     """Check the limit settings, choose the storage, and put the limits on their endpoints.
 
@@ -468,6 +489,7 @@ def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> 
         key_prefix=KEY_PREFIX,
         headers_enabled=False,
     )
+    _without_request_hooks(app, limiter)
     app.extensions["idserver.limiter"] = limiter
     storage = limiter.storage
     if isinstance(storage, DatabaseStorage):

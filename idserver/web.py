@@ -11,9 +11,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
+from flask import Request
 from flask import Response
 from flask import current_app
 from flask import request
+from flask.sessions import SecureCookieSession
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 
 from . import i18n
@@ -59,6 +62,31 @@ def has_kern_stylesheet(app: Flask) -> bool:
     return os.path.isfile(os.path.join(folder, "vendor", "kern", "kern.min.css"))
 
 
+def security_headers(secure: bool) -> tuple[tuple[str, str], ...]:
+    """The security headers of every response that does not set its own; HSTS over https."""
+    headers: tuple[tuple[str, str], ...] = (
+        ("Content-Security-Policy", CSP.format(form_targets="").strip()),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), geolocation=()"),
+    )
+    if secure:
+        headers += (("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),)
+    return headers
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie session, opened without building its signer when there is no
+    cookie to check (most requests: the API, the JWKS, the phone's polls)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def no_store(response: Response) -> Response:
     """Mark a response as never to be cached (pages and answers about one person or login)."""
     response.headers["Cache-Control"] = "no-store"
@@ -94,6 +122,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=app.config["SESSION_TTL_SECONDS"],
     )
+    app.session_interface = CookieSessions()
     proxy.init_app(app)
 
     app.jinja_env.globals["kern_stylesheet"] = has_kern_stylesheet(app)
@@ -109,19 +138,16 @@ def init_app(app: Flask) -> None:
             "issuer": current_app.config["ISSUER"],
         }
 
+    # The same on every response (the issuer's scheme is fixed at start): built once. A view
+    # may set its own (authorization responses widen form-action for the redirect to the RP).
+    headers = [(name.lower(), name, value) for name, value in security_headers(secure)]
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        # Authorization responses redirect to the RP: form-action must allow that redirect chain.
-        response.headers.setdefault("Content-Security-Policy", CSP.format(form_targets="").strip())
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        response.headers.setdefault("Permissions-Policy", "camera=(), geolocation=()")
-        if issuer_is_https():
-            response.headers.setdefault(
-                "Strict-Transport-Security", "max-age=63072000; includeSubDomains"
-            )
+        present = {name.lower() for name, _value in response.headers}  # (name, value) pairs
+        for key, name, value in headers:
+            if key not in present:
+                response.headers.add(name, value)
         if request.args.get("lang") in current_app.config["LANGUAGES"]:
             response.set_cookie(
                 "lang", request.args["lang"], max_age=365 * 86400, samesite="Lax", httponly=True
