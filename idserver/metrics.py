@@ -176,6 +176,12 @@ def _watch_pool(engine: Engine) -> None:
         DB_POOL_SIZE.labels(database).set(size)
         DB_POOL_MAX_CONNECTIONS.labels(database).set(size + overflow if overflow >= 0 else 0)
 
+    pool: Any = engine.pool
+    if hasattr(pool, "checkedin") and pool.checkedin() + pool.checkedout() > 0:
+        # Already connected before it was watched (the key store prepares at start-up):
+        # "first_connect" has fired, so the sizes are set now.
+        _first_connect(None, None)
+
     def checked_out() -> Any:
         gauge = gauges.get("checked_out")
         if gauge is None:
