@@ -20,7 +20,7 @@ from flask import request
 from flask_babel import lazy_gettext as _l
 
 from ..config import ACR_VALUES
-from ..config import SIGNING_ALGORITHM
+from ..config import ID_TOKEN_ALGORITHMS
 from ..keys import key_store
 from ..sessions import end_session
 from ..web import SUPPORTED_LANGUAGES
@@ -63,7 +63,7 @@ def _metadata() -> dict[str, Any]:
         response_modes_supported=["query"],
         grant_types_supported=["authorization_code"],
         subject_types_supported=["pairwise"],
-        id_token_signing_alg_values_supported=[SIGNING_ALGORITHM],
+        id_token_signing_alg_values_supported=list(ID_TOKEN_ALGORITHMS),
         token_endpoint_auth_methods_supported=list(AUTH_METHODS),
         token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
