@@ -635,8 +635,7 @@ def keys_rotate(purpose: str, alg: str | None) -> None:
 
     store = key_store()
     try:
-        if alg is not None and alg not in ALGORITHMS[purpose]:
-            raise KeyStoreError(f"{purpose} keys sign with {', '.join(ALGORITHMS[purpose])}")
+        # An --alg the purpose does not sign with is refused before anything changes.
         kids = [store.rotate(purpose, alg=a) for a in ([alg] if alg else ALGORITHMS[purpose])]
     except KeyStoreError as exc:
         _fail(IdServerError(str(exc), error="invalid_key"))

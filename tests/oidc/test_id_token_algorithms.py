@@ -139,7 +139,7 @@ def test_rotating_the_rsa_key_publishes_both_until_retirement(
     assert _kids(client, "RS256") == {new_kid}
 
 
-def test_rotating_without_alg_rotates_every_id_token_key(client, runner):
+def test_rotating_without_alg_rotates_every_id_token_key(client, runner, db_state):
     before = {alg: _kids(client, alg) for alg in ("ES256", "RS256")}
     rotated = runner.invoke(args=["keys", "rotate"])
     assert rotated.exit_code == 0, rotated.output
@@ -148,8 +148,10 @@ def test_rotating_without_alg_rotates_every_id_token_key(client, runner):
     for alg in ("ES256", "RS256"):
         (new,) = _kids(client, alg) - before[alg]
         assert new in kids
+    before_refusal = db_state()
     refused = runner.invoke(args=["keys", "rotate", "--purpose", "audit", "--alg", "RS256"])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 1  # audit keys are ES256 only
+    assert db_state() == before_refusal
 
 
 def test_logout_accepts_an_rs256_id_token_hint(app, client, relying_party, enrolled_phone):
