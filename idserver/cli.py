@@ -17,6 +17,7 @@ from flask import current_app
 from flask.cli import FlaskGroup
 from flask.cli import with_appcontext
 
+from .config import ID_TOKEN_ALGORITHMS
 from .errors import IdServerError
 
 
@@ -341,6 +342,7 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
         "scope": client.scope,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "jwks_uri": client.jwks_uri,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
         "created_at": client.created_at.isoformat(),
         "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
@@ -349,6 +351,7 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
 
 
 AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)."  # noqa: S105
 
 
 @client_group.command("add")
@@ -362,6 +365,13 @@ AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", 
 @click.option("--jwks-uri", default=None)
 @click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
+@click.option(
+    "--id-token-alg",
+    type=click.Choice(ID_TOKEN_ALGORITHMS),
+    default=ID_TOKEN_ALGORITHMS[0],
+    show_default=True,
+    help=ID_TOKEN_ALG_HELP,
+)
 @click.option(
     "--proximity-policy",
     type=click.Choice(["warn", "deny"]),
@@ -379,6 +389,7 @@ def client_add(
     jwks_uri: str | None,
     jwks_file: str | None,
     client_id: str | None,
+    id_token_alg: str,
     proximity_policy: str | None,
 ) -> None:
     """Register a relying party; the client secret is printed once."""
@@ -394,6 +405,7 @@ def client_add(
             jwks_file=jwks_file,
             post_logout_redirect_uris=list(logout_uris),
             client_id=client_id,
+            id_token_alg=id_token_alg,
             proximity_policy=proximity_policy,
             actor="operator",
             **_operator(),
@@ -409,6 +421,7 @@ def client_add(
             "redirect_uris": client.redirect_uris,
             "scope": client.scope,
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "id_token_signed_response_alg": client.id_token_signed_response_alg,
             "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
@@ -462,6 +475,9 @@ def client_show(client_id: str) -> None:
 @click.option("--jwks-uri", default=None)
 @click.option("--jwks-file", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option(
+    "--id-token-alg", type=click.Choice(ID_TOKEN_ALGORITHMS), default=None, help=ID_TOKEN_ALG_HELP
+)
+@click.option(
     "--proximity-policy",
     type=click.Choice(["warn", "deny", "default"]),
     default=None,
@@ -478,6 +494,7 @@ def client_update(
     auth_method: str | None,
     jwks_uri: str | None,
     jwks_file: str | None,
+    id_token_alg: str | None,
     proximity_policy: str | None,
 ) -> None:
     """Change a relying party's registration, checked as by `client add`; only the options
@@ -499,6 +516,7 @@ def client_update(
         ),
         "scope": KEEP if scope is None else scope,
         "auth_method": KEEP if auth_method is None else auth_method,
+        "id_token_alg": KEEP if id_token_alg is None else id_token_alg,
         "proximity_policy": (
             KEEP
             if proximity_policy is None
@@ -579,13 +597,14 @@ def client_delete(client_id: str) -> None:
 # -- keys -------------------------------------------------------------------------------------
 @main.group("keys")
 def keys_group() -> None:
-    """ES256 signing keys and the pairwise salt, kept in the database for every instance."""
+    """Signing keys (ES256; RS256 too for ID tokens) and the pairwise salt, kept in the
+    database for every instance."""
 
 
 @keys_group.command("list")
 @with_appcontext
 def keys_list() -> None:
-    """Every key: purpose (id_token, audit), state (active, published, kept, retired)."""
+    """Every key: purpose (id_token, audit), alg, state (active, published, kept, retired)."""
     from .keys import key_store
 
     _print(key_store().describe())
@@ -599,19 +618,30 @@ def keys_list() -> None:
     show_default=True,
     help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints.",
 )
+@click.option(
+    "--alg",
+    type=click.Choice(ID_TOKEN_ALGORITHMS),
+    default=None,
+    help="Rotate only this algorithm's key (default: every key of the purpose).",
+)
 @with_appcontext
-def keys_rotate(purpose: str) -> None:
-    """Add a key and sign with it on every instance; the previous one stays until retired."""
+def keys_rotate(purpose: str, alg: str | None) -> None:
+    """Add a key and sign with it on every instance; the previous one stays until retired.
+
+    Without --alg every active key of the purpose is rotated (for ID tokens: ES256 and RS256).
+    """
+    from .keys import ALGORITHMS
     from .keys import KeyStoreError
     from .keys import key_store
     from .keys.errors import InvalidKey
 
     store = key_store()
     try:
-        kid = store.rotate(purpose)
+        # An --alg the purpose does not sign with is refused before anything changes.
+        kids = [store.rotate(purpose, alg=a) for a in ([alg] if alg else ALGORITHMS[purpose])]
     except KeyStoreError as exc:
         _fail(InvalidKey(str(exc)))
-    _print({"rotated": kid, "purpose": purpose, **store.describe()})
+    _print({"rotated": kids, "purpose": purpose, **store.describe()})
 
 
 @keys_group.command("retire")

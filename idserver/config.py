@@ -44,7 +44,11 @@ LOG_FORMATS = ("text", "json")
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 
 # What the server does, fixed in code rather than set (discovery announces it).
-SIGNING_ALGORITHM = "ES256"  # every key in the key store: ID tokens and audit checkpoints
+SIGNING_ALGORITHM = "ES256"  # the default: audit checkpoints, signed userinfo, ID tokens
+# A client's ``id_token_signed_response_alg``; the key store keeps an active key for each.
+# RS256 because OIDC Discovery §3 makes it mandatory to offer (and openid-client expects it).
+ID_TOKEN_ALGORITHMS = (SIGNING_ALGORITHM, "RS256")
+RSA_KEY_SIZE = 2048  # bits; NIST SP 800-57 rates 2048 fine through 2030
 ACR_PHONE = "urn:buergerid:acr:phone-number-matching"  # approved in the app, number matched
 ACR_PASSKEY = "urn:buergerid:acr:passkey"  # a passkey assertion made on the computer
 ACR_VALUES = (ACR_PHONE, ACR_PASSKEY)

@@ -4,6 +4,7 @@ Kept in the database, sealed under the key-encryption key, shared by every insta
 """
 
 from .errors import KeyStoreError
+from .service import ALGORITHMS
 from .service import AUDIT
 from .service import ID_TOKEN
 from .service import PURPOSES
@@ -11,4 +12,13 @@ from .service import KeyStore
 from .service import init_app
 from .service import key_store
 
-__all__ = ["AUDIT", "ID_TOKEN", "PURPOSES", "KeyStore", "KeyStoreError", "init_app", "key_store"]
+__all__ = [
+    "ALGORITHMS",
+    "AUDIT",
+    "ID_TOKEN",
+    "PURPOSES",
+    "KeyStore",
+    "KeyStoreError",
+    "init_app",
+    "key_store",
+]

@@ -1,9 +1,11 @@
-"""ES256 signing keys and the pairwise salt, kept in the database for every instance.
+"""Signing keys and the pairwise salt, kept in the database for every instance.
 
 Purposes: ``id_token`` keys sign ID tokens and signed userinfo and are published in the JWKS
 (RFC 7517); ``audit`` keys sign the audit log's checkpoints and are never published. Each
-purpose has one active key. Rotation adds a key and makes it the active one; the previous
-ID-token key stays published until it is retired. A retired key is kept to verify what it once
+purpose has one active key per algorithm: ES256 for both, and RS256 for ID tokens too (a
+client's ``id_token_signed_response_alg``, OIDC Discovery §3). Rotation adds a key and makes it
+the active one for its algorithm; the previous ID-token key stays published until it is
+retired. A retired key is kept to verify what it once
 signed (old audit checkpoints, a logout's ``id_token_hint``), but it never signs again and is
 never published.
 
@@ -14,8 +16,10 @@ made by another instance reaches its JWKS and its tokens; verification always re
 ``prepare`` runs once per process (at start when the schema exists, else before the first
 request): it imports the keys folder of earlier versions into an empty table (``legacy``), then
 creates whatever is still missing. Each creation is an insert-if-absent on a unique column
-(``active_purpose``, the secret's name) followed by a re-read, so instances starting together
-agree on one key per purpose and one salt.
+(``active_purpose`` with ``alg``, the secret's name) followed by a re-read, so instances
+starting together agree on one key per purpose and algorithm, and one salt. A key missing
+from an existing deployment (the RS256 key after an upgrade) is created the same way at its
+next start.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask import current_app
 from flask import request
 from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
+from joserfc.jwk import RSAKey
 from sqlalchemy import insert
 from sqlalchemy import inspect
 from sqlalchemy import select
@@ -50,6 +56,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..config import ID_TOKEN_ALGORITHMS
+from ..config import RSA_KEY_SIZE
+from ..config import SIGNING_ALGORITHM
 from ..config import ConfigError
 from ..db import utcnow
 from . import legacy
@@ -63,6 +72,8 @@ from .sealing import key_encryption_key
 ID_TOKEN = "id_token"  # noqa: S105 -- a key purpose, not a secret
 AUDIT = "audit"
 PURPOSES = (ID_TOKEN, AUDIT)
+# The algorithms each purpose signs with, one active key for each.
+ALGORITHMS = {ID_TOKEN: ID_TOKEN_ALGORITHMS, AUDIT: (SIGNING_ALGORITHM,)}
 PAIRWISE_SALT = "pairwise_salt"
 
 log = logging.getLogger(__name__)
@@ -80,8 +91,32 @@ def _new_kid() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d") + "-" + secrets.token_hex(4)
 
 
-def _public_jwk(kid: str, private_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
-    return dict(ECKey.import_key(private_key.public_key(), {"kid": kid}).as_dict(private=False))
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+Key = ECKey | RSAKey
+
+
+def _key_type(alg: str) -> type[ECKey] | type[RSAKey]:
+    return RSAKey if alg == "RS256" else ECKey
+
+
+def _generate(alg: str) -> PrivateKey:
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _public_jwk(kid: str, alg: str, private_key: PrivateKey) -> dict[str, Any]:
+    key = _key_type(alg).import_key(private_key.public_key(), {"kid": kid})  # type: ignore[arg-type]
+    return dict(key.as_dict(private=False))
+
+
+def _check_algorithm(purpose: str, alg: str) -> None:
+    if purpose not in PURPOSES:
+        raise KeyStoreError(f"unknown key purpose {purpose!r}; one of {', '.join(PURPOSES)}")
+    if alg not in ALGORITHMS[purpose]:
+        raise KeyStoreError(
+            f"{purpose} keys sign with {', '.join(ALGORITHMS[purpose])}, not {alg!r}"
+        )
 
 
 def _insert_if_absent(session: Session, model: type[Any], values: Mapping[str, Any]) -> bool:
@@ -104,10 +139,11 @@ def _insert_if_absent(session: Session, model: type[Any], values: Mapping[str, A
 
 @dataclass
 class _Loaded:
-    """What one read of the key table gave: opened active keys and the published JWKs."""
+    """What one read of the key table gave: opened active keys (by purpose and algorithm)
+    and the published JWKs."""
 
     at: float
-    active: dict[str, ECKey] = field(default_factory=dict)
+    active: dict[tuple[str, str], Key] = field(default_factory=dict)
     published: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -135,7 +171,7 @@ class KeyStore:
         self._prepared = False
         self._preparing_thread: int | None = None
         self._loaded: _Loaded | None = None
-        self._opened: dict[str, ECKey] = {}
+        self._opened: dict[str, Key] = {}
         self._salt: bytes | None = None
 
     def _session(self) -> Session:
@@ -161,15 +197,17 @@ class KeyStore:
                 keys, salt = self._read_folder()
                 # The audit key before the import: the import is audited, and an audit entry
                 # may fall due for a signed checkpoint.
-                self._create_first_key(AUDIT)
+                self._create_first_key(AUDIT, SIGNING_ALGORITHM)
                 if keys or salt is not None:
                     self._import_folder(keys, salt)
-                self._create_first_key(ID_TOKEN)
+                for alg in ALGORITHMS[ID_TOKEN]:
+                    self._create_first_key(ID_TOKEN, alg)
                 self._create_salt()
                 self._loaded = self._read()
-                for purpose in PURPOSES:
-                    if purpose not in self._loaded.active:
-                        raise KeyStoreError(f"the database holds no active {purpose} key")
+                for purpose, algs in ALGORITHMS.items():
+                    for alg in algs:
+                        if (purpose, alg) not in self._loaded.active:
+                            raise KeyStoreError(f"the database holds no active {purpose} {alg} key")
                 self._open_salt()
                 self._prepared = True
             finally:
@@ -185,26 +223,29 @@ class KeyStore:
             if session.get(ServerSecret, PAIRWISE_SALT) is not None:
                 self._open_salt()
 
-    def _create_first_key(self, purpose: str) -> None:
+    def _create_first_key(self, purpose: str, alg: str) -> None:
         with self._session() as session:
-            query = select(SigningKey.kid).where(SigningKey.active_purpose == purpose)
+            query = select(SigningKey.kid).where(
+                SigningKey.active_purpose == purpose, SigningKey.alg == alg
+            )
             if session.scalars(query).first() is not None:
                 return
         kid = _new_kid()
         with self._session() as session, session.begin():
-            created = _insert_if_absent(session, SigningKey, self._new_row(kid, purpose))
+            created = _insert_if_absent(session, SigningKey, self._new_row(kid, purpose, alg=alg))
         if created:
-            log.info("created the first %s signing key %s", purpose, kid)
+            log.info("created the first %s %s signing key %s", purpose, alg, kid)
 
     def _new_row(
         self,
         kid: str,
         purpose: str,
         *,
-        private_key: ec.EllipticCurvePrivateKey | None = None,
+        alg: str = SIGNING_ALGORITHM,
+        private_key: PrivateKey | None = None,
         state: str = "active",
     ) -> dict[str, Any]:
-        private_key = private_key or ec.generate_private_key(ec.SECP256R1())
+        private_key = private_key or _generate(alg)
         der = private_key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
@@ -214,8 +255,9 @@ class KeyStore:
         return {
             "kid": kid,
             "purpose": purpose,
+            "alg": alg,
             "active_purpose": purpose if state == "active" else None,
-            "public_jwk": _public_jwk(kid, private_key),
+            "public_jwk": _public_jwk(kid, alg, private_key),
             "sealed_private_key": self._sealer.seal(der, label=_key_label(purpose, kid)),
             "created_at": now,
             "retired_at": now if state == "retired" else None,
@@ -309,7 +351,7 @@ class KeyStore:
                 log.info("created the pairwise salt")
 
     # -- reading -------------------------------------------------------------------------
-    def _open(self, row: SigningKey) -> ECKey:
+    def _open(self, row: SigningKey) -> Key:
         """The private key of ``row``, opened once per process and checked against its JWK."""
         opened = self._opened.get(row.kid)
         if opened is not None:
@@ -321,9 +363,9 @@ class KeyStore:
                 f"IDSERVER_KEY_ENCRYPTION_KEY does not open the {row.purpose} key {row.kid} in "
                 "the database: it is not the key-encryption key the keys were sealed with"
             ) from exc
-        key = ECKey.import_key(der, {"kid": row.kid, "alg": "ES256", "use": "sig"})
+        key = _key_type(row.alg).import_key(der, {"kid": row.kid, "alg": row.alg, "use": "sig"})
         public = key.as_dict(private=False)
-        if (public.get("x"), public.get("y")) != (row.public_jwk.get("x"), row.public_jwk.get("y")):
+        if any(public.get(p) != row.public_jwk.get(p) for p in ("kty", "x", "y", "n", "e")):
             raise KeyStoreError(f"key {row.kid}: the stored public key is not its own")
         self._opened[row.kid] = key
         return key
@@ -337,9 +379,9 @@ class KeyStore:
         loaded = _Loaded(at=time.monotonic())
         for row in self._rows():
             if row.active_purpose is not None:
-                loaded.active[row.active_purpose] = self._open(row)
+                loaded.active[(row.active_purpose, row.alg)] = self._open(row)
             if row.purpose == ID_TOKEN and row.retired_at is None:
-                loaded.published.append(dict(row.public_jwk))
+                loaded.published.append({**row.public_jwk, "alg": row.alg, "use": "sig"})
         return loaded
 
     def _current(self) -> _Loaded:
@@ -368,24 +410,26 @@ class KeyStore:
         return self._salt
 
     # -- use -----------------------------------------------------------------------------
-    def signing_key(self, purpose: str = ID_TOKEN) -> ECKey:
-        """The private key that signs for ``purpose`` now."""
-        key = self._current().active.get(purpose)
+    def signing_key(self, purpose: str = ID_TOKEN, alg: str = SIGNING_ALGORITHM) -> Key:
+        """The private key that signs for ``purpose`` with ``alg`` now."""
+        key = self._current().active.get((purpose, alg))
         if key is None:
-            raise KeyStoreError(f"no active {purpose} key")
+            raise KeyStoreError(f"no active {purpose} {alg} key")
         return key
 
     def jwks(self) -> dict[str, Any]:
-        """The public ID-token keys that are not retired, newest first; never an audit key."""
-        published = self._current().published
-        return {"keys": [{**jwk, "alg": "ES256", "use": "sig"} for jwk in published]}
+        """The public ID-token keys that are not retired, newest first, each with its ``alg``
+        and ``use``; never an audit key."""
+        return {"keys": [dict(jwk) for jwk in self._current().published]}
 
     def verification_keys(self, purpose: str | None = None) -> KeySet:
         """Public keys of ``purpose`` (default: every purpose), retired ones included, read
         afresh; for verifying what this server signed, never for publishing."""
         self.prepare()
         rows = [row for row in self._rows() if purpose is None or row.purpose == purpose]
-        return KeySet([ECKey.import_key(dict(row.public_jwk)) for row in rows])
+        return KeySet.import_key_set(
+            {"keys": [{**row.public_jwk, "alg": row.alg, "use": "sig"} for row in rows]}
+        )
 
     def pairwise_salt(self) -> bytes:
         """The secret behind pairwise ``sub`` values: created once, never rotated."""
@@ -395,12 +439,22 @@ class KeyStore:
     def describe(self) -> dict[str, Any]:
         rows = self._rows()
         return {
-            "active": next((r.kid for r in rows if r.active_purpose == ID_TOKEN), None),
+            # The default (ES256) ID-token key, and the active ID-token key of each algorithm.
+            "active": next(
+                (
+                    r.kid
+                    for r in rows
+                    if r.active_purpose == ID_TOKEN and r.alg == SIGNING_ALGORITHM
+                ),
+                None,
+            ),
+            "active_by_alg": {r.alg: r.kid for r in reversed(rows) if r.active_purpose == ID_TOKEN},
             "published": [r.kid for r in rows if r.purpose == ID_TOKEN and r.retired_at is None],
             "keys": [
                 {
                     "kid": row.kid,
                     "purpose": row.purpose,
+                    "alg": row.alg,
                     "state": row.state,
                     "created_at": row.created_at.isoformat(),
                     "retired_at": row.retired_at.isoformat() if row.retired_at else None,
@@ -410,25 +464,30 @@ class KeyStore:
         }
 
     # -- operator's changes --------------------------------------------------------------
-    def rotate(self, purpose: str = ID_TOKEN, *, actor: str = "operator") -> str:
-        """Add a key and sign with it from now on, on every instance; audited."""
-        if purpose not in PURPOSES:
-            raise KeyStoreError(f"unknown key purpose {purpose!r}; one of {', '.join(PURPOSES)}")
+    def rotate(
+        self, purpose: str = ID_TOKEN, *, alg: str = SIGNING_ALGORITHM, actor: str = "operator"
+    ) -> str:
+        """Add a key for ``purpose`` and ``alg`` and sign with it from now on, on every
+        instance; audited. The other algorithm's key is left as it is."""
+        _check_algorithm(purpose, alg)
         self.prepare()
         kid = _new_kid()
-        row = self._new_row(kid, purpose)
+        row = self._new_row(kid, purpose, alg=alg)
         try:
             with self._session() as session, session.begin():
                 demoted = session.execute(
                     update(SigningKey)
-                    .where(SigningKey.active_purpose == purpose)
+                    .where(SigningKey.active_purpose == purpose, SigningKey.alg == alg)
                     .values(active_purpose=None)
                 )
                 if demoted.rowcount != 1:  # type: ignore[attr-defined]
-                    raise KeyStoreError(f"no active {purpose} key to rotate")
+                    raise KeyStoreError(f"no active {purpose} {alg} key to rotate")
                 session.execute(insert(SigningKey).values(**row))
                 self._append_event(
-                    session, "key_rotated", actor=actor, data={"kid": kid, "purpose": purpose}
+                    session,
+                    "key_rotated",
+                    actor=actor,
+                    data={"kid": kid, "purpose": purpose, "alg": alg},
                 )
         except IntegrityError as exc:
             raise KeyStoreError(

@@ -32,7 +32,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import record_event
+from ..config import ID_TOKEN_ALGORITHMS
 from ..config import PROXIMITY_POLICIES
+from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
@@ -148,6 +150,16 @@ def _checked_proximity_policy(proximity_policy: str | None) -> str | None:
     return proximity_policy
 
 
+def _checked_id_token_alg(alg: str) -> str:
+    """OIDC Dynamic Client Registration §2 ``id_token_signed_response_alg``: one we sign with."""
+    if alg not in ID_TOKEN_ALGORITHMS:
+        raise IdServerError(
+            f"ID token algorithm must be one of {ID_TOKEN_ALGORITHMS}",
+            error="invalid_client_metadata",
+        )
+    return alg
+
+
 @dataclass(frozen=True)
 class _Keys:
     """How a client authenticates: a new secret (shown once) or its public keys."""
@@ -189,13 +201,15 @@ def register_client(
     jwks_file: str | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     client_id: str | None = None,
+    id_token_alg: str = SIGNING_ALGORITHM,
     proximity_policy: str | None = None,
     actor: str | None = None,
     **audit: Any,
 ) -> tuple[Client, str | None]:
     """Store a new client; returns it and its secret (shown once, stored hashed).
 
-    ``proximity_policy`` (`warn`/`deny`) overrides IDSERVER_PROXIMITY_POLICY for this client.
+    ``proximity_policy`` (`warn`/`deny`) overrides IDSERVER_PROXIMITY_POLICY for this client;
+    ``id_token_alg`` (ES256 or RS256) is its ``id_token_signed_response_alg``.
     With an ``actor`` (the CLI: ``operator``) the registration is a ``client_added`` audit event,
     ``audit`` adding fields (the CLI's ``os_user``); set-up code that registers before anyone
     operates the server (the demo's and the benchmark's seeding, tests) passes none.
@@ -206,6 +220,7 @@ def register_client(
     checked_scope = _checked_scope(scope)
     _checked_auth_method(auth_method)
     _checked_proximity_policy(proximity_policy)
+    _checked_id_token_alg(id_token_alg)
     keys = _checked_keys(auth_method, jwks_uri=jwks_uri, jwks_file=jwks_file)
     client = Client(
         client_id=client_id or secrets.token_urlsafe(16),
@@ -217,6 +232,7 @@ def register_client(
         token_endpoint_auth_method=auth_method,
         jwks_uri=keys.jwks_uri,
         jwks=keys.jwks,
+        id_token_signed_response_alg=id_token_alg,
         proximity_policy=proximity_policy,
     )
     if db.session.get(Client, client.client_id) is not None:
@@ -245,6 +261,7 @@ def _described(client: Client) -> dict[str, Any]:
         "scope": client.scope,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "jwks_uri": client.jwks_uri,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,
     }
 
@@ -283,6 +300,7 @@ def update_client(
     auth_method: Any = KEEP,
     jwks_uri: str | None = None,
     jwks_file: str | None = None,
+    id_token_alg: Any = KEEP,
     proximity_policy: Any = KEEP,
     **audit: Any,
 ) -> tuple[Client, str | None]:
@@ -307,6 +325,8 @@ def update_client(
         values["scope"] = _checked_scope(scope)
     if proximity_policy is not KEEP:
         values["proximity_policy"] = _checked_proximity_policy(proximity_policy)
+    if id_token_alg is not KEEP:
+        values["id_token_signed_response_alg"] = _checked_id_token_alg(id_token_alg)
     method = client.token_endpoint_auth_method if auth_method is KEEP else auth_method
     _checked_auth_method(method)
     secret: str | None = None

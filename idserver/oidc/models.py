@@ -20,6 +20,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from ..config import SIGNING_ALGORITHM
 from ..db import Base
 from ..db import UTCDateTime
 from ..db import db
@@ -50,6 +51,10 @@ class Client(Base, ClientMixin):
     # `warn` or `deny` for a phone in another network than the computer; NULL: the server's
     # IDSERVER_PROXIMITY_POLICY (crosslogin.proximity).
     proximity_policy: Mapped[str | None] = mapped_column(String(8))
+    # OIDC Dynamic Client Registration §2: how its ID tokens are signed (ES256 or RS256).
+    id_token_signed_response_alg: Mapped[str] = mapped_column(
+        String(8), default=SIGNING_ALGORITHM, server_default=SIGNING_ALGORITHM
+    )
     # A disabled client is unknown to every endpoint until enabled again; a deleted one for
     # good. Deleting keeps the row, so the citizens' record of what it received (its tokens,
     # their consent withdrawals) and the audit log keep naming it (oidc.clients).

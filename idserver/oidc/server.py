@@ -1,8 +1,9 @@
 """The OpenID Connect provider: Authlib's authorization server with our small hooks.
 
 Only the authorization code flow exists, always with PKCE S256 (RFC 9700 §2.1.1), exact
-redirect URIs, ``iss`` in the authorization response (RFC 9207), ID tokens signed ES256 with
-``kid``, pairwise ``sub`` (OIDC Core §8.1), and client authentication by ``client_secret_basic``,
+redirect URIs, ``iss`` in the authorization response (RFC 9207), ID tokens signed with
+``kid`` by ES256 or, per client, RS256, with ``azp`` and ``sid``, pairwise ``sub`` (OIDC Core
+§8.1), and client authentication by ``client_secret_basic``,
 ``client_secret_post`` or ``private_key_jwt`` (RFC 7523, single-use ``jti``, issuer as the only
 audience). Only active clients exist here: a disabled or deleted one is unknown (oidc.clients).
 """
@@ -49,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..audit import record_event
 from ..citizens.models import Citizen
-from ..config import SIGNING_ALGORITHM
+from ..config import ID_TOKEN_ALGORITHMS
 from ..db import db
 from ..db import utcnow
 from ..keys import ID_TOKEN
@@ -61,6 +62,7 @@ from ..sessions import end_session
 from .claims import SCOPES
 from .claims import claim_names
 from .claims import claims_for_scope
+from .claims import session_identifier
 from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import AuthorizationCode
@@ -290,7 +292,8 @@ def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) ->
 
 
 class IdToken(OpenIDCode):
-    """ID tokens: ES256 with the active key's ``kid``, claims by scope, pairwise ``sub``."""
+    """ID tokens: the client's ``id_token_signed_response_alg`` with that algorithm's active
+    key and its ``kid``, claims by scope, pairwise ``sub``, ``azp`` and the session's ``sid``."""
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         found = db.session.scalars(
@@ -302,22 +305,30 @@ class IdToken(OpenIDCode):
         return found is not None
 
     def resolve_client_private_key(self, client: Client) -> Any:
-        return key_store().signing_key()
+        return key_store().signing_key(ID_TOKEN, client.id_token_signed_response_alg)
 
     def get_client_algorithm(self, client: Client) -> str:
-        return SIGNING_ALGORITHM
+        return client.id_token_signed_response_alg
 
     def get_encode_header(self, client: Client) -> dict[str, str]:
-        return {"alg": SIGNING_ALGORITHM, "kid": key_store().signing_key().kid or "", "typ": "JWT"}
+        alg = client.id_token_signed_response_alg
+        return {"alg": alg, "kid": key_store().signing_key(ID_TOKEN, alg).kid or "", "typ": "JWT"}
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
         now = int(time.time())
         return {
             "iss": current_app.config["ISSUER"],
             "aud": client.client_id,
+            "azp": client.client_id,  # OIDC Core §2: optional with one audience, RPs accept it
             "iat": now,
             "exp": now + current_app.config["ID_TOKEN_TTL_SECONDS"],
         }
+
+    def get_authorization_code_claims(self, authorization_code: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
+        if authorization_code.login_id:
+            claims["sid"] = session_identifier(authorization_code.login_id)
+        return claims
 
     def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
         return claims_for_scope(user, scope, client_id=g.oidc_client_id)
@@ -471,7 +482,7 @@ class EndSession(EndSessionEndpoint):
         return key_store().verification_keys(ID_TOKEN)
 
     def get_algorithms(self) -> list[str]:
-        return [SIGNING_ALGORITHM]
+        return list(ID_TOKEN_ALGORITHMS)
 
     def end_session(self, end_session_request: Any) -> None:
         end_session()

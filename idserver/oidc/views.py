@@ -36,7 +36,7 @@ from flask_babel import lazy_gettext as _l
 
 from ..citizens.models import Citizen
 from ..config import ACR_VALUES
-from ..config import SIGNING_ALGORITHM
+from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
 from ..crosslogin.models import LoginTransaction
@@ -98,7 +98,7 @@ def _metadata() -> dict[str, Any]:
         response_modes_supported=["query"],
         grant_types_supported=["authorization_code"],
         subject_types_supported=["pairwise"],
-        id_token_signing_alg_values_supported=[SIGNING_ALGORITHM],
+        id_token_signing_alg_values_supported=list(ID_TOKEN_ALGORITHMS),
         token_endpoint_auth_methods_supported=list(AUTH_METHODS),
         token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],

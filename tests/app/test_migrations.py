@@ -227,18 +227,20 @@ def test_three_instances_starting_together_all_come_up(
         served.wait_until_ready(seconds=90)
     assert all(served.process.poll() is None for served in servers)
     assert _revision(database_url) == _head()
-    # They raced for the first keys in the database too, and agree on one signing key.
+    # They raced for the first keys in the database too, and agree on one signing key per
+    # ID-token algorithm.
     jwks = [requests.get(f"{s.issuer}/jwks.json", timeout=5).json() for s in servers]
-    assert jwks[0] == jwks[1] == jwks[2] and len(jwks[0]["keys"]) == 1
+    assert jwks[0] == jwks[1] == jwks[2]
+    assert sorted(key["alg"] for key in jwks[0]["keys"]) == ["ES256", "RS256"]
     engine = make_engine(database_url)
     with engine.connect() as connection:
         purposes = connection.execute(text("SELECT purpose, kid FROM signing_keys")).all()
         salts = connection.execute(text("SELECT count(*) FROM server_secrets")).scalar_one()
     engine.dispose()
-    assert sorted(purpose for purpose, _ in purposes) == ["audit", "id_token"]
-    assert [kid for purpose, kid in purposes if purpose == "id_token"] == [
-        jwks[0]["keys"][0]["kid"]
-    ]
+    assert sorted(purpose for purpose, _ in purposes) == ["audit", "id_token", "id_token"]
+    assert {kid for purpose, kid in purposes if purpose == "id_token"} == {
+        key["kid"] for key in jwks[0]["keys"]
+    }
     assert salts == 1
     assert not list((tmp_path / "keys").glob("*.pem"))  # nothing in the keys folder
 

@@ -229,12 +229,15 @@ def test_readyz_fails_when_the_signing_key_cannot_be_read(app_config):
     app = _migrated({**app_config, "KEYS_REFRESH_SECONDS": 0})  # re-read on every use
     try:
         assert _probe(app, "/readyz").json == {"status": "ready", "checks": SETTLED}
-        # The active ID-token key's row no longer opens under the KEK: its sealed private key
-        # is bound to its kid, so a row whose kid was changed reads like one sealed elsewhere.
+        # The active ES256 ID-token key's row no longer opens under the KEK: its sealed private
+        # key is bound to its kid, so a row whose kid was changed reads like one sealed elsewhere.
         engine = make_engine(app.config["DATABASE_URL"])
         with engine.begin() as connection:
             connection.execute(
-                text("UPDATE signing_keys SET kid = 'tampered' WHERE active_purpose = 'id_token'")
+                text(
+                    "UPDATE signing_keys SET kid = 'tampered' "
+                    "WHERE active_purpose = 'id_token' AND alg = 'ES256'"
+                )
             )
         engine.dispose()
         unready = _probe(app, "/readyz")

@@ -126,5 +126,9 @@ def test_export_writes_json_lines(app, runner):
 
 def test_key_rotation_is_audited(app, runner):
     assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
-    assert [name for _, name in _events(app)] == ["key_rotated"]
+    # one event per ID-token key rotated: the ES256 and the RS256 one
+    assert [name for _, name in _events(app)] == ["key_rotated", "key_rotated"]
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        assert [e.data["alg"] for e in events] == ["ES256", "RS256"]
     assert _verify(runner)[0] == 0

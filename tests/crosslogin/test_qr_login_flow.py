@@ -57,4 +57,5 @@ def test_discovery_and_jwks(client):
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["subject_types_supported"] == ["pairwise"]
     keys = client.get("/jwks.json").json["keys"]
-    assert keys and keys[0]["alg"] == "ES256" and "d" not in keys[0]
+    assert sorted(key["alg"] for key in keys) == ["ES256", "RS256"]
+    assert not any("d" in key for key in keys)

@@ -44,6 +44,7 @@ from idserver.keys.sealing import new_kek
 from idserver.oidc.claims import pairwise_subject
 
 EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")  # in every PKCS#8 DER of an EC key
+RSA_ENCRYPTION_OID = bytes.fromhex("06092a864886f70d010101")  # in every PKCS#8 DER of an RSA key
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -99,8 +100,10 @@ def _old_pairwise_subject(salt: bytes, citizen_id: str, client_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _jwks_kids(app: Any) -> set[str]:
-    return {key["kid"] for key in app.test_client().get("/jwks.json").json["keys"]}
+def _jwks_kids(app: Any, alg: str | None = None) -> set[str]:
+    """The kids in the JWKS, of one algorithm's keys if ``alg`` is given."""
+    keys = app.test_client().get("/jwks.json").json["keys"]
+    return {key["kid"] for key in keys if alg is None or key["alg"] == alg}
 
 
 def _register_erika(app: Any) -> str:
@@ -121,29 +124,36 @@ def test_first_start_creates_a_private_key_sealed_under_the_kek(app):
     # structure, no private number in any spelling; the salt likewise. No file is written.
     with app.app_context():
         store = key_store()
-        keys = {p: store.signing_key(p).as_dict(private=True) for p in (ID_TOKEN, AUDIT)}
+        keys = {
+            (p, alg): store.signing_key(p, alg).as_dict(private=True)
+            for p, alg in ((ID_TOKEN, "ES256"), (ID_TOKEN, "RS256"), (AUDIT, "ES256"))
+        }
         salt = store.pairwise_salt()
         counts = dict(
             db.session.execute(
                 select(SigningKey.purpose, func.count()).group_by(SigningKey.purpose)
             ).all()
         )
-    assert counts == {ID_TOKEN: 1, AUDIT: 1}
-    assert keys[ID_TOKEN]["kid"] != keys[AUDIT]["kid"]
+    assert counts == {ID_TOKEN: 2, AUDIT: 1}  # ES256 and RS256 for ID tokens
+    assert len({key["kid"] for key in keys.values()}) == 3
     rows = _raw_rows(app, "signing_keys") + _raw_rows(app, "server_secrets")
     raw = b"".join(v if isinstance(v, bytes) else str(v).encode() for row in rows for v in row)
     for key in keys.values():
         d = base64.urlsafe_b64decode(key["d"] + "==")
         for spelling in (d, d.hex().encode(), key["d"].encode(), str(int(d.hex(), 16)).encode()):
             assert spelling not in raw
+    rsa = keys[(ID_TOKEN, "RS256")]
+    for prime in (rsa["p"], rsa["q"]):
+        assert base64.urlsafe_b64decode(prime + "==") not in raw and prime.encode() not in raw
     assert b"PRIVATE KEY" not in raw and EC_PUBLIC_KEY_OID not in raw
+    assert RSA_ENCRYPTION_OID not in raw
     assert salt not in raw and salt.hex().encode() not in raw and b64(salt).encode() not in raw
     assert not os.path.exists(app.config["KEYS_DIR"])
 
 
 def test_a_wrong_kek_refuses_to_start_with_one_clear_line(instances, app_config, tmp_path):
     first = instances("a", KEY_ENCRYPTION_KEY=new_kek())
-    first_kid = first.test_client().get("/jwks.json").json["keys"][0]["kid"]
+    first_kids = _jwks_kids(first)
     _old_keys_folder(tmp_path / "b")  # and nothing is imported either
     before = snapshot(first)
     with pytest.raises(ConfigError) as refused:
@@ -162,7 +172,7 @@ def test_a_wrong_kek_refuses_to_start_with_one_clear_line(instances, app_config,
     result = CliRunner().invoke(main, ["keys", "rotate"], env=env)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [message]
-    assert _jwks_kids(first) == {first_kid}
+    assert _jwks_kids(first) == first_kids
 
 
 def test_a_malformed_or_missing_kek_is_refused(app_config, monkeypatch):
@@ -192,7 +202,8 @@ def test_two_instances_with_their_own_empty_folders_share_kid_and_sub(instances)
     kek = new_kek()
     a = instances("a", KEY_ENCRYPTION_KEY=kek)
     b = instances("b", KEY_ENCRYPTION_KEY=kek)
-    assert len(_jwks_kids(a)) == 1 and _jwks_kids(a) == _jwks_kids(b)
+    assert len(_jwks_kids(a, "ES256")) == len(_jwks_kids(a, "RS256")) == 1
+    assert _jwks_kids(a) == _jwks_kids(b)
     citizen_id = _register_erika(a)
     subjects = []
     for app in (a, b):
@@ -215,26 +226,26 @@ def test_a_token_from_one_instance_verifies_with_the_others_jwks(
 def test_rotation_on_one_instance_reaches_the_others_jwks_and_signatures(instances):
     a = instances("a")
     b = instances("b", KEYS_REFRESH_SECONDS=0)
-    (old_kid,) = _jwks_kids(b)
+    (old_kid,) = _jwks_kids(b, "ES256")
     result = a.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
     new_kid = json.loads(result.output)["active"]
-    assert _jwks_kids(b) == {old_kid, new_kid}
+    assert _jwks_kids(b, "ES256") == {old_kid, new_kid}
     with b.app_context():
         assert key_store().signing_key().kid == new_kid
     assert a.test_cli_runner().invoke(args=["keys", "retire", old_kid]).exit_code == 0
-    assert _jwks_kids(b) == {new_kid}
+    assert _jwks_kids(b, "ES256") == {new_kid}
 
 
 def test_a_worker_rereads_the_keys_after_the_refresh_interval(instances):
     a = instances("a")
     b = instances("b", KEYS_REFRESH_SECONDS=2)
-    (old_kid,) = _jwks_kids(b)
+    (old_kid,) = _jwks_kids(b, "ES256")
     with a.app_context():
         new_kid = key_store().rotate()
-    assert _jwks_kids(b) == {old_kid}  # cached: no database read per request
+    assert _jwks_kids(b, "ES256") == {old_kid}  # cached: no database read per request
     time.sleep(2.1)
-    assert _jwks_kids(b) == {old_kid, new_kid}
+    assert _jwks_kids(b, "ES256") == {old_kid, new_kid}
 
 
 def test_concurrent_first_starts_create_exactly_one_key_and_salt(instances):
@@ -258,7 +269,11 @@ def test_concurrent_first_starts_create_exactly_one_key_and_salt(instances):
     assert errors == []
     with apps[0].app_context():
         rows = db.session.scalars(select(SigningKey)).all()
-        assert sorted(row.purpose for row in rows) == [AUDIT, ID_TOKEN]
+        assert sorted((row.purpose, row.alg) for row in rows) == [
+            (AUDIT, "ES256"),
+            (ID_TOKEN, "ES256"),
+            (ID_TOKEN, "RS256"),
+        ]
         assert len(db.session.scalars(select(ServerSecret)).all()) == 1
     seen = set()
     for app in apps:
@@ -279,8 +294,7 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_published(
     assert result.exit_code == 0, result.output
     new_kid = json.loads(result.output)["active"]
     assert new_kid != old_kid
-    kids = {key["kid"] for key in client.get("/jwks.json").json["keys"]}
-    assert kids == {old_kid, new_kid}
+    assert _jwks_kids(app, "ES256") == {old_kid, new_kid}
     new_token = complete_login(client, relying_party, enrolled_phone)["id_token"]
     assert relying_party.verify_id_token(client, new_token)
     jwks = KeySet.import_key_set(client.get("/jwks.json").json)
@@ -291,7 +305,7 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_published(
     assert refused.exit_code == 1
     retired = runner.invoke(args=["keys", "retire", old_kid])
     assert retired.exit_code == 0, retired.output
-    assert {key["kid"] for key in client.get("/jwks.json").json["keys"]} == {new_kid}
+    assert _jwks_kids(app, "ES256") == {new_kid}
     states = {k["kid"]: k["state"] for k in json.loads(retired.output)["keys"]}
     assert (states[old_kid], states[new_kid]) == ("retired", "active")
 
@@ -310,10 +324,12 @@ def test_audit_checkpoints_are_signed_with_the_audit_key_never_published(app, cl
         assert jws.extract_compact(checkpoint.signature.encode()).headers()["kid"] == audit_kid
     assert audit_kid != id_token_kid
     assert audit_kid not in _jwks_kids(app)
+    published = _jwks_kids(app)
     rotated = runner.invoke(args=["keys", "rotate", "--purpose", "audit"])
     assert rotated.exit_code == 0, rotated.output
-    assert json.loads(rotated.output)["rotated"] not in _jwks_kids(app)
-    assert _jwks_kids(app) == {id_token_kid}
+    (new_audit_kid,) = json.loads(rotated.output)["rotated"]
+    assert new_audit_kid not in _jwks_kids(app)
+    assert _jwks_kids(app, "ES256") == {id_token_kid} and _jwks_kids(app) == published
     verified = runner.invoke(args=["audit", "verify"])
     assert (verified.exit_code, json.loads(verified.output)) == (0, {"ok": True})
 
@@ -361,10 +377,12 @@ def test_the_old_keys_folder_is_imported_with_its_kids_and_salt(instances, tmp_p
     a = instances("a")  # the instance that has the folder starts first, and imports it
     b = instances("b")  # one without it finds the same keys and salt in the database
     for app in (a, b):
-        assert _jwks_kids(app) == set(old["published"])
+        assert _jwks_kids(app, "ES256") == set(old["published"])
+        assert len(_jwks_kids(app, "RS256")) == 1  # the folder had none: made at the start
         with app.app_context():
             assert key_store().signing_key().kid == old["active"]
-            verifying = {k.kid for k in key_store().verification_keys(ID_TOKEN).keys}
+            keys = key_store().verification_keys(ID_TOKEN).keys
+            verifying = {k.kid for k in keys if k.key_type == "EC"}
             assert verifying == set(old["published"]) | set(old["retired"])
     citizen_id = _register_erika(a)
     for app in (a, b):

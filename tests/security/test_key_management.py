@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -24,10 +25,14 @@ def test_jwks_never_publishes_private_key_material(app, client, runner, db_state
     assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
     before = db_state()
     keys = client.get("/jwks.json").json["keys"]
-    assert len(keys) == 2
+    assert len(keys) == 4  # ES256 and RS256, each the active and the previous key
     for key in keys:
         assert not PRIVATE_MEMBERS & set(key)
-        assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("EC", "P-256", "ES256", "sig")
+        if key["kty"] == "EC":
+            assert (key["crv"], key["alg"], key["use"]) == ("P-256", "ES256", "sig")
+        else:
+            assert (key["kty"], key["alg"], key["use"]) == ("RSA", "RS256", "sig")
+            assert len(base64.urlsafe_b64decode(key["n"] + "==")) * 8 >= 2048
     assert db_state() == before
 
 
@@ -38,7 +43,7 @@ def test_id_tokens_are_signed_es256_by_a_published_key_only(client, relying_part
     published = KeySet.import_key_set(client.get("/jwks.json").json)
     assert header["kid"] in {key.kid for key in published.keys}
     meta = client.get("/.well-known/openid-configuration").json
-    assert meta["id_token_signing_alg_values_supported"] == ["ES256"]
+    assert meta["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "/etc/shadow", "key/../../x"])
