@@ -369,6 +369,14 @@ AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", 
     help="When phone and computer are in different networks: warn the citizen or refuse the "
     "login (default: IDSERVER_PROXIMITY_POLICY).",
 )
+@click.option(
+    "--grant-type",
+    "grant_types",
+    type=click.Choice(["authorization_code", "refresh_token"]),
+    multiple=True,
+    help="Grant types beyond authorization_code; refresh_token lets the client ask for "
+    "offline_access (repeatable).",
+)
 @with_appcontext
 def client_add(
     name: str,
@@ -380,6 +388,7 @@ def client_add(
     jwks_file: str | None,
     client_id: str | None,
     proximity_policy: str | None,
+    grant_types: tuple[str, ...],
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -395,6 +404,7 @@ def client_add(
             post_logout_redirect_uris=list(logout_uris),
             client_id=client_id,
             proximity_policy=proximity_policy,
+            grant_types=list(grant_types),
             actor="operator",
             **_operator(),
         )
@@ -410,6 +420,7 @@ def client_add(
             "scope": client.scope,
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
+            "grant_types": client.grant_types,
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )
