@@ -15,6 +15,7 @@ from sqlalchemy import update
 from idserver.account.consents import withdraw_consent
 from idserver.account.devices import revoke_device
 from idserver.audit.models import AuditEvent
+from idserver.citizens.models import Citizen
 from idserver.db import db
 from idserver.db import utcnow
 from idserver.oidc.models import RefreshToken
@@ -185,13 +186,24 @@ def test_withdrawing_consent_revokes_refresh_tokens(
     assert _unchanged(before, db_state())
 
 
-def test_a_deleted_citizens_refresh_tokens_go_with_them(
+def test_rejects_refresh_for_a_citizen_marked_deleted(
+    app, client, offline_party, enrolled_phone, citizen, db_state
+):
+    tokens = complete_login(client, offline_party, enrolled_phone, **OFFLINE)
+    with app.app_context():
+        db.session.execute(update(Citizen).values(deleted_at=utcnow()))
+        db.session.commit()
+    before = db_state()
+    response = refresh(client, offline_party, tokens["refresh_token"])
+    assert response.status_code == 400 and response.json["error"] == "invalid_grant"
+    assert _unchanged(before, db_state())
+
+
+def test_a_purged_citizens_refresh_tokens_go_with_them(
     app, client, offline_party, enrolled_phone, citizen
 ):
     tokens = complete_login(client, offline_party, enrolled_phone, **OFFLINE)
     with app.app_context():
-        from idserver.citizens.models import Citizen
-
         db.session.delete(db.session.get(Citizen, citizen.id))
         db.session.commit()
     assert _refresh_tokens(app) == []
