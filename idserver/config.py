@@ -243,7 +243,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RATE_LIMIT_LOGIN", "30/minute;300/hour", "New QR-code logins per client address."),
     Setting("RATE_LIMIT_APPROVAL", "10/minute;60/hour", "Approved logins per citizen."),
-    Setting("RATE_LIMIT_TOKEN", "20/minute;200/hour", "Failed token requests per client address."),
+    Setting(
+        "RATE_LIMIT_TOKEN",
+        "20/minute;200/hour",
+        "Failed token requests per client address (also at /revoke and /introspect).",
+    ),
     Setting(
         "RATE_LIMIT_CLERK_SEARCH",
         "20/minute;200/hour",

@@ -86,3 +86,24 @@ def test_rejects_tokens_of_the_wrong_kind(app, client, offline_party, enrolled_p
     bearer = {"Authorization": f"Bearer {tokens['refresh_token']}"}
     assert client.get("/userinfo", headers=bearer).status_code == 401
     assert changed_tables(before, db_state()) <= COUNTERS
+
+
+def test_rejects_guessing_client_secrets_at_introspection_and_revocation(
+    app, client, offline_party, enrolled_phone, db_state
+):
+    tokens = complete_login(client, offline_party, enrolled_phone, **OFFLINE)
+    app.config["RATE_LIMIT_TOKEN"] = "2/minute"  # one budget for /token, /revoke, /introspect
+    for path in ("/introspect", "/revoke"):
+        guess = client.post(
+            path, data={"token": tokens["access_token"]}, auth=(offline_party.client_id, "guess")
+        )
+        assert guess.status_code == 401 and guess.json["error"] == "invalid_client"
+    before = db_state()
+    for path in ("/introspect", "/revoke", "/token"):
+        blocked = client.post(
+            path,
+            data={"token": tokens["refresh_token"], "grant_type": "refresh_token"},
+            auth=(offline_party.client_id, offline_party.client_secret),
+        )
+        assert blocked.status_code == 429 and blocked.json["error"] == "too_many_requests"
+    assert db_state() == before  # nothing revoked, nothing rotated
