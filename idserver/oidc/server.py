@@ -295,7 +295,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         record = find_refresh_token(refresh_token)
         if record is None:
             return None
-        if record.used_at is not None and record.client_id == self.request.client.client_id:
+        if (
+            record.used_at is not None
+            and record.revoked_at is None  # a revoked family needs no second revocation
+            and record.client_id == self.request.client.client_id
+        ):
             revoke_refresh_family(record, event="refresh_token_reused")
             log.warning("refresh token %s reused; its family is revoked", record.id)
             return None
@@ -324,7 +328,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if marked.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             record = session.get(RefreshToken, refresh_token.id)
-            if record is not None and record.used_at is not None:
+            if record is not None and record.used_at is not None and record.revoked_at is None:
                 revoke_refresh_family(record, event="refresh_token_reused")
                 log.warning("refresh token %s used concurrently; family revoked", record.id)
             raise InvalidGrantError("Invalid 'refresh_token' in request.")

@@ -121,6 +121,9 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(
     assert event.actor == f"client:{offline_party.client_id}" and event.subject == citizen.id
     assert event.data["refresh_tokens_revoked"] == 2  # the replayed one and its successor
     assert event.data["tokens_revoked"] == 2
+    # replaying it again is refused without another revocation or audit entry
+    assert refresh(client, offline_party, first["refresh_token"]).json["error"] == "invalid_grant"
+    assert len(_events(app, "refresh_token_reused")) == 1
 
 
 @pytest.mark.parametrize("limit", ["expires_at", "idle_expires_at"])
