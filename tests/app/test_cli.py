@@ -384,6 +384,8 @@ def test_client_delete_asks_first(runner, db_state):
     result = runner.invoke(args=["client", "delete", added["client_id"]], input="n\n")
     assert result.exit_code == 1
     assert db_state() == before
+
+
 def test_client_add_registers_for_refresh_tokens(runner, app):
     args = ["client", "add", "--name", "X", "--redirect-uri", "https://x.example/cb"]
     code, plain = _run(runner, *args)

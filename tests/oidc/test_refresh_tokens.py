@@ -214,6 +214,21 @@ def test_a_purged_citizens_refresh_tokens_go_with_them(
     assert response.status_code == 400 and response.json["error"] == "invalid_grant"
 
 
+def test_disabling_the_client_revokes_its_refresh_tokens(
+    app, client, offline_party, enrolled_phone, db_state
+):
+    from idserver.oidc.clients import disable_client
+
+    tokens = complete_login(client, offline_party, enrolled_phone, **OFFLINE)
+    with app.app_context():
+        disable_client(offline_party.client_id)
+    assert all(r.revoked_at is not None for r in _refresh_tokens(app))
+    before = db_state()
+    response = refresh(client, offline_party, tokens["refresh_token"])
+    assert response.status_code == 401 and response.json["error"] == "invalid_client"
+    assert _unchanged(before, db_state())
+
+
 def test_offline_access_without_prompt_consent_is_ignored(
     app, client, offline_party, enrolled_phone
 ):
@@ -280,6 +295,8 @@ def test_discovery_lists_refresh_revocation_and_introspection(client):
     assert "offline_access" in config["scopes_supported"]
     assert config["revocation_endpoint"].endswith("/revoke")
     assert config["introspection_endpoint"].endswith("/introspect")
-    methods = ["client_secret_basic", "private_key_jwt"]
-    assert config["revocation_endpoint_auth_methods_supported"] == methods
-    assert config["introspection_endpoint_auth_methods_supported"] == methods
+    methods = config["token_endpoint_auth_methods_supported"]
+    algorithms = config["token_endpoint_auth_signing_alg_values_supported"]
+    for endpoint in ("revocation", "introspection"):
+        assert config[f"{endpoint}_endpoint_auth_methods_supported"] == methods
+        assert config[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == algorithms
