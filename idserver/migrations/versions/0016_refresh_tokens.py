@@ -1,7 +1,7 @@
 """refresh tokens: rotated, single-use refresh tokens in families; clients opt in by grant type
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-04 03:20:00.000000
 
 New columns are added in place (SQLite's ALTER TABLE ADD COLUMN, no table copy): copying
@@ -17,8 +17,8 @@ from alembic import op
 import idserver.db
 
 
-revision = '0015'
-down_revision = '0014'
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
