@@ -379,6 +379,14 @@ ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)
     help="When phone and computer are in different networks: warn the citizen or refuse the "
     "login (default: IDSERVER_PROXIMITY_POLICY).",
 )
+@click.option(
+    "--grant-type",
+    "grant_types",
+    type=click.Choice(["authorization_code", "refresh_token"]),
+    multiple=True,
+    help="Grant types beyond authorization_code; refresh_token lets the client ask for "
+    "offline_access (repeatable).",
+)
 @with_appcontext
 def client_add(
     name: str,
@@ -391,6 +399,7 @@ def client_add(
     client_id: str | None,
     id_token_alg: str,
     proximity_policy: str | None,
+    grant_types: tuple[str, ...],
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -407,6 +416,7 @@ def client_add(
             client_id=client_id,
             id_token_alg=id_token_alg,
             proximity_policy=proximity_policy,
+            grant_types=list(grant_types),
             actor="operator",
             **_operator(),
         )
@@ -423,6 +433,7 @@ def client_add(
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "id_token_signed_response_alg": client.id_token_signed_response_alg,
             "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
+            "grant_types": client.grant_types,
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )

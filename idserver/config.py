@@ -212,6 +212,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCESS_TOKEN_TTL_SECONDS", 600, "Lifetime of access tokens.", int),
     Setting("ID_TOKEN_TTL_SECONDS", 600, "Lifetime of ID tokens.", int),
     Setting("AUTH_CODE_TTL_SECONDS", 60, "Lifetime of authorization codes.", int),
+    Setting(
+        "REFRESH_TOKEN_TTL_DAYS",
+        30,
+        "Absolute lifetime of a refresh token family, from the login that started it; "
+        "rotation does not extend it.",
+        int,
+    ),
+    Setting(
+        "REFRESH_TOKEN_IDLE_DAYS",
+        7,
+        "A refresh token not used this long expires (idle timeout); each use starts it anew.",
+        int,
+    ),
     Setting("SESSION_TTL_SECONDS", 1800, "Lifetime of a citizen's session at Bürger-ID.", int),
     Setting("SESSION_IDLE_SECONDS", 900, "A session unused this long ends (idle timeout).", int),
     Setting(
@@ -234,7 +247,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RATE_LIMIT_LOGIN", "30/minute;300/hour", "New QR-code logins per client address."),
     Setting("RATE_LIMIT_APPROVAL", "10/minute;60/hour", "Approved logins per citizen."),
-    Setting("RATE_LIMIT_TOKEN", "20/minute;200/hour", "Failed token requests per client address."),
+    Setting(
+        "RATE_LIMIT_TOKEN",
+        "20/minute;200/hour",
+        "Failed token requests per client address (also at /revoke and /introspect).",
+    ),
     Setting(
         "RATE_LIMIT_CLERK_SEARCH",
         "20/minute;200/hour",

@@ -11,9 +11,10 @@ V3.5.1–V3.5.3, RFC 9700 §4.7):
 3. Every other endpoint needs a token bound to the session, from the form field ``csrf_token``
    (templates: ``{{ csrf_token() }}``) or the ``X-CSRF-Token`` header.
 
-Exempt are the endpoints other sites post to by design and that act on no cookie: the token
-endpoint (client authentication), RP-initiated logout (a form on the relying party's page),
-userinfo (a bearer token) and the phone API (JSON only; secrets travel in the body).
+Exempt are the endpoints other sites post to by design and that act on no cookie: the token,
+revocation and introspection endpoints (client authentication), RP-initiated logout (a form on
+the relying party's page), userinfo (a bearer token) and the phone API (JSON only; secrets
+travel in the body).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SESSION_KEY = "csrf"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-EXEMPT_ENDPOINTS = frozenset({"oidc.token", "oidc.logout", "oidc.userinfo"})
+EXEMPT_ENDPOINTS = frozenset(
+    {"oidc.token", "oidc.revoke", "oidc.introspect", "oidc.logout", "oidc.userinfo"}
+)
 EXEMPT_BLUEPRINTS = frozenset({"api"})
 JSON_ENDPOINTS = {"crosslogin.passkey_options", "crosslogin.passkey_finish"}
 

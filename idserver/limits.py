@@ -24,7 +24,8 @@ RATE_LIMIT_ACTIVATION  POST /api/v1/enrolments  wrong codes and started enrolmen
 RATE_LIMIT_LOGIN       every new login          login transactions created           address
 RATE_LIMIT_APPROVAL    phone and passkey        approved logins                      citizen
                        approvals
-RATE_LIMIT_TOKEN       POST /token              failed client authentications        address
+RATE_LIMIT_TOKEN       POST /token, /revoke,    failed client authentications        address
+                       /introspect              (one budget for the three)
 RATE_LIMIT_CLERK_      GET /admin (search)      resident searches                    clerk
 SEARCH
 =====================  =======================  ===================================  ===========
@@ -526,6 +527,8 @@ def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> 
         ("api.approve", approvals),
         ("crosslogin.passkey_finish", approvals),
         ("oidc.token", token),
+        ("oidc.revoke", token),
+        ("oidc.introspect", token),
     ):
         app.view_functions[endpoint] = limit(app.view_functions[endpoint])
 

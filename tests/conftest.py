@@ -153,6 +153,20 @@ def relying_party(app: Flask) -> RelyingParty:
 
 
 @pytest.fixture
+def offline_party(app: Flask) -> RelyingParty:
+    """A relying party registered for refresh tokens (``grant_types`` with ``refresh_token``)."""
+    with app.app_context():
+        registered, secret = register_client(
+            name="Wohngeldantrag",
+            redirect_uris=[RP_REDIRECT],
+            scope="openid profile",
+            grant_types=["refresh_token"],
+        )
+    assert secret
+    return RelyingParty(app, registered.client_id, secret)
+
+
+@pytest.fixture
 def rp_key() -> ECKey:
     """The private key of a relying party that authenticates with ``private_key_jwt``."""
     return ECKey.generate_key("P-256", parameters={"kid": "rp-1", "alg": "ES256"})

@@ -289,3 +289,20 @@ def register_relying_party(
 def citizen_count(app: Flask) -> int:
     with app.app_context():
         return len(db.session.scalars(select(Citizen)).all())
+
+
+def refresh(
+    browser: FlaskClient,
+    rp: RelyingParty,
+    refresh_token: str,
+    *,
+    auth: tuple[str, str] | None | EllipsisType = ...,
+    **form: str,
+) -> Any:
+    """POST /token with ``grant_type=refresh_token``, HTTP Basic unless ``auth`` says otherwise."""
+    basic = (rp.client_id, rp.client_secret) if auth is ... else auth
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **form}
+    return browser.post("/token", data=data, auth=basic)
+
+
+OFFLINE = {"scope": "openid profile offline_access", "prompt": "consent"}

@@ -1,9 +1,10 @@
 """The services a citizen has logged in to, what each received, and withdrawing that consent.
 
 The record is the ``tokens`` table: each token names its client and the claims it released.
-Withdrawing consent revokes the client's tokens for this citizen (its access to userinfo ends
-at once), burns authorization codes not yet exchanged, and hides the earlier logins from the
-list; logging in to that service again is a new consent and shows it again.
+Withdrawing consent revokes the client's access and refresh tokens for this citizen (its access
+to userinfo ends at once, and it cannot get new tokens), burns authorization codes not yet
+exchanged, and hides the earlier logins from the list; logging in to that service again is a
+new consent and shows it again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..db import utcnow
 from ..oidc.models import AuthorizationCode
 from ..oidc.models import Client
 from ..oidc.models import Token
+from ..oidc.server import revoke_client_tokens
 from ..sessions import SELF_CLIENT_ID
 from .errors import ServiceNotFound
 from .models import ConsentWithdrawal
@@ -97,6 +99,7 @@ def withdraw_consent(citizen_id: str, client_id: str) -> int:
         )
         .values(used_at=now)
     )
+    revoke_client_tokens(citizen_id=citizen_id, client_id=client_id)
     count: int = tokens.rowcount  # type: ignore[attr-defined]
     session.add(
         ConsentWithdrawal(

@@ -66,6 +66,7 @@ from ..db import db
 from ..db import utcnow
 from ..limits import RateLimitCounter
 from ..oidc.models import AuthorizationCode
+from ..oidc.models import RefreshToken
 from ..oidc.models import Token
 from ..oidc.models import UsedAssertion
 from ..passkeys.models import Challenge
@@ -203,6 +204,16 @@ def _purge(
             ActivationAttempt.at < min(ended, now - ATTEMPT_WINDOW),
         ),
         ("used_client_assertions", UsedAssertion.id, UsedAssertion.expires_at < ended),
+        (
+            # A used one stays while its family lives: presenting it again revokes the family.
+            "refresh_tokens",
+            RefreshToken.id,
+            or_(
+                RefreshToken.expires_at < ended,
+                RefreshToken.revoked_at < ended,
+                and_(RefreshToken.used_at.is_(None), RefreshToken.idle_expires_at < ended),
+            ),
+        ),
         ("rate_limit_counters", RateLimitCounter.key, RateLimitCounter.expires_at <= now),
         (
             "residents",

@@ -57,6 +57,8 @@ EVENTS = frozenset(
         "login_denied",
         "login_expired",
         "token_issued",
+        "token_revoked",
+        "refresh_token_reused",
         "device_revoked",
         "device_renamed",
         "device_suspended",

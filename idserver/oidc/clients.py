@@ -42,9 +42,11 @@ from ..errors import NotFound
 from ..sessions import SELF_CLIENT_ID
 from .claims import SCOPES
 from .models import AUTH_METHODS
+from .models import GRANT_TYPES
 from .models import SECRET_METHODS
 from .models import AuthorizationCode
 from .models import Client
+from .models import RefreshToken
 from .models import Token
 from .models import hash_secret
 
@@ -203,6 +205,7 @@ def register_client(
     client_id: str | None = None,
     id_token_alg: str = SIGNING_ALGORITHM,
     proximity_policy: str | None = None,
+    grant_types: list[str] | None = None,
     actor: str | None = None,
     **audit: Any,
 ) -> tuple[Client, str | None]:
@@ -213,6 +216,8 @@ def register_client(
     With an ``actor`` (the CLI: ``operator``) the registration is a ``client_added`` audit event,
     ``audit`` adding fields (the CLI's ``os_user``); set-up code that registers before anyone
     operates the server (the demo's and the benchmark's seeding, tests) passes none.
+    ``grant_types`` (RFC 7591 §2) always holds ``authorization_code``; ``refresh_token`` lets
+    the client ask for ``offline_access``.
     """
     checked_name = _checked_name(name)
     uris = _checked_redirect_uris(redirect_uris)
@@ -222,6 +227,12 @@ def register_client(
     _checked_proximity_policy(proximity_policy)
     _checked_id_token_alg(id_token_alg)
     keys = _checked_keys(auth_method, jwks_uri=jwks_uri, jwks_file=jwks_file)
+    unknown_grants = set(grant_types or ()) - set(GRANT_TYPES)
+    if unknown_grants:
+        raise IdServerError(
+            f"grant types must be among {GRANT_TYPES}", error="invalid_client_metadata"
+        )
+    grants = ["authorization_code", *(g for g in GRANT_TYPES[1:] if g in (grant_types or ()))]
     client = Client(
         client_id=client_id or secrets.token_urlsafe(16),
         client_secret_hash=hash_secret(keys.secret) if keys.secret else None,
@@ -234,6 +245,7 @@ def register_client(
         jwks=keys.jwks,
         id_token_signed_response_alg=id_token_alg,
         proximity_policy=proximity_policy,
+        grant_types=grants,
     )
     if db.session.get(Client, client.client_id) is not None:
         # A deleted client's id too: a new client must not inherit its citizens' records.
@@ -373,7 +385,8 @@ def rotate_client_secret(client_id: str, *, actor: str = "operator", **audit: An
 
 
 def _end_grants(client_id: str) -> tuple[int, int]:
-    """Void the client's unredeemed codes and revoke its live tokens (the caller commits)."""
+    """Void the client's unredeemed codes and revoke its live access and refresh tokens (the
+    caller commits); returns (codes, access tokens)."""
     now = utcnow()
     codes = db.session.execute(
         update(AuthorizationCode)
@@ -387,6 +400,11 @@ def _end_grants(client_id: str) -> tuple[int, int]:
     tokens = db.session.execute(
         update(Token)
         .where(Token.client_id == client_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
     return codes.rowcount, tokens.rowcount  # type: ignore[attr-defined]

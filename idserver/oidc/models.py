@@ -28,6 +28,8 @@ from ..db import utcnow
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")  # RFC 6749 §2.3.1
+OFFLINE_ACCESS = "offline_access"  # OIDC Core §11: asks for a refresh token
+GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 def hash_secret(value: str) -> str:
@@ -60,6 +62,10 @@ class Client(Base, ClientMixin):
     # their consent withdrawals) and the audit log keep naming it (oidc.clients).
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # RFC 7591 §2 `grant_types`: `refresh_token` only for clients registered for it.
+    grant_types: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: ["authorization_code"], server_default='["authorization_code"]'
+    )
 
     @property
     def status(self) -> str:
@@ -79,6 +85,8 @@ class Client(Base, ClientMixin):
 
     def get_allowed_scope(self, scope: str) -> str:
         allowed = set(scope_to_list(self.scope))
+        if self.check_grant_type("refresh_token"):
+            allowed.add(OFFLINE_ACCESS)
         return " ".join(s for s in scope_to_list(scope) or [] if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
@@ -90,7 +98,9 @@ class Client(Base, ClientMixin):
         return hmac.compare_digest(hash_secret(client_secret), self.client_secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if endpoint == "token":
+        # Revocation and introspection take the token endpoint's client authentication
+        # (RFC 7009 §2.1, RFC 7662 §2.1).
+        if endpoint in ("token", "revocation", "introspection"):
             return method == self.token_endpoint_auth_method
         return True
 
@@ -98,7 +108,7 @@ class Client(Base, ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "authorization_code"
+        return grant_type in (self.grant_types or ["authorization_code"])
 
 
 class AuthorizationCode(Base, OIDCCodeMixin):
@@ -169,6 +179,8 @@ class Token(Base, TokenMixin):
     credential_pk: Mapped[int | None] = mapped_column(
         ForeignKey("credentials.id", ondelete="SET NULL")
     )
+    # The refresh-token family it was issued with or from: revoking the family revokes it.
+    refresh_family: Mapped[str | None] = mapped_column(String(32), index=True)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -197,6 +209,50 @@ class Token(Base, TokenMixin):
         from ..citizens.models import Citizen
 
         return db.session.get(Citizen, self.citizen_id)
+
+
+class RefreshToken(Base):
+    """A refresh token (stored hashed), single use: each use issues its successor.
+
+    All tokens descending from one login share a ``family_id`` and the family's absolute
+    expiry; each has its own idle expiry. A token presented after its use revokes the family
+    (RFC 9700 §4.14.2, refresh token rotation).
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(32), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("refresh_tokens.id", ondelete="SET NULL")
+    )
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    citizen_id: Mapped[str] = mapped_column(
+        ForeignKey("citizens.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    # The device that approved the login: revoking or suspending it revokes the family.
+    credential_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL"), index=True
+    )
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # absolute
+    idle_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return utcnow() >= min(self.expires_at, self.idle_expires_at)
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None or self.used_at is not None
 
 
 class UsedAssertion(Base):

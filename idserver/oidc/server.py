@@ -6,6 +6,11 @@ redirect URIs, ``iss`` in the authorization response (RFC 9207), ID tokens signe
 §8.1), and client authentication by ``client_secret_basic``,
 ``client_secret_post`` or ``private_key_jwt`` (RFC 7523, single-use ``jti``, issuer as the only
 audience). Only active clients exist here: a disabled or deleted one is unknown (oidc.clients).
+
+Refresh tokens go only to clients registered for the ``refresh_token`` grant that ask for
+``offline_access`` with ``prompt=consent`` (OIDC Core §11). They rotate on every use; a used one
+presented again revokes its whole family (RFC 9700 §4.14.2). Clients revoke (RFC 7009) and
+introspect (RFC 7662) their own tokens.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import InvalidScopeError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core import UserInfo
@@ -62,11 +70,14 @@ from ..sessions import end_session
 from .claims import SCOPES
 from .claims import claim_names
 from .claims import claims_for_scope
+from .claims import pairwise_subject
 from .claims import session_identifier
 from .errors import ClientGone
 from .models import AUTH_METHODS
+from .models import OFFLINE_ACCESS
 from .models import AuthorizationCode
 from .models import Client
+from .models import RefreshToken
 from .models import Token
 from .models import UsedAssertion
 from .models import hash_secret
@@ -77,6 +88,7 @@ __all__ = [
     "Authentication",
     "StoredAuthorizationRequest",
     "authorization",
+    "revoke_client_tokens",
     "revoke_device_grants",
 ]
 
@@ -181,8 +193,25 @@ class S256Challenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def granted_scope(client: Client, scope: str | None, *, prompt: str | None) -> str:
+    """The requested scope the client is registered for; ``offline_access`` only with
+    ``prompt=consent`` (OIDC Core §11: otherwise it is ignored, not an error)."""
+    granted = scope_to_list(client.get_allowed_scope(scope or "")) or []
+    if "consent" not in (prompt or "").split():
+        granted = [item for item in granted if item != OFFLINE_ACCESS]
+    return " ".join(granted)
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def generate_token(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """A refresh token only where the code's scope holds ``offline_access``."""
+        scope = kwargs.get("scope") or ""
+        kwargs["include_refresh_token"] = kwargs.get(
+            "include_refresh_token", True
+        ) and OFFLINE_ACCESS in (scope_to_list(scope) or [])
+        return super().generate_token(*args, **kwargs)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         auth: Authentication = request.user
@@ -193,7 +222,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             client_id=request.client.get_client_id(),
             citizen_id=auth.citizen.id,
             redirect_uri=request.payload.redirect_uri,
-            scope=request.client.get_allowed_scope(request.payload.scope),
+            scope=granted_scope(request.client, request.payload.scope, prompt=data.get("prompt")),
             nonce=data.get("nonce"),
             code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"],
@@ -258,12 +287,164 @@ def revoke_tokens_of_code(code_id: int) -> None:
     db.session.commit()
 
 
-def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) -> tuple[int, int]:
-    """Void the unredeemed codes and revoke the live access tokens of these devices' logins.
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """RFC 6749 §6 with rotation: each refresh token is used once and issues its successor."""
 
-    Returns (codes voided, tokens revoked). Runs in the caller's transaction; the caller commits.
-    Codes go first: a redemption running at the same moment either burned its code before (then
-    its token is committed when the token UPDATE looks, and is revoked) or finds it voided.
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        record = find_refresh_token(refresh_token)
+        if record is None:
+            return None
+        if (
+            record.used_at is not None
+            and record.revoked_at is None  # a revoked family needs no second revocation
+            and record.client_id == self.request.client.client_id
+        ):
+            revoke_refresh_family(record, event="refresh_token_reused")
+            log.warning("refresh token %s reused; its family is revoked", record.id)
+            return None
+        if record.is_revoked() or record.is_expired():
+            return None
+        return record
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> Citizen:
+        # Single use, in the database: of two requests with the same token exactly one marks it
+        # used; the other finds it used and counts as a reuse (RFC 9700 §4.14.2). The successor
+        # is saved in the same transaction (``_save_token`` commits).
+        session = db.session
+        now = utcnow()
+        marked = session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.id == refresh_token.id,
+                RefreshToken.used_at.is_(None),
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > now,
+                RefreshToken.idle_expires_at > now,
+                usable_device(RefreshToken.credential_pk),
+            )
+            .values(used_at=now)
+        )
+        if marked.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            record = session.get(RefreshToken, refresh_token.id)
+            if record is not None and record.used_at is not None and record.revoked_at is None:
+                revoke_refresh_family(record, event="refresh_token_reused")
+                log.warning("refresh token %s used concurrently; family revoked", record.id)
+            raise InvalidGrantError("Invalid 'refresh_token' in request.")
+        citizen = session.get(Citizen, refresh_token.citizen_id)
+        if citizen is None or not citizen.active:
+            session.rollback()
+            raise InvalidGrantError("Invalid 'refresh_token' in request.")
+        return citizen
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        """Nothing to do: ``authenticate_user`` marked it used, and it is kept for reuse checks."""
+
+
+def find_refresh_token(refresh_token: str) -> RefreshToken | None:
+    """The refresh token, while its client is active and the device that approved its login
+    is usable."""
+    return db.session.scalars(
+        select(RefreshToken)
+        .join(Client, Client.client_id == RefreshToken.client_id)
+        .where(
+            RefreshToken.token_hash == hash_secret(refresh_token),
+            usable_device(RefreshToken.credential_pk),
+            Client.disabled_at.is_(None),
+            Client.deleted_at.is_(None),
+        )
+    ).first()
+
+
+def find_access_token(access_token: str) -> Token | None:
+    """The access token, while its client is active and the device that approved its login is
+    usable."""
+    return db.session.scalars(
+        select(Token)
+        .join(Client, Client.client_id == Token.client_id)
+        .where(
+            Token.access_token_hash == hash_secret(access_token),
+            usable_device(Token.credential_pk),
+            Client.disabled_at.is_(None),
+            Client.deleted_at.is_(None),
+        )
+    ).first()
+
+
+def revoke_refresh_family(record: RefreshToken, *, event: str) -> None:
+    """Revoke every refresh token of ``record``'s family and the access tokens issued with them;
+    audited as ``event``, committed. Rows first, then the audit log's lock."""
+    session = db.session
+    now = utcnow()
+    refresh = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == record.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    access = session.execute(
+        update(Token)
+        .where(Token.refresh_family == record.family_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    record_event(
+        event,
+        actor=f"client:{record.client_id}",
+        subject=record.citizen_id,
+        client_id=record.client_id,
+        refresh_token_id=record.id,
+        refresh_tokens_revoked=refresh.rowcount,  # type: ignore[attr-defined]
+        tokens_revoked=access.rowcount,  # type: ignore[attr-defined]
+    )
+    session.commit()
+
+
+def revoke_client_tokens(*, citizen_id: str, client_id: str) -> int:
+    """Revoke the client's refresh tokens for this citizen (consent withdrawn); returns how many.
+
+    Runs in the caller's transaction; the caller commits. Access tokens are the caller's.
+    """
+    revoked = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.citizen_id == citizen_id,
+            RefreshToken.client_id == client_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return revoked.rowcount  # type: ignore[attr-defined]
+
+
+def revoke_device_tokens(*, citizen_id: str, credential_pks: Collection[int]) -> int:
+    """Revoke the refresh tokens of these devices' logins; returns how many.
+
+    Runs in the caller's transaction; the caller commits.
+    """
+    if not credential_pks:
+        return 0
+    revoked = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.citizen_id == citizen_id,
+            RefreshToken.credential_pk.in_(credential_pks),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return revoked.rowcount  # type: ignore[attr-defined]
+
+
+def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) -> tuple[int, int]:
+    """Void the unredeemed codes and revoke the live access and refresh tokens of these devices'
+    logins.
+
+    Returns (codes voided, access tokens revoked). Runs in the caller's transaction; the caller
+    commits. Codes go first: a redemption running at the same moment either burned its code
+    before (then its token is committed when the token UPDATE looks, and is revoked) or finds it
+    voided.
     """
     if not credential_pks:
         return 0, 0
@@ -288,6 +469,7 @@ def revoke_device_grants(*, citizen_id: str, credential_pks: Collection[int]) ->
         )
         .values(revoked_at=now)
     )
+    revoke_device_tokens(citizen_id=citizen_id, credential_pks=credential_pks)
     return codes.rowcount, tokens.rowcount  # type: ignore[attr-defined]
 
 
@@ -446,16 +628,7 @@ class AccessTokenValidator(BearerTokenValidator):
         not see (a device blocked before tokens named their device, a token issued while its
         client was being disabled).
         """
-        token = db.session.scalars(
-            select(Token)
-            .join(Client, Client.client_id == Token.client_id)
-            .where(
-                Token.access_token_hash == hash_secret(token_string),
-                usable_device(Token.credential_pk),
-                Client.disabled_at.is_(None),
-                Client.deleted_at.is_(None),
-            )
-        ).first()
+        token = find_access_token(token_string)
         if token is not None:
             note_client(token.client_id)
         return token
@@ -488,6 +661,71 @@ class EndSession(EndSessionEndpoint):
         end_session()
 
 
+def _query_token(token_string: str, token_type_hint: str | None) -> Token | RefreshToken | None:
+    if token_type_hint == "refresh_token":  # noqa: S105 -- a hint's name, not a secret
+        return find_refresh_token(token_string) or find_access_token(token_string)
+    return find_access_token(token_string) or find_refresh_token(token_string)
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009: a client revokes its own tokens; a refresh token takes its family with it
+    (§2.1: the access tokens of the same grant too). Unknown tokens get 200 (§2.2)."""
+
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token | RefreshToken, request: OAuth2Request) -> None:
+        if isinstance(token, RefreshToken):
+            revoke_refresh_family(token, event="token_revoked")
+            return
+        session = db.session
+        session.execute(
+            update(Token)
+            .where(Token.id == token.id, Token.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        record_event(
+            "token_revoked",
+            actor=f"client:{token.client_id}",
+            subject=token.citizen_id,
+            client_id=token.client_id,
+            token_id=token.id,
+        )
+        session.commit()
+
+
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662: a client introspects its own tokens; any other token is ``active: false``."""
+
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(token_string, token_type_hint)
+
+    def check_permission(
+        self, token: Token | RefreshToken, client: Client, request: OAuth2Request
+    ) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: Token | RefreshToken) -> dict[str, Any]:
+        refresh = isinstance(token, RefreshToken)
+        expires = min(token.expires_at, token.idle_expires_at) if refresh else token.expires_at
+        return {
+            "active": True,
+            "scope": token.scope,
+            "client_id": token.client_id,
+            "sub": pairwise_subject(token.citizen_id, client_id=token.client_id),
+            "exp": int(expires.timestamp()),
+            "iat": int(token.issued_at.timestamp()),
+            # RFC 7662 §2.2: an access token's type (RFC 6749 §7.1); a refresh token's hint name.
+            "token_type": "refresh_token" if refresh else "Bearer",
+            "aud": token.client_id,
+            "iss": current_app.config["ISSUER"],
+        }
+
+
 class RFC9207(IssuerParameter):
     def get_issuer(self) -> str:
         return current_app.config["ISSUER"]
@@ -503,10 +741,49 @@ def _query_client(client_id: Any) -> Client | None:
     return client
 
 
+def _save_refresh_token(
+    value: str, request: OAuth2Request, parent: RefreshToken | None, scope: str
+) -> RefreshToken:
+    """A new family after a login, or ``parent``'s successor: same family, scope (RFC 6749 §6)
+    and absolute expiry; a new idle expiry, never beyond the absolute one."""
+    config = current_app.config
+    now = utcnow()
+    code: AuthorizationCode | None = request.authorization_code
+    if parent is not None:
+        family, expires = parent.family_id, parent.expires_at
+        credential_pk, scope = parent.credential_pk, parent.scope
+    else:
+        family = secrets.token_hex(16)
+        expires = now + dt.timedelta(days=config["REFRESH_TOKEN_TTL_DAYS"])
+        credential_pk = code.credential_pk if code is not None else None
+    record = RefreshToken(
+        token_hash=hash_secret(value),
+        family_id=family,
+        parent_id=parent.id if parent is not None else None,
+        client_id=request.client.get_client_id(),
+        citizen_id=request.user.id,
+        scope=scope,
+        credential_pk=credential_pk,
+        issued_at=now,
+        expires_at=expires,
+        idle_expires_at=min(expires, now + dt.timedelta(days=config["REFRESH_TOKEN_IDLE_DAYS"])),
+    )
+    db.session.add(record)
+    return record
+
+
 def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     code: AuthorizationCode | None = request.authorization_code
+    parent: RefreshToken | None = getattr(request, "refresh_token", None)
     now = utcnow()
     scope = token.get("scope", "")
+    family = parent.family_id if parent is not None else None
+    if token.get("refresh_token"):
+        family = _save_refresh_token(token["refresh_token"], request, parent, scope).family_id
+    if parent is not None:
+        credential_pk = parent.credential_pk
+    else:
+        credential_pk = code.credential_pk if code is not None else None
     record = Token(
         access_token_hash=hash_secret(token["access_token"]),
         client_id=request.client.get_client_id(),
@@ -514,7 +791,8 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         scope=scope,
         claims=claim_names(scope),
         code_id=code.id if code is not None else None,
-        credential_pk=code.credential_pk if code is not None else None,
+        credential_pk=credential_pk,
+        refresh_family=family,
         issued_at=now,
         expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
     )
@@ -533,7 +811,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     TOKEN_GRANTS.labels(record.client_id, request.payload.grant_type).inc()
 
 
-def _generate_access_token(**_kwargs: Any) -> str:
+def _generate_token(**_kwargs: Any) -> str:
     return secrets.token_urlsafe(32)
 
 
@@ -546,13 +824,17 @@ def init_app(app: Flask) -> None:
     authorization = AuthorizationServer()
     protector = BearerTokenProtector()
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
-        "authorization_code": app.config["ACCESS_TOKEN_TTL_SECONDS"]
+        "authorization_code": app.config["ACCESS_TOKEN_TTL_SECONDS"],
+        "refresh_token": app.config["ACCESS_TOKEN_TTL_SECONDS"],
     }
-    app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = _generate_access_token
-    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = False
+    app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = _generate_token
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = _generate_token
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
-    authorization.scopes_supported = list(SCOPES)
+    authorization.scopes_supported = [*SCOPES, OFFLINE_ACCESS]
     authorization.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])
+    authorization.register_grant(RefreshTokenGrant)
+    authorization.register_endpoint(Revocation())
+    authorization.register_endpoint(Introspection())
     authorization.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
     authorization.register_extension(RFC9207())
     authorization.register_endpoint(UserInfoView(resource_protector=protector))

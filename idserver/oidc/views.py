@@ -57,6 +57,8 @@ from .claims import claim_names
 from .errors import FaultyRequest
 from .errors import denial_for
 from .models import AUTH_METHODS
+from .models import GRANT_TYPES
+from .models import OFFLINE_ACCESS
 from .models import Client
 from .server import ASSERTION_ALGORITHMS
 from .server import Authentication
@@ -89,18 +91,24 @@ def _metadata() -> dict[str, Any]:
         userinfo_endpoint=f"{issuer}/userinfo",
         jwks_uri=f"{issuer}/jwks.json",
         end_session_endpoint=f"{issuer}/logout",
-        scopes_supported=list(SCOPES),
+        scopes_supported=[*SCOPES, OFFLINE_ACCESS],
         claims_supported=sorted(
             {c for cs in SCOPE_CLAIMS.values() for c in cs}
             | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}
         ),
         response_types_supported=["code"],
         response_modes_supported=["query"],
-        grant_types_supported=["authorization_code"],
+        grant_types_supported=list(GRANT_TYPES),
         subject_types_supported=["pairwise"],
         id_token_signing_alg_values_supported=list(ID_TOKEN_ALGORITHMS),
         token_endpoint_auth_methods_supported=list(AUTH_METHODS),
         token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
+        revocation_endpoint=f"{issuer}/revoke",
+        revocation_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        revocation_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
+        introspection_endpoint=f"{issuer}/introspect",
+        introspection_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        introspection_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
         acr_values_supported=list(ACR_VALUES),
         authorization_response_iss_parameter_supported=True,
@@ -326,16 +334,36 @@ def _basic_credentials_readable() -> bool:
     return True
 
 
+def _unreadable_credentials() -> Response:
+    malformed = InvalidClientError(description="Malformed client credentials.")
+    response = jsonify(error=malformed.error, error_description=malformed.description)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Basic realm="token"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.post("/token")
 def token() -> Response:
     if not _basic_credentials_readable():
-        malformed = InvalidClientError(description="Malformed client credentials.")
-        response = jsonify(error=malformed.error, error_description=malformed.description)
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="token"'
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _unreadable_credentials()
     return authorization().create_token_response()
+
+
+@bp.post("/revoke")
+def revoke() -> Response:
+    """RFC 7009 token revocation, for the authenticated client's own tokens."""
+    if not _basic_credentials_readable():
+        return _unreadable_credentials()
+    return authorization().create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+def introspect() -> Response:
+    """RFC 7662 token introspection, for the authenticated client's own tokens."""
+    if not _basic_credentials_readable():
+        return _unreadable_credentials()
+    return authorization().create_endpoint_response("introspection")
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])

@@ -386,6 +386,16 @@ def test_client_delete_asks_first(runner, db_state):
     assert db_state() == before
 
 
+def test_client_add_registers_for_refresh_tokens(runner, app):
+    args = ["client", "add", "--name", "X", "--redirect-uri", "https://x.example/cb"]
+    code, plain = _run(runner, *args)
+    assert code == 0 and plain["grant_types"] == ["authorization_code"]
+    code, offline = _run(runner, *args, "--grant-type", "refresh_token")
+    assert code == 0 and offline["grant_types"] == ["authorization_code", "refresh_token"]
+    refused = runner.invoke(args=[*args, "--grant-type", "password"])
+    assert refused.exit_code == 2 and "password" in refused.output
+
+
 def test_keys_list(runner, app):
     code, listing = _run(runner, "keys", "list")
     assert code == 0 and listing["active"] in listing["published"]

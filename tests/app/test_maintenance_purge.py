@@ -46,6 +46,7 @@ from idserver.limits import RateLimitCounter
 from idserver.oidc.clients import register_client
 from idserver.oidc.clients import self_client
 from idserver.oidc.models import AuthorizationCode
+from idserver.oidc.models import RefreshToken
 from idserver.oidc.models import Token
 from idserver.oidc.models import UsedAssertion
 from idserver.passkeys.models import Challenge
@@ -142,6 +143,15 @@ def _rows_ending(citizen_id: str, client_id: str, at: dt.datetime, tag: str) -> 
             client_id=client_id, jti=secrets.token_hex(8), expires_at=at
         ),
         "activation_attempts": ActivationAttempt(address=f"192.0.2.{len(tag)}", at=at),
+        "refresh_tokens": RefreshToken(
+            token_hash=secrets.token_hex(32),
+            family_id=secrets.token_hex(16),
+            client_id=client_id,
+            citizen_id=citizen_id,
+            scope="openid offline_access",
+            expires_at=at + HOUR,
+            idle_expires_at=at,
+        ),
     }
 
 
@@ -233,6 +243,7 @@ def test_purge_deletes_each_kind_once_ended_long_enough_and_keeps_the_rest(
         "webauthn_challenges": 1,
         "pairings": 1,
         "used_client_assertions": 1,
+        "refresh_tokens": 1,
         "activation_attempts": 1,
         "rate_limit_counters": 1,
         "activation_codes": 2,
