@@ -37,10 +37,13 @@ from ..config import PROXIMITY_POLICIES
 from ..config import SIGNING_ALGORITHM
 from ..db import db
 from ..db import utcnow
-from ..errors import IdServerError
-from ..errors import NotFound
 from ..sessions import SELF_CLIENT_ID
 from .claims import SCOPES
+from .errors import ClientExists
+from .errors import InvalidClientMetadata
+from .errors import InvalidClientScope
+from .errors import InvalidRedirectUri
+from .errors import UnknownClient
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import SECRET_METHODS
@@ -71,23 +74,15 @@ def validate_redirect_uri(uri: str) -> str:
     """RFC 9700 §4.1.3 and §2.6: absolute, no fragment, no wildcard, https unless loopback."""
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise IdServerError(
-            f"redirect URI must be an absolute http(s) URL: {uri!r}", error="invalid_redirect_uri"
-        )
+        raise InvalidRedirectUri(f"redirect URI must be an absolute http(s) URL: {uri!r}")
     if parts.fragment or "#" in uri:
-        raise IdServerError(
-            f"redirect URI must not have a fragment: {uri!r}", error="invalid_redirect_uri"
-        )
+        raise InvalidRedirectUri(f"redirect URI must not have a fragment: {uri!r}")
     if "*" in uri:
-        raise IdServerError(
-            f"redirect URI must not contain wildcards: {uri!r}", error="invalid_redirect_uri"
-        )
+        raise InvalidRedirectUri(f"redirect URI must not contain wildcards: {uri!r}")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise IdServerError(f"redirect URI must use https: {uri!r}", error="invalid_redirect_uri")
+        raise InvalidRedirectUri(f"redirect URI must use https: {uri!r}")
     if parts.username or parts.password:
-        raise IdServerError(
-            f"redirect URI must not carry credentials: {uri!r}", error="invalid_redirect_uri"
-        )
+        raise InvalidRedirectUri(f"redirect URI must not carry credentials: {uri!r}")
     return uri
 
 
@@ -95,9 +90,9 @@ def _validate_jwks(jwks: Any) -> dict[str, Any]:
     try:
         keys = KeySet.import_key_set(jwks)
     except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise IdServerError(f"invalid JWKS: {exc}", error="invalid_client_metadata") from exc
+        raise InvalidClientMetadata(f"invalid JWKS: {exc}") from exc
     if any(key.is_private for key in keys.keys):
-        raise IdServerError("the JWKS must hold public keys only", error="invalid_client_metadata")
+        raise InvalidClientMetadata("the JWKS must hold public keys only")
     return {"keys": [key.as_dict(private=False) for key in keys.keys]}
 
 
@@ -113,15 +108,13 @@ KEEP: Any = _Keep()
 
 def _checked_name(name: str) -> str:
     if not name.strip():
-        raise IdServerError("a client needs a name", error="invalid_client_metadata")
+        raise InvalidClientMetadata("a client needs a name")
     return name.strip()
 
 
 def _checked_redirect_uris(redirect_uris: list[str]) -> list[str]:
     if not redirect_uris:
-        raise IdServerError(
-            "a client needs at least one redirect URI", error="invalid_redirect_uri"
-        )
+        raise InvalidRedirectUri("a client needs at least one redirect URI")
     return [validate_redirect_uri(u) for u in redirect_uris]
 
 
@@ -129,25 +122,20 @@ def _checked_scope(scope: str) -> str:
     scopes = scope.split()
     unknown = [s for s in scopes if s not in SCOPES]
     if "openid" not in scopes or unknown:
-        raise IdServerError(
-            f"scope must include openid and only {sorted(SCOPES)}", error="invalid_scope"
-        )
+        raise InvalidClientScope(f"scope must include openid and only {sorted(SCOPES)}")
     return " ".join(dict.fromkeys(scopes))
 
 
 def _checked_auth_method(auth_method: str) -> str:
     if auth_method not in AUTH_METHODS:
-        raise IdServerError(
-            f"auth method must be one of {AUTH_METHODS}", error="invalid_client_metadata"
-        )
+        raise InvalidClientMetadata(f"auth method must be one of {AUTH_METHODS}")
     return auth_method
 
 
 def _checked_proximity_policy(proximity_policy: str | None) -> str | None:
     if proximity_policy is not None and proximity_policy not in PROXIMITY_POLICIES:
-        raise IdServerError(
+        raise InvalidClientMetadata(
             f"proximity policy must be one of {PROXIMITY_POLICIES}",
-            error="invalid_client_metadata",
         )
     return proximity_policy
 
@@ -155,9 +143,8 @@ def _checked_proximity_policy(proximity_policy: str | None) -> str | None:
 def _checked_id_token_alg(alg: str) -> str:
     """OIDC Dynamic Client Registration §2 ``id_token_signed_response_alg``: one we sign with."""
     if alg not in ID_TOKEN_ALGORITHMS:
-        raise IdServerError(
+        raise InvalidClientMetadata(
             f"ID token algorithm must be one of {ID_TOKEN_ALGORITHMS}",
-            error="invalid_client_metadata",
         )
     return alg
 
@@ -177,14 +164,11 @@ def _checked_keys(
     """A fresh secret for the secret methods, exactly one key source for ``private_key_jwt``."""
     if auth_method in SECRET_METHODS:
         if jwks_uri or jwks_file:
-            raise IdServerError(
-                "--jwks-uri/--jwks-file go with private_key_jwt", error="invalid_client_metadata"
-            )
+            raise InvalidClientMetadata("--jwks-uri/--jwks-file go with private_key_jwt")
         return _Keys(secret=secrets.token_urlsafe(32) if new_secret else None)
     if bool(jwks_uri) == bool(jwks_file):
-        raise IdServerError(
+        raise InvalidClientMetadata(
             "private_key_jwt needs exactly one of --jwks-uri or --jwks-file",
-            error="invalid_client_metadata",
         )
     if jwks_uri:
         return _Keys(jwks_uri=validate_redirect_uri(jwks_uri))
@@ -229,9 +213,7 @@ def register_client(
     keys = _checked_keys(auth_method, jwks_uri=jwks_uri, jwks_file=jwks_file)
     unknown_grants = set(grant_types or ()) - set(GRANT_TYPES)
     if unknown_grants:
-        raise IdServerError(
-            f"grant types must be among {GRANT_TYPES}", error="invalid_client_metadata"
-        )
+        raise InvalidClientMetadata(f"grant types must be among {GRANT_TYPES}")
     grants = ["authorization_code", *(g for g in GRANT_TYPES[1:] if g in (grant_types or ()))]
     client = Client(
         client_id=client_id or secrets.token_urlsafe(16),
@@ -249,7 +231,7 @@ def register_client(
     )
     if db.session.get(Client, client.client_id) is not None:
         # A deleted client's id too: a new client must not inherit its citizens' records.
-        raise IdServerError(f"client {client.client_id} exists", error="client_exists")
+        raise ClientExists(f"client {client.client_id} exists")
     db.session.add(client)
     db.session.flush()
     if actor is not None:
@@ -290,14 +272,14 @@ def find_client(client_id: str) -> Client:
     """A registered relying party, deleted ones too; NotFound for the built-in one."""
     client = db.session.get(Client, client_id[:64]) if client_id != SELF_CLIENT_ID else None
     if client is None:
-        raise NotFound(f"no client {client_id!r}", error="unknown_client")
+        raise UnknownClient(f"no client {client_id!r}")
     return client
 
 
 def _changeable(client_id: str) -> Client:
     client = find_client(client_id)
     if client.deleted_at is not None:
-        raise NotFound(f"client {client_id!r} was deleted", error="unknown_client")
+        raise UnknownClient(f"client {client_id!r} was deleted")
     return client
 
 
@@ -373,9 +355,8 @@ def rotate_client_secret(client_id: str, *, actor: str = "operator", **audit: An
     """A new secret for a secret-method client, returned once; the old one stops working."""
     client = _changeable(client_id)
     if client.token_endpoint_auth_method not in SECRET_METHODS:
-        raise IdServerError(
+        raise InvalidClientMetadata(
             f"client {client.client_id} authenticates with private_key_jwt and has no secret",
-            error="invalid_client_metadata",
         )
     secret = secrets.token_urlsafe(32)
     client.client_secret_hash = hash_secret(secret)

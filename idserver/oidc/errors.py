@@ -14,16 +14,22 @@ from flask_babel import lazy_gettext as _l
 from ..crosslogin.service import OTHER_NETWORK
 from ..errors import IdServerError
 from ..errors import LoginRejected
+from ..errors import NotFound
 
 __all__ = [
     "DENIALS",
     "DENIAL_DESCRIPTIONS",
     "CancelledOnComputer",
     "CitizenDeclined",
+    "ClientExists",
     "ClientGone",
     "FaultyRequest",
+    "InvalidClientMetadata",
+    "InvalidClientScope",
+    "InvalidRedirectUri",
     "ExpiredBeforeApproval",
     "OtherNetwork",
+    "UnknownClient",
     "WrongNumber",
     "denial_for",
 ]
@@ -94,3 +100,34 @@ class ClientGone(LoginRejected):
 
     error = "unknown_client"
     description = _l("This service no longer offers login with Bürger-ID.")
+
+
+# -- client registration (operator commands; English): RFC 7591 §3.2.2 codes ------------------
+class InvalidRedirectUri(IdServerError):
+    """RFC 7591 §3.2.2: a redirect URI is not one a client may register."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(IdServerError):
+    """RFC 7591 §3.2.2: a field of the client's registration is invalid."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidClientScope(IdServerError):
+    """The scope a client may get must include openid and name only known scopes."""
+
+    error = "invalid_scope"
+
+
+class ClientExists(IdServerError):
+    """A client id is taken (also by a deleted client: ids are never reused)."""
+
+    error = "client_exists"
+
+
+class UnknownClient(NotFound):
+    """No such client, or a deleted one."""
+
+    error = "unknown_client"
