@@ -22,6 +22,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+from typing import cast
 
 import requests
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
@@ -344,34 +345,29 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Nothing to do: ``authenticate_user`` marked it used, and it is kept for reuse checks."""
 
 
-def find_refresh_token(refresh_token: str) -> RefreshToken | None:
-    """The refresh token, while its client is active and the device that approved its login
-    is usable."""
+def _live(model: Any, token_hash: Any, secret: str) -> Any:
+    """The ``model`` row whose ``token_hash`` is ``secret``'s, while its client is active and
+    the device that approved its login is usable."""
     return db.session.scalars(
-        select(RefreshToken)
-        .join(Client, Client.client_id == RefreshToken.client_id)
+        select(model)
+        .join(Client, Client.client_id == model.client_id)
         .where(
-            RefreshToken.token_hash == hash_secret(refresh_token),
-            usable_device(RefreshToken.credential_pk),
+            token_hash == hash_secret(secret),
+            usable_device(model.credential_pk),
             Client.disabled_at.is_(None),
             Client.deleted_at.is_(None),
         )
     ).first()
+
+
+def find_refresh_token(refresh_token: str) -> RefreshToken | None:
+    """The refresh token, while its client is active and its device usable."""
+    return cast(RefreshToken | None, _live(RefreshToken, RefreshToken.token_hash, refresh_token))
 
 
 def find_access_token(access_token: str) -> Token | None:
-    """The access token, while its client is active and the device that approved its login is
-    usable."""
-    return db.session.scalars(
-        select(Token)
-        .join(Client, Client.client_id == Token.client_id)
-        .where(
-            Token.access_token_hash == hash_secret(access_token),
-            usable_device(Token.credential_pk),
-            Client.disabled_at.is_(None),
-            Client.deleted_at.is_(None),
-        )
-    ).first()
+    """The access token, while its client is active and its device usable."""
+    return cast(Token | None, _live(Token, Token.access_token_hash, access_token))
 
 
 def revoke_refresh_family(record: RefreshToken, *, event: str) -> None:
