@@ -216,7 +216,7 @@ def register_client(
         raise InvalidClientMetadata(f"grant types must be among {GRANT_TYPES}")
     grants = ["authorization_code", *(g for g in GRANT_TYPES[1:] if g in (grant_types or ()))]
     client = Client(
-        client_id=client_id or secrets.token_urlsafe(16),
+        client_id=client_id or secrets.token_hex(16),  # never begins with "-": a CLI argument
         client_secret_hash=hash_secret(keys.secret) if keys.secret else None,
         name=checked_name,
         redirect_uris=uris,

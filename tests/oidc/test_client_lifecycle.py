@@ -3,6 +3,8 @@ server metadata, and a relying party's life: update, disable, enable, rotate, de
 
 from __future__ import annotations
 
+import json
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -351,3 +353,15 @@ def test_rejects_changes_to_a_deleted_client(app, relying_party, db_state, chang
         change(relying_party.client_id)
     assert refused.value.error == "unknown_client"
     assert db_state() == before
+
+
+def test_generated_client_ids_can_be_given_to_the_cli(app, runner):
+    """A generated id never begins with "-", which the command line would read as an option."""
+    with app.app_context():
+        ids = [
+            register_client(name=f"Dienst {n}", redirect_uris=[RP_REDIRECT])[0].client_id
+            for n in range(64)
+        ]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", client_id) for client_id in ids)
+    shown = runner.invoke(args=["client", "show", ids[0]])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["client_id"] == ids[0]
