@@ -28,6 +28,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
 from authlib.oidc.core.errors import RequestNotSupportedError
 from authlib.oidc.core.errors import RequestURINotSupportedError
 from flask import Blueprint
@@ -221,32 +222,35 @@ def authorize() -> Any:
             refusal.state = values.get("state")
             return redirect_with_error(grant.redirect_uri, refusal, response_mode(values))
     params = values.to_dict()  # the first of repeated parameters, as Authlib reads them
-    invalid = _invalid_parameter(params)
-    if invalid is not None:
-        refusal = InvalidRequestError(invalid, state=params.get("state"))
+    refusal = _refusal(params)
+    if refusal is not None:
+        refusal.state = params.get("state")
         return redirect_with_error(grant.redirect_uri, refusal, response_mode(params))
     return begin_login(grant.client, params)
 
 
-def _invalid_parameter(params: dict[str, str]) -> str | None:
-    """What Authlib leaves unchecked in a request: why it is invalid, or None.
+def _refusal(params: dict[str, str]) -> OAuth2Error | None:
+    """What Authlib leaves unchecked in a request: the error it gets, or None.
 
     ``max_age`` is a number of seconds (OIDC Core 1.0 §3.1.2.1); any value is satisfied, as
     every login here is a fresh one on the phone, and the ID token always has ``auth_time``.
     ``prompt=none`` is answered by Authlib (``login_required``, or ``invalid_request`` with
-    other values); unknown values are refused, as ory/hydra does. An empty parameter counts as
-    absent (RFC 6749 §3.1).
+    other values), here too where spaces surround it; unknown values are refused, as ory/hydra
+    does. An empty parameter counts as absent (RFC 6749 §3.1).
     """
     max_age = params.get("max_age")
     if max_age and not (max_age.isascii() and max_age.isdigit()):
-        return "'max_age' must be a non-negative integer."
-    if not set((params.get("prompt") or "").split()) <= PROMPTS:
-        return "Unknown 'prompt' value."
+        return InvalidRequestError("'max_age' must be a non-negative integer.")
+    prompts = (params.get("prompt") or "").split()
+    if not set(prompts) <= PROMPTS:
+        return InvalidRequestError("Unknown 'prompt' value.")
+    if prompts == ["none"]:
+        return LoginRequiredError()
     mode = params.get("response_mode")
     if mode and mode not in RESPONSE_MODES:
-        return "Unsupported 'response_mode'; use 'query' or 'form_post'."
+        return InvalidRequestError("Unsupported 'response_mode'; use 'query' or 'form_post'.")
     if mode == "form_post" and not _origin(params.get("redirect_uri")):
-        return "The 'form_post' response mode needs an http or https redirect URI."
+        return InvalidRequestError("The 'form_post' response mode needs an http or https URI.")
     return None
 
 

@@ -123,6 +123,7 @@ def test_max_age_is_satisfied_and_the_id_token_has_auth_time(client, relying_par
     "prompt, error",
     [
         ("none", "login_required"),
+        (" none ", "login_required"),
         ("none login", "invalid_request"),
         ("consent none", "invalid_request"),
         ("login bogus", "invalid_request"),
