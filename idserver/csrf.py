@@ -11,7 +11,9 @@ V3.5.1–V3.5.3, RFC 9700 §4.7):
 3. Every other endpoint needs a token bound to the session, from the form field ``csrf_token``
    (templates: ``{{ csrf_token() }}``) or the ``X-CSRF-Token`` header.
 
-Exempt are the endpoints other sites post to by design and that act on no cookie: the token,
+Exempt are the endpoints other sites post to by design and that act on no cookie: the
+authorization endpoint (a relying party's page may post the request, OIDC Core 1.0 §3.1.2.1;
+it only starts a new login, as a GET does), the token,
 revocation and introspection endpoints (client authentication), RP-initiated logout (a form on
 the relying party's page), userinfo (a bearer token) and the phone API (JSON only; secrets
 travel in the body).
@@ -37,7 +39,14 @@ HEADER = "X-CSRF-Token"
 SESSION_KEY = "csrf"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXEMPT_ENDPOINTS = frozenset(
-    {"oidc.token", "oidc.revoke", "oidc.introspect", "oidc.logout", "oidc.userinfo"}
+    {
+        "oidc.authorize",
+        "oidc.token",
+        "oidc.revoke",
+        "oidc.introspect",
+        "oidc.logout",
+        "oidc.userinfo",
+    }
 )
 EXEMPT_BLUEPRINTS = frozenset({"api"})
 JSON_ENDPOINTS = {"crosslogin.passkey_options", "crosslogin.passkey_finish"}

@@ -14,10 +14,12 @@ from flask import Flask
 from flask import Request
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import request
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
+from flask_babel import refresh as refresh_locale
 
 from . import i18n
 from . import inputs
@@ -31,8 +33,11 @@ __all__ = [
     "client_address",  # here too: the views took it from this module first
     "init_app",
     "no_store",
+    "ui_language",
+    "use_language",
 ]
 
+REQUESTED_LANGUAGE = "requested_language"  # ``g``: the login's ``ui_locales`` language
 SUPPORTED_LANGUAGES = ("de", "en")  # German first: the default where a catalogue exists
 
 CSP = (
@@ -94,11 +99,39 @@ def no_store(response: Response) -> Response:
 
 
 def select_locale() -> str:
+    """The page's language: the citizen's own choice (``?lang=``, then the ``lang`` cookie the
+    language switch sets), else what the relying party asked for this login (``ui_locales``,
+    ``use_language``), else the browser's ``Accept-Language``."""
     languages = current_app.config["LANGUAGES"]
     chosen = request.args.get("lang") or request.cookies.get("lang")
     if chosen and chosen in languages:
         return chosen
+    requested = g.get(REQUESTED_LANGUAGE)
+    if requested in languages:
+        return str(requested)
     return request.accept_languages.best_match(languages) or languages[0]
+
+
+def ui_language(ui_locales: object) -> str | None:
+    """The first supported language of an OIDC ``ui_locales`` value (OIDC Core 1.0 §3.1.2.1:
+    space-separated BCP 47 tags in order of preference; ``en-US`` counts as ``en``), or None."""
+    if not isinstance(ui_locales, str):
+        return None
+    languages = current_app.config["LANGUAGES"]
+    for tag in ui_locales.split():
+        primary = tag.split("-", 1)[0].lower()
+        if primary in languages:
+            return str(primary)
+    return None
+
+
+def use_language(language: str | None) -> None:
+    """Show this request's pages in ``language`` (a login's ``ui_locales``) unless the citizen
+    chose one; None changes nothing."""
+    if language is None:
+        return
+    g.setdefault(REQUESTED_LANGUAGE, language)
+    refresh_locale()  # in case something was translated before the login was read
 
 
 def language_url(lang: str) -> str:

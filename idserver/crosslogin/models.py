@@ -56,6 +56,7 @@ class Requester:
     site_url: str  # where "back" leads without an answer; "": the issuer's start page
     form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
+    language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "claims": list(self.claims)}

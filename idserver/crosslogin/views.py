@@ -44,6 +44,7 @@ from ..errors import wants_json
 from ..sessions import current_session
 from ..web import CSP
 from ..web import client_address
+from ..web import use_language
 from . import events
 from . import qr
 from . import service
@@ -133,8 +134,11 @@ def start_login(*, client_id: str, params: dict[str, str], scope: str, requester
 
 
 def browser_login(login_id: str) -> LoginTransaction:
-    """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``)."""
-    return service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+    """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``);
+    its pages speak the language the requester asked for (the phone chooses its own)."""
+    tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+    use_language(tx.requesting.language)
+    return tx
 
 
 def forget_browser(response: Any, login_id: str) -> Any:

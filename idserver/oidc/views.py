@@ -3,13 +3,16 @@
 ``/authorize`` owns both legs of the authorization request, as ory/hydra's
 ``oauth2/handler.go`` does; the QR login in between never speaks OAuth::
 
-    RP ─▶ GET /authorize ── validate (Authlib) ──▶ begin_login ─▶ /login/<id> (crosslogin)
+    RP ─▶ GET/POST /authorize ── validate (Authlib) ──▶ begin_login ─▶ /login/<id> (crosslogin)
                                                                        │ approved, denied,
                                                                        ▼ expired, cancelled
     RP ◀─ code or access_denied ◀──────── resume ◀──────────── /login/<id>/continue
 
 ``resume`` is plugged into crosslogin (``create_app``), so continue answers in one response;
 ``/authorize/resume/<id>`` serves the same leg to a browser sent there directly.
+
+The answer goes back in the query of the redirect URI, or, with ``response_mode=form_post``,
+in a form the browser posts to it (``authorization_response``).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import base64
 import logging
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
 from authlib.oidc.core.errors import RequestNotSupportedError
 from authlib.oidc.core.errors import RequestURINotSupportedError
 from flask import Blueprint
@@ -50,7 +56,10 @@ from ..sessions import SELF_CLIENT_ID
 from ..sessions import end_session
 from ..sessions import safe_next
 from ..sessions import start_session
+from ..web import CSP
 from ..web import SUPPORTED_LANGUAGES
+from ..web import ui_language
+from ..web import use_language
 from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
@@ -69,16 +78,44 @@ bp = Blueprint("oidc", __name__)
 log = logging.getLogger(__name__)
 
 ORIGIN_NETLOC = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+RESPONSE_MODES = ("query", "form_post")  # OAuth 2.0 Multiple Response Types §2.1, Form Post §2
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})  # OIDC Core 1.0 §3.1.2.1
 
 
-def redirect_with_error(redirect_uri: str, error: OAuth2Error) -> Any:
+def authorization_response(redirect_uri: str, params: list[tuple[str, str]], mode: str) -> Any:
+    """``params`` back to the relying party: in the redirect URI's query (a 303), or with
+    ``form_post`` as a form the browser posts to it (OAuth 2.0 Form Post Response Mode §2).
+
+    The form page has no inline script (``js/form-post.js`` submits it; its button does without
+    JavaScript), and its form-action allows the redirect URI's origin only.
+    """
+    origin = _origin(redirect_uri)
+    if mode != "form_post" or not origin:
+        return redirect(add_params_to_uri(redirect_uri, params), code=303)
+    page = render_template("form_post.html", action=redirect_uri, params=params)
+    return Response(
+        page,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": CSP.format(form_targets=origin),
+        },
+    )
+
+
+def response_mode(params: Any) -> str:
+    """How the request wants its answer; an unsupported mode gets its refusal in the query."""
+    mode = params.get("response_mode") or "query"
+    return mode if mode in RESPONSE_MODES else "query"
+
+
+def redirect_with_error(redirect_uri: str, error: OAuth2Error, mode: str = "query") -> Any:
     """An error authorization response, with ``iss`` (RFC 9207 §2) and ``state``."""
     params = [("error", error.error), ("iss", current_app.config["ISSUER"])]
     if error.description:
         params.append(("error_description", error.description))
     if error.state:
         params.append(("state", error.state))
-    return redirect(add_params_to_uri(redirect_uri, params), code=303)
+    return authorization_response(redirect_uri, params, mode)
 
 
 def _metadata() -> dict[str, Any]:
@@ -97,7 +134,7 @@ def _metadata() -> dict[str, Any]:
             | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}
         ),
         response_types_supported=["code"],
-        response_modes_supported=["query"],
+        response_modes_supported=list(RESPONSE_MODES),
         grant_types_supported=list(GRANT_TYPES),
         subject_types_supported=["pairwise"],
         id_token_signing_alg_values_supported=list(ID_TOKEN_ALGORITHMS),
@@ -143,15 +180,21 @@ def jwks() -> Response:
     return response
 
 
-@bp.get("/authorize")
+@bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Any:
-    """Validate the request (Authlib), then hand the browser to a QR-code login transaction."""
+    """Validate the request (Authlib), then hand the browser to a QR-code login transaction.
+
+    GET with the parameters in the query, or POST with them form-encoded (OIDC Core 1.0
+    §3.1.2.1); a POST comes from the relying party's page, so the CSRF check exempts it.
+    """
+    values = request.values  # the query, and a POST's form: what Authlib validates
+    use_language(ui_language(values.get("ui_locales")))
     server = authorization()
     try:
         grant = server.get_consent_grant(end_user=None)
     except OAuth2Error as error:
         if error.redirect_uri:
-            return redirect_with_error(error.redirect_uri, error)
+            return redirect_with_error(error.redirect_uri, error, response_mode(values))
         description = error.description or error.error
         return render_template(
             "error.html",
@@ -174,12 +217,41 @@ def authorize() -> Any:
         ("request", RequestNotSupportedError),
         ("request_uri", RequestURINotSupportedError),
     ):
-        if name in request.args:
+        if name in values:
             refusal = unsupported()
-            refusal.state = request.args.get("state")
-            return redirect_with_error(grant.redirect_uri, refusal)
-    params = {key: request.args[key] for key in request.args}
+            refusal.state = values.get("state")
+            return redirect_with_error(grant.redirect_uri, refusal, response_mode(values))
+    params = values.to_dict()  # the first of repeated parameters, as Authlib reads them
+    refusal = _refusal(params)
+    if refusal is not None:
+        refusal.state = params.get("state")
+        return redirect_with_error(grant.redirect_uri, refusal, response_mode(params))
     return begin_login(grant.client, params)
+
+
+def _refusal(params: dict[str, str]) -> OAuth2Error | None:
+    """What Authlib leaves unchecked in a request: the error it gets, or None.
+
+    ``max_age`` is a number of seconds (OIDC Core 1.0 §3.1.2.1); any value is satisfied, as
+    every login here is a fresh one on the phone, and the ID token always has ``auth_time``.
+    ``prompt=none`` is answered by Authlib (``login_required``, or ``invalid_request`` with
+    other values), here too where spaces surround it; unknown values are refused, as ory/hydra
+    does. An empty parameter counts as absent (RFC 6749 §3.1).
+    """
+    max_age = params.get("max_age")
+    if max_age and not (max_age.isascii() and max_age.isdigit()):
+        return InvalidRequestError("'max_age' must be a non-negative integer.")
+    prompts = (params.get("prompt") or "").split()
+    if not set(prompts) <= PROMPTS:
+        return InvalidRequestError("Unknown 'prompt' value.")
+    if prompts == ["none"]:
+        return LoginRequiredError()
+    mode = params.get("response_mode")
+    if mode and mode not in RESPONSE_MODES:
+        return InvalidRequestError("Unsupported 'response_mode'; use 'query' or 'form_post'.")
+    if mode == "form_post" and not _origin(params.get("redirect_uri")):
+        return InvalidRequestError("The 'form_post' response mode needs an http or https URI.")
+    return None
 
 
 def begin_login(client: Client, params: dict[str, str]) -> Any:
@@ -200,6 +272,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
         form_origin=_origin(params.get("redirect_uri")),
         # Bürger-ID's own pages wait for no error: their login says how it ended.
         answers_endings=client.client_id != SELF_CLIENT_ID,
+        language=ui_language(params.get("ui_locales")),
     )
 
 
@@ -244,7 +317,9 @@ def resume(login_id: str) -> Any:
         if crosslogin.consume_denied(tx):
             # The login cookie stays (until it runs out): back on the login page, the browser
             # is offered a new code.
-            return redirect_with_error(tx.request_params["redirect_uri"], denial)
+            return redirect_with_error(
+                tx.request_params["redirect_uri"], denial, response_mode(tx.request_params)
+            )
     return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
 
 
@@ -278,9 +353,20 @@ def _grant(tx: LoginTransaction) -> Any:
         request=oauth_request, grant_user=auth, grant=grant
     )
     response.status_code = 303
+    if response_mode(params) == "form_post":
+        redirect_uri = params["redirect_uri"]
+        response = authorization_response(
+            redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
+        )
     forget_browser(response, tx.id)
     _start_session(auth)
     return response
+
+
+def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
+    """The parameters Authlib appended to ``redirect_uri`` (after any query of its own)."""
+    own = len(parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True))
+    return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
 def _start_session(auth: Authentication) -> None:

@@ -441,6 +441,33 @@ def test_cancel_on_the_login_page_returns_to_the_portal(stack: Stack, desktop: D
     assert not desktop.problems
 
 
+def test_form_post_answer_is_posted_to_the_portal_by_the_pages_script(
+    stack: Stack, desktop: Device
+) -> None:
+    """``response_mode=form_post``: the answer page's own script file sends the form (the CSP
+    allows no inline script, and form-action the portal's origin)."""
+    page = desktop.page
+    portal = stack.portals["parking"]
+    page.goto(portal)
+    sign_in = page.locator("main a.button[href^='/login']").first.get_attribute("href")
+    # The portal's own authorization request (its session keeps state and verifier), with
+    # response_mode=form_post added.
+    started = page.request.get(portal + str(sign_in), max_redirects=0)
+    page.goto(started.headers["location"] + "&response_mode=form_post")
+    expect(page.locator("#qr svg")).to_be_visible(timeout=TIMEOUT_MS)
+
+    callback = stack.portals["parking"] + "/callback"
+    with page.expect_request(
+        lambda sent: sent.url == callback and sent.method == "POST", timeout=TIMEOUT_MS
+    ) as posted:
+        page.locator("form[action$='/cancel'] button").click()
+    fields = parse_qs(posted.value.post_data or "")
+    assert fields["error"] == ["access_denied"]
+    assert fields["iss"] == [stack.issuer]
+    assert fields["state"]
+    assert not desktop.problems
+
+
 # -- (i) the clerk console --------------------------------------------------------------------
 def _contrast(first: list[int], second: list[int]) -> float:
     """WCAG 2.1 contrast ratio of two sRGB colours (0–255 each)."""
