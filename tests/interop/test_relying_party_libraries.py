@@ -226,3 +226,66 @@ def test_pyoidc_logs_in_refreshes_revokes_and_logs_out(idp, browser):
     )
     goodbye = logout.request(provider["end_session_endpoint"])
     assert_logged_out(browser, browser.log_out(goodbye), client, "bye-pyoidc")
+
+
+# -- openid-client (node) -----------------------------------------------------------------------
+def openid_client_or_skip() -> str:
+    """The node program, or a skip that says what is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: openid-client (npm) cannot run")
+    if not OPENID_CLIENT.is_file():
+        pytest.skip("openid-client is not in node_modules: `make install` runs npm ci")
+    return node
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_openid_client_logs_in_refreshes_revokes_and_logs_out(idp, browser, alg):
+    node = openid_client_or_skip()
+    client = idp.add_client(
+        f"openid-client-{alg}",
+        grant_types=["refresh_token"],
+        auth_method="client_secret_post",  # openid-client's default method
+        id_token_alg=alg,
+    )
+    phone = idp.enrolled_phone(f"openid-client-{alg}")
+    arguments = [
+        idp.issuer,
+        client.client_id,
+        client.client_secret,
+        client.redirect_uri,
+        client.post_logout_redirect_uri,
+        SCOPE,
+    ]
+    with subprocess.Popen(
+        [node, OPENID_CLIENT_RP, *arguments],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as rp:
+        assert rp.stdout is not None
+        first = rp.stdout.readline()
+        if not first:
+            pytest.fail(f"openid-client stopped: {rp.communicate(timeout=30)[1]}")
+        callback = browser.log_in(json.loads(first)["authorization_url"], phone)
+        output, errors = rp.communicate(callback + "\n", timeout=60)
+    assert rp.returncode == 0, errors
+    result = json.loads(output)
+
+    assert result["id_token_header"]["alg"] == alg
+    claims = result["claims"]
+    assert claims["iss"] == idp.issuer and claims["aud"] == client.client_id
+    assert result["userinfo"]["sub"] == claims["sub"]
+    assert result["userinfo"]["given_name"] == "Erika"
+    assert result["introspected"]["active"] is True
+    assert result["introspected"]["client_id"] == client.client_id
+    assert result["refreshed"] == {"new_access_token": True, "new_refresh_token": True}
+    assert result["userinfo_after_refresh"]["sub"] == claims["sub"]
+    assert result["after_revocation"]["refresh_token"] == {"active": False}
+    assert result["after_revocation"]["access_token"] == {"active": False}
+    assert result["userinfo_revoked"]["status"] == 401, result["userinfo_revoked"]
+
+    location = browser.log_out(result["end_session_url"])
+    assert_logged_out(browser, location, client, "bye-openid-client")
