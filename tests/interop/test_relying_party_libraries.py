@@ -36,6 +36,11 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
+from oic.extension.client import Client as ExtensionClient
+from oic.oic import Client
+from oic.oic.message import AuthorizationResponse
+from oic.oic.message import RegistrationResponse
+from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENID_CLIENT_RP = Path(__file__).with_name("openid_client_rp.mjs")
@@ -138,12 +143,6 @@ def test_authlib_client_logs_in_refreshes_revokes_and_logs_out(idp, browser):
 
 # -- pyoidc -------------------------------------------------------------------------------------
 def test_pyoidc_logs_in_refreshes_revokes_and_logs_out(idp, browser):
-    from oic.extension.client import Client as ExtensionClient
-    from oic.oic import Client
-    from oic.oic.message import AuthorizationResponse
-    from oic.oic.message import RegistrationResponse
-    from oic.utils.authn.client import CLIENT_AUTHN_METHOD
-
     client = idp.add_client("pyoidc", grant_types=["refresh_token"])
     phone = idp.enrolled_phone("pyoidc")
     registration = RegistrationResponse(
@@ -171,6 +170,7 @@ def test_pyoidc_logs_in_refreshes_revokes_and_logs_out(idp, browser):
         }
     )
     callback = browser.log_in(request.request(rp.authorization_endpoint), phone)
+    assert browser.has_session()
     answer = rp.parse_response(
         AuthorizationResponse, info=urlsplit(callback).query, sformat="urlencoded"
     )
@@ -270,6 +270,7 @@ def test_openid_client_logs_in_refreshes_revokes_and_logs_out(idp, browser, alg)
         if not first:
             pytest.fail(f"openid-client stopped: {rp.communicate(timeout=30)[1]}")
         callback = browser.log_in(json.loads(first)["authorization_url"], phone)
+        assert browser.has_session()
         output, errors = rp.communicate(callback + "\n", timeout=60)
     assert rp.returncode == 0, errors
     result = json.loads(output)
