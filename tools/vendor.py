@@ -1,10 +1,11 @@
 """Fetch the pinned front-end packages with npm and copy what the pages serve.
 
 ``make install`` runs this. ``npm ci`` installs ``package-lock.json`` into ``node_modules/``:
-the KERN UX stylesheet and fonts (``@kern-ux/native``, EUPL-1.2) and axe-core (for the browser
-tests only). The stylesheet, the font stylesheet, every font file it names and the licence are
-copied into ``idserver/static/vendor/kern/`` and ``demo_portal/static/vendor/kern/`` (both
-git-ignored), so the pages load them from their own origin under the ``'self'`` CSP.
+the KERN UX stylesheet and fonts (``@kern-ux/native``, EUPL-1.2), axe-core (for the browser
+tests only) and openid-client (for the relying-party interop tests only, run by node). The
+stylesheet, the font stylesheet, every font file it names and the licence are copied into
+``idserver/static/vendor/kern/`` and ``demo_portal/static/vendor/kern/`` (both git-ignored),
+so the pages load them from their own origin under the ``'self'`` CSP.
 
 Without npm or without the registry nothing fails: one line says what is missing, the pages
 use their own small stylesheet and the accessibility checks are skipped. A stamp named after

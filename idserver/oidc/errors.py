@@ -9,6 +9,7 @@ in ``error_description``, for the developer of the relying party, so in English 
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import AccessDeniedError
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask_babel import lazy_gettext as _l
 
 from ..crosslogin.service import OTHER_NETWORK
@@ -19,6 +20,7 @@ from ..errors import NotFound
 __all__ = [
     "DENIALS",
     "DENIAL_DESCRIPTIONS",
+    "BearerTokenMissing",
     "CancelledOnComputer",
     "CitizenDeclined",
     "ClientExists",
@@ -131,3 +133,24 @@ class UnknownClient(NotFound):
     """No such client, or a deleted one."""
 
     error = "unknown_client"
+
+
+class BearerTokenMissing(InvalidRequestError):
+    """A protected resource was asked without a bearer token: none sent, or sent another way
+    than the ``Authorization`` header or a form body (RFC 6750 §2.1, §2.2).
+
+    RFC 6750 §3.1: "If the request lacks any authentication information […], the resource
+    server SHOULD NOT include an error code or other error information" in the challenge, so it
+    names the realm only; the JSON body says what is wrong, as every API answer here does.
+    """
+
+    status_code = 401
+    description = "Send the access token as a Bearer token in the Authorization header."
+
+    def __init__(self, *, realm: str) -> None:
+        super().__init__()
+        self.realm = realm
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return [*headers, ("WWW-Authenticate", f'Bearer realm="{self.realm}"')]

@@ -32,6 +32,8 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import InvalidScopeError
+from authlib.oauth2.rfc6749 import MissingAuthorizationError
+from authlib.oauth2.rfc6749 import UnsupportedTokenTypeError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
@@ -73,6 +75,7 @@ from .claims import claim_names
 from .claims import claims_for_scope
 from .claims import pairwise_subject
 from .claims import session_identifier
+from .errors import BearerTokenMissing
 from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import OFFLINE_ACCESS
@@ -96,6 +99,7 @@ __all__ = [
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")  # private_key_jwt
 MAX_ASSERTION_LIFETIME = 300  # seconds between a client assertion's iat and exp
 HEADER_KEY_PARAMETERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256")
+USERINFO_REALM = "userinfo"  # RFC 6750 §3: the protection space of the bearer-token challenges
 
 
 @dataclass(frozen=True)
@@ -594,7 +598,10 @@ class BearerTokenProtector(ResourceProtector):
     def parse_request_authorization(self, request: Any) -> tuple[Any, str]:
         body_token = _form_body_token()
         if body_token is None:
-            return super().parse_request_authorization(request)
+            try:
+                return super().parse_request_authorization(request)
+            except (MissingAuthorizationError, UnsupportedTokenTypeError) as exc:
+                raise BearerTokenMissing(realm=USERINFO_REALM) from exc
         if request.headers.get("Authorization"):
             # RFC 6750 §2: one way of sending the token per request.
             raise InvalidRequestError("Send the access token once: header or body.")
@@ -835,5 +842,5 @@ def init_app(app: Flask) -> None:
     authorization.register_extension(RFC9207())
     authorization.register_endpoint(UserInfoView(resource_protector=protector))
     authorization.register_endpoint(EndSession())
-    protector.register_token_validator(AccessTokenValidator())
+    protector.register_token_validator(AccessTokenValidator(realm=USERINFO_REALM))
     app.extensions["idserver.oidc"] = authorization

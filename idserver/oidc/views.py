@@ -131,7 +131,9 @@ def _metadata() -> dict[str, Any]:
         scopes_supported=[*SCOPES, OFFLINE_ACCESS],
         claims_supported=sorted(
             {c for cs in SCOPE_CLAIMS.values() for c in cs}
-            | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}
+            # every claim an ID token can carry (OIDC Core §2, §3.1.3.6; Back-Channel Logout §2)
+            | {"iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}
+            | {"at_hash"}
         ),
         response_types_supported=["code"],
         response_modes_supported=list(RESPONSE_MODES),
