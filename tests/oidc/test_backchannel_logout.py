@@ -334,3 +334,25 @@ def test_rejects_logout_uris_that_are_not_https_or_absolute(runner, db_state, ur
     )
     assert result.exit_code != 0
     assert db_state() == before
+
+
+def test_another_citizens_login_in_the_browser_logs_the_first_one_out(
+    app, client, enrolled_phone, other_citizen_phone, receiver
+):
+    party = _party(app, backchannel_logout_uri=receiver.uri)
+    first = complete_login(client, party, enrolled_phone)
+    complete_login(client, party, other_citizen_phone)
+    (logout_token,) = receiver.logout_tokens  # Erika's session ended when Max logged in
+    claims = _verified_logout_token(client, logout_token, client_id=party.client_id)
+    assert claims["sub"] == _claims(client, first["id_token"])["sub"]
+    assert _userinfo(client, first["access_token"]).status_code == 401
+
+
+def test_account_logout_shows_the_front_channel_frames(app, client, enrolled_phone):
+    party = _party(app, frontchannel_logout_uri="http://localhost:8002/frontchannel-logout")
+    complete_login(client, party, enrolled_phone)
+    token = CSRF_FIELD.search(client.get("/lost").get_data(as_text=True)).group(1)
+    response = client.post("/account/logout", data={"csrf_token": token})
+    assert response.status_code == 200  # the page itself: a redirect would lose the frames
+    assert 'src="http://localhost:8002/frontchannel-logout?iss=' in response.get_data(as_text=True)
+    assert "frame-src http://localhost:8002" in response.headers["Content-Security-Policy"]
