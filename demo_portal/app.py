@@ -50,6 +50,7 @@ def create_portal(kind: str, config: Mapping[str, Any] | None = None) -> Flask:
         ).decode()
 
     from . import account
+    from . import backchannel
     from . import csrf
     from . import errors
     from . import i18n
@@ -67,5 +68,6 @@ def create_portal(kind: str, config: Mapping[str, Any] | None = None) -> Flask:
         portal.init_app(app)
 
     app.register_blueprint(account.bp)
+    app.register_blueprint(backchannel.bp)
     app.register_blueprint(portal.blueprint)
     return app

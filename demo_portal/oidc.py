@@ -25,7 +25,14 @@ from joserfc.errors import JoseError
 
 from .errors import LoginFailed
 
-__all__ = ["begin_login", "finish_login", "init_app", "logout_url", "provider_metadata"]
+__all__ = [
+    "begin_login",
+    "finish_login",
+    "init_app",
+    "logout_url",
+    "provider_jwks",
+    "provider_metadata",
+]
 
 PROVIDER = "buergerid"
 EXTENSION = "demo_portal.oidc"
@@ -71,6 +78,13 @@ def provider_metadata() -> dict[str, Any]:
             status=503,
         )
     return metadata
+
+
+def provider_jwks(*, force: bool = False) -> dict[str, Any]:
+    """Bürger-ID's published keys (fetched once from ``jwks_uri``, again with ``force``)."""
+    provider_metadata()
+    jwks: dict[str, Any] = _client().fetch_jwk_set(force=force)
+    return jwks
 
 
 def begin_login(redirect_uri: str) -> Any:

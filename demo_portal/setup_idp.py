@@ -181,7 +181,8 @@ def upgrade_schema(settings: DemoSettings) -> None:
 
 # -- clients and residents --------------------------------------------------------------------
 def _ensure_clients(settings: DemoSettings) -> dict[str, dict[str, str]]:
-    """Both portals as clients; registered once, redirect URIs kept in step with the ports."""
+    """Both portals as clients; registered once, redirect and logout URIs (the back-channel
+    one too) kept in step with the ports."""
     path = settings.clients_file
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
@@ -192,6 +193,7 @@ def _ensure_clients(settings: DemoSettings) -> dict[str, dict[str, str]]:
         base_url = settings.portal_url(kind)
         redirect_uris = [f"{base_url}/callback"]
         logout_uris = [f"{base_url}/logged-out"]
+        backchannel_uri = f"{base_url}/backchannel-logout"
         entry = known.get(kind) or {}
         stored = db.session.get(Client, entry["client_id"]) if entry.get("client_id") else None
         if stored is None or not stored.check_client_secret(entry.get("client_secret", "")):
@@ -200,14 +202,18 @@ def _ensure_clients(settings: DemoSettings) -> dict[str, dict[str, str]]:
                 redirect_uris=redirect_uris,
                 post_logout_redirect_uris=logout_uris,
                 scope=load_portal(kind).scope,
+                backchannel_logout_uri=backchannel_uri,
             )
             assert secret is not None
             entry = {"client_id": client.client_id, "client_secret": secret}
         elif (
-            stored.redirect_uris != redirect_uris or stored.post_logout_redirect_uris != logout_uris
+            stored.redirect_uris != redirect_uris
+            or stored.post_logout_redirect_uris != logout_uris
+            or stored.backchannel_logout_uri != backchannel_uri
         ):
             stored.redirect_uris = redirect_uris  # the demo's ports changed since last time
             stored.post_logout_redirect_uris = logout_uris
+            stored.backchannel_logout_uri = backchannel_uri
             db.session.commit()
         clients[kind] = {"client_id": entry["client_id"], "client_secret": entry["client_secret"]}
     write_private(path, (json.dumps(clients, indent=2) + "\n").encode())

@@ -91,7 +91,7 @@ def sign_in(claims: dict[str, Any], id_token: str) -> None:
     clear_session()
     session.permanent = True  # expires SESSION_LIFETIME after the last request
     session[SESSION_KEY] = {
-        "sid": sessions.start_session(),
+        "sid": sessions.start_session(sub=claims["sub"], idp_sid=claims.get("sid")),
         "sub": claims["sub"],
         "claims": claims,
         "id_token": id_token,
@@ -134,6 +134,7 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 def init_app(app: Flask) -> None:
     sessions.sessions_table(app.config["PORTAL"].metadata)  # before the tables are created
+    sessions.logins_table(app.config["PORTAL"].metadata)
     secure = app.config["BASE_URL"].startswith("https://")
     app.config.update(
         # Cookies ignore ports: on localhost, Bürger-ID and both portals share one cookie jar.

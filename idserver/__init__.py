@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .clerks import active_clerk
     from .crosslogin import views as crosslogin_views
     from .db import db
+    from .oidc import logout as oidc_logout
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
     from .passkeys.models import usable_device
@@ -66,8 +67,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app,
         usable_device=usable_device,
         privileged=lambda citizen_id: active_clerk(citizen_id) is not None,
+        ended=oidc_logout.sessions_ended,
     )
     oidc_server.init_app(app)
+    oidc_logout.init_app(app)
     account_devices.init_app(app)
     crosslogin_views.init_app(app, resume=oidc_views.resume)
     health.init_app(app)

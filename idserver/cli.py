@@ -151,9 +151,11 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrat
 
         def load(self) -> Flask:
             from .admin import start_periodic_purge
+            from .oidc.logout import start_periodic_delivery
 
             app = _create_app()
             start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
+            start_periodic_delivery(app)  # logout retries; each delivery is claimed once
             return app
 
     _Server().run()
@@ -344,6 +346,8 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "created_at": client.created_at.isoformat(),
         "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
         "deleted_at": client.deleted_at.isoformat() if client.deleted_at else None,
@@ -387,6 +391,18 @@ ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)
     help="Grant types beyond authorization_code; refresh_token lets the client ask for "
     "offline_access (repeatable).",
 )
+@click.option(
+    "--backchannel-logout-uri",
+    default=None,
+    help="Where logout tokens are POSTed when a session that logged in to it ends "
+    "(OIDC Back-Channel Logout).",
+)
+@click.option(
+    "--frontchannel-logout-uri",
+    default=None,
+    help="Loaded in an iframe of the logged-out page, with iss and sid (OIDC Front-Channel "
+    "Logout; used when there is no back-channel URI).",
+)
 @with_appcontext
 def client_add(
     name: str,
@@ -400,6 +416,8 @@ def client_add(
     id_token_alg: str,
     proximity_policy: str | None,
     grant_types: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    frontchannel_logout_uri: str | None,
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -417,6 +435,8 @@ def client_add(
             id_token_alg=id_token_alg,
             proximity_policy=proximity_policy,
             grant_types=list(grant_types),
+            backchannel_logout_uri=backchannel_logout_uri,
+            frontchannel_logout_uri=frontchannel_logout_uri,
             actor="operator",
             **_operator(),
         )
@@ -434,6 +454,8 @@ def client_add(
             "id_token_signed_response_alg": client.id_token_signed_response_alg,
             "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
             "grant_types": client.grant_types,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
+            "frontchannel_logout_uri": client.frontchannel_logout_uri,
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )
@@ -494,6 +516,20 @@ def client_show(client_id: str) -> None:
     default=None,
     help="default: follow IDSERVER_PROXIMITY_POLICY again.",
 )
+@click.option(
+    "--backchannel-logout-uri",
+    default=None,
+    help="Where logout tokens are POSTed when a session that logged in to it ends "
+    "(OIDC Back-Channel Logout); "
+    " removes it.",
+)
+@click.option(
+    "--frontchannel-logout-uri",
+    default=None,
+    help="Loaded in an iframe of the logged-out page, with iss and sid (OIDC Front-Channel "
+    "Logout; used when there is no back-channel URI); "
+    " removes it.",
+)
 @with_appcontext
 def client_update(
     client_id: str,
@@ -507,6 +543,8 @@ def client_update(
     jwks_file: str | None,
     id_token_alg: str | None,
     proximity_policy: str | None,
+    backchannel_logout_uri: str | None,
+    frontchannel_logout_uri: str | None,
 ) -> None:
     """Change a relying party's registration, checked as by `client add`; only the options
     given change. A new secret (moving away from private_key_jwt) is printed once."""
@@ -534,6 +572,12 @@ def client_update(
             else None
             if proximity_policy == "default"
             else proximity_policy
+        ),
+        "backchannel_logout_uri": KEEP
+        if backchannel_logout_uri is None
+        else backchannel_logout_uri,
+        "frontchannel_logout_uri": (
+            KEEP if frontchannel_logout_uri is None else frontchannel_logout_uri
         ),
     }
     try:
@@ -839,6 +883,16 @@ def maintenance_purge() -> None:
     from .admin import purge_expired_data
 
     _print(purge_expired_data())
+
+
+@maintenance_group.command("deliver-logouts")
+@with_appcontext
+def maintenance_deliver_logouts() -> None:
+    """Send the back-channel logout tokens that are due (retries; `idserver serve` also does it
+    every IDSERVER_LOGOUT_RETRY_SECONDS); prints counts. Safe to run from cron beside it."""
+    from .oidc.logout import deliver_due_logouts
+
+    _print(deliver_due_logouts())
 
 
 def register_commands(app: Flask) -> None:

@@ -225,6 +225,24 @@ SETTINGS: tuple[Setting, ...] = (
         "A refresh token not used this long expires (idle timeout); each use starts it anew.",
         int,
     ),
+    Setting(
+        "LOGOUT_DELIVERY_TIMEOUT_SECONDS",
+        3,
+        "How long one back-channel logout POST to a relying party may take.",
+        int,
+    ),
+    Setting(
+        "LOGOUT_DELIVERY_ATTEMPTS",
+        6,
+        "Back-channel logout deliveries tried this often before they are given up.",
+        int,
+    ),
+    Setting(
+        "LOGOUT_RETRY_SECONDS",
+        30,
+        "Wait before the first retry of a failed back-channel logout; it doubles on each retry.",
+        int,
+    ),
     Setting("SESSION_TTL_SECONDS", 1800, "Lifetime of a citizen's session at Bürger-ID.", int),
     Setting("SESSION_IDLE_SECONDS", 900, "A session unused this long ends (idle timeout).", int),
     Setting(

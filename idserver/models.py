@@ -16,7 +16,9 @@ from .keys.models import SigningKey
 from .limits import RateLimitCounter
 from .oidc.models import AuthorizationCode
 from .oidc.models import Client
+from .oidc.models import LogoutDelivery
 from .oidc.models import RefreshToken
+from .oidc.models import SessionClient
 from .oidc.models import Token
 from .oidc.models import UsedAssertion
 from .passkeys.models import Challenge
@@ -37,12 +39,14 @@ __all__ = [
     "ConsentWithdrawal",
     "Credential",
     "LoginTransaction",
+    "LogoutDelivery",
     "MaintenanceRun",
     "Pairing",
     "RateLimitCounter",
     "RefreshToken",
     "RevocationCode",
     "ServerSecret",
+    "SessionClient",
     "SigningKey",
     "Token",
     "UsedAssertion",

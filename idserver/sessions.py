@@ -5,8 +5,11 @@ the OIDC logout all build on it).
 The cookie holds only a random session id (Flask's signed session); the session itself lives
 in the database, so logging out, a lost-phone revocation or a clerk can end it for every worker.
 
-Sessions know neither devices nor clerks: ``create_app`` plugs in the two rules that need them
-(``init_app(app, usable_device=…, privileged=…)``), the way Authlib's server takes hooks.
+Sessions know neither devices, clerks nor relying parties: ``create_app`` plugs in the rules
+that need them (``init_app(app, usable_device=…, privileged=…, ended=…)``), the way Authlib's
+server takes hooks. ``ended`` hears of every session that ends here (a logout, the idle timeout,
+a device revoked or lost, a new login in the same browser taking over), in the transaction that
+ends it, so logout reaches the relying parties (oidc.logout).
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ class SessionRules:
     usable_device: Callable[[Any], ColumnElement[bool]]
     # Whether this citizen's session is a privileged one (a clerk's), with the shorter idle limit.
     privileged: Callable[[str], bool]
+    # Told of sessions ending, in the transaction that ends them; ``successor``: the session of
+    # a new login in the same browser, by the same citizen, that takes this one over.
+    ended: Callable[..., None]
+
+
+def _nothing_to_tell(_session_ids: Collection[str], *, successor: str | None = None) -> None:
+    """The default ``ended``: no one to tell."""
 
 
 def init_app(
@@ -88,8 +98,11 @@ def init_app(
     *,
     usable_device: Callable[[Any], ColumnElement[bool]],
     privileged: Callable[[str], bool],
+    ended: Callable[..., None] = _nothing_to_tell,
 ) -> None:
-    app.extensions["sessions"] = SessionRules(usable_device=usable_device, privileged=privileged)
+    app.extensions["sessions"] = SessionRules(
+        usable_device=usable_device, privileged=privileged, ended=ended
+    )
 
 
 def _rules() -> SessionRules:
@@ -110,7 +123,12 @@ def start_session(
     *, citizen_id: str, acr: str, amr: list[str], login_id: str | None, credential_pk: int | None
 ) -> str:
     """A fresh session after a login approved by ``credential_pk``; the old cookie content is
-    dropped (session rotation)."""
+    dropped (session rotation).
+
+    The browser's earlier session ends: taken over by the new one if it is the same citizen's
+    (``ended(…, successor=…)``), logged out otherwise.
+    """
+    previous = session.get(SESSION_KEY)
     session.clear()
     lifetime = dt.timedelta(seconds=current_app.config["SESSION_TTL_SECONDS"])
     record = BrowserSession(
@@ -123,6 +141,17 @@ def start_session(
         credential_pk=credential_pk,
     )
     db.session.add(record)
+    db.session.flush()
+    if isinstance(previous, str):
+        ended = db.session.execute(
+            update(BrowserSession)
+            .where(BrowserSession.id == previous, BrowserSession.ended_at.is_(None))
+            .values(ended_at=utcnow())
+            .returning(BrowserSession.citizen_id)
+        ).all()
+        if ended:
+            same_citizen = ended[0].citizen_id == citizen_id
+            _rules().ended([previous], successor=record.id if same_citizen else None)
     db.session.commit()
     session[SESSION_KEY] = record.id
     session[SEEN_KEY] = int(time.time())
@@ -172,11 +201,14 @@ def end_session() -> None:
     sid = session.get(SESSION_KEY)
     session.clear()
     if isinstance(sid, str):
-        db.session.execute(
+        ended = db.session.execute(
             update(BrowserSession)
             .where(BrowserSession.id == sid, BrowserSession.ended_at.is_(None))
             .values(ended_at=utcnow())
-        )
+            .returning(BrowserSession.id)
+        ).all()
+        if ended:
+            _rules().ended([sid])
         db.session.commit()
 
 
@@ -187,7 +219,7 @@ def end_device_sessions(*, citizen_id: str, credential_pks: Collection[int]) -> 
     """
     if not credential_pks:
         return 0
-    result = db.session.execute(
+    ended = db.session.scalars(
         update(BrowserSession)
         .where(
             BrowserSession.citizen_id == citizen_id,
@@ -195,5 +227,8 @@ def end_device_sessions(*, citizen_id: str, credential_pks: Collection[int]) -> 
             BrowserSession.ended_at.is_(None),
         )
         .values(ended_at=utcnow())
-    )
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+        .returning(BrowserSession.id)
+    ).all()
+    if ended:
+        _rules().ended(list(ended))
+    return len(ended)

@@ -112,8 +112,10 @@ def end_device_grants(
     redemption or pairing waits for while holding its row, so rows first (or the two deadlock).
     """
     pks = sorted(set(credential_pks))
-    sessions = end_device_sessions(citizen_id=citizen_id, credential_pks=pks)
+    # Grants first: ending the sessions also revokes their access tokens (oidc.logout), and the
+    # count here is of the device's tokens.
     codes, tokens = revoke_device_grants(citizen_id=citizen_id, credential_pks=pks)
+    sessions = end_device_sessions(citizen_id=citizen_id, credential_pks=pks)
     pairings = cancel_pairings(citizen_id, reason=reason, approved_by=pks) if pks else 0
     ended = EndedGrants(sessions=sessions, tokens=tokens, codes=codes, pairings=pairings)
     record_event(

@@ -44,7 +44,9 @@ from ..db import db
 from ..db import utcnow
 from ..errors import IdServerError
 from ..oidc.clients import self_client
+from ..oidc.logout import frontchannel_logouts
 from ..oidc.views import begin_login
+from ..oidc.views import logged_out_page
 from ..passkeys.models import Credential
 from ..sessions import BrowserSession
 from ..sessions import current_session
@@ -249,6 +251,8 @@ def withdraw_consent(client_id: str) -> Any:
 @bp.post("/account/logout")
 def logout() -> Any:
     end_session()
+    if frontchannel_logouts():  # their iframes are on this answer's page, not after a redirect
+        return logged_out_page()
     return _to("/account/logged-out")
 
 

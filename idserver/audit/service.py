@@ -59,6 +59,8 @@ EVENTS = frozenset(
         "token_issued",
         "token_revoked",
         "refresh_token_reused",
+        "logout_delivered",
+        "logout_delivery_failed",
         "device_revoked",
         "device_renamed",
         "device_suspended",

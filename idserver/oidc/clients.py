@@ -140,6 +140,17 @@ def _checked_proximity_policy(proximity_policy: str | None) -> str | None:
     return proximity_policy
 
 
+def _checked_logout_uri(uri: str | None) -> str | None:
+    """Back-Channel Logout 1.0 §2.2, Front-Channel Logout 1.0 §2: absolute, no fragment; held to
+    the redirect URIs' rules (https unless loopback). None or "": none."""
+    if not uri:
+        return None
+    try:
+        return validate_redirect_uri(uri)
+    except InvalidRedirectUri as exc:
+        raise InvalidClientMetadata(str(exc).replace("redirect URI", "logout URI")) from exc
+
+
 def _checked_id_token_alg(alg: str) -> str:
     """OIDC Dynamic Client Registration §2 ``id_token_signed_response_alg``: one we sign with."""
     if alg not in ID_TOKEN_ALGORITHMS:
@@ -190,6 +201,8 @@ def register_client(
     id_token_alg: str = SIGNING_ALGORITHM,
     proximity_policy: str | None = None,
     grant_types: list[str] | None = None,
+    backchannel_logout_uri: str | None = None,
+    frontchannel_logout_uri: str | None = None,
     actor: str | None = None,
     **audit: Any,
 ) -> tuple[Client, str | None]:
@@ -201,12 +214,15 @@ def register_client(
     ``audit`` adding fields (the CLI's ``os_user``); set-up code that registers before anyone
     operates the server (the demo's and the benchmark's seeding, tests) passes none.
     ``grant_types`` (RFC 7591 §2) always holds ``authorization_code``; ``refresh_token`` lets
-    the client ask for ``offline_access``.
+    the client ask for ``offline_access``. ``backchannel_logout_uri`` and
+    ``frontchannel_logout_uri`` hear when a session that logged in to it ends (oidc.logout).
     """
     checked_name = _checked_name(name)
     uris = _checked_redirect_uris(redirect_uris)
     logout_uris = [validate_redirect_uri(u) for u in post_logout_redirect_uris or []]
     checked_scope = _checked_scope(scope)
+    backchannel = _checked_logout_uri(backchannel_logout_uri)
+    frontchannel = _checked_logout_uri(frontchannel_logout_uri)
     _checked_auth_method(auth_method)
     _checked_proximity_policy(proximity_policy)
     _checked_id_token_alg(id_token_alg)
@@ -228,6 +244,8 @@ def register_client(
         id_token_signed_response_alg=id_token_alg,
         proximity_policy=proximity_policy,
         grant_types=grants,
+        backchannel_logout_uri=backchannel,
+        frontchannel_logout_uri=frontchannel,
     )
     if db.session.get(Client, client.client_id) is not None:
         # A deleted client's id too: a new client must not inherit its citizens' records.
@@ -257,6 +275,8 @@ def _described(client: Client) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "frontchannel_logout_uri": client.frontchannel_logout_uri,
     }
 
 
@@ -296,6 +316,8 @@ def update_client(
     jwks_file: str | None = None,
     id_token_alg: Any = KEEP,
     proximity_policy: Any = KEEP,
+    backchannel_logout_uri: Any = KEEP,
+    frontchannel_logout_uri: Any = KEEP,
     **audit: Any,
 ) -> tuple[Client, str | None]:
     """Change a client's registration, validated as in ``register_client``.
@@ -319,6 +341,10 @@ def update_client(
         values["scope"] = _checked_scope(scope)
     if proximity_policy is not KEEP:
         values["proximity_policy"] = _checked_proximity_policy(proximity_policy)
+    if backchannel_logout_uri is not KEEP:
+        values["backchannel_logout_uri"] = _checked_logout_uri(backchannel_logout_uri)
+    if frontchannel_logout_uri is not KEEP:
+        values["frontchannel_logout_uri"] = _checked_logout_uri(frontchannel_logout_uri)
     if id_token_alg is not KEEP:
         values["id_token_signed_response_alg"] = _checked_id_token_alg(id_token_alg)
     method = client.token_endpoint_auth_method if auth_method is KEEP else auth_method

@@ -66,6 +66,10 @@ class Client(Base, ClientMixin):
     grant_types: Mapped[list[str]] = mapped_column(
         JSON, default=lambda: ["authorization_code"], server_default='["authorization_code"]'
     )
+    # OIDC Back-Channel Logout 1.0 §2.2 and Front-Channel Logout 1.0 §2: where its sessions are
+    # ended (oidc.logout). Logout tokens and front-channel requests always carry ``sid``.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
 
     @property
     def status(self) -> str:
@@ -266,3 +270,40 @@ class UsedAssertion(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("client_id", "jti"),)
+
+
+class SessionClient(Base):
+    """A client a Bürger-ID browser session issued a code to, with the ``sid`` of its ID tokens.
+
+    A later login in the same browser takes the earlier session's rows over (oidc.logout), so
+    logging out reaches every client the browser logged in to.
+    """
+
+    __tablename__ = "session_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("browser_sessions.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
+    login_id: Mapped[str] = mapped_column(String(64))  # its codes, and so its access tokens
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LogoutDelivery(Base):
+    """A logout token still to be POSTed to a client's ``backchannel_logout_uri`` (an outbox row,
+    written in the transaction that ended the session; the token is made when it is sent)."""
+
+    __tablename__ = "logout_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(64))
+    sub: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # gave up
+    last_error: Mapped[str | None] = mapped_column(String(200))

@@ -65,6 +65,8 @@ from .claims import SCOPES
 from .claims import claim_names
 from .errors import FaultyRequest
 from .errors import denial_for
+from .logout import frontchannel_logouts
+from .logout import record_session_client
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import OFFLINE_ACCESS
@@ -128,6 +130,10 @@ def _metadata() -> dict[str, Any]:
         userinfo_endpoint=f"{issuer}/userinfo",
         jwks_uri=f"{issuer}/jwks.json",
         end_session_endpoint=f"{issuer}/logout",
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=True,
+        frontchannel_logout_supported=True,
+        frontchannel_logout_session_supported=True,
         scopes_supported=[*SCOPES, OFFLINE_ACCESS],
         claims_supported=sorted(
             {c for cs in SCOPE_CLAIMS.values() for c in cs}
@@ -361,7 +367,10 @@ def _grant(tx: LoginTransaction) -> Any:
             redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
         )
     forget_browser(response, tx.id)
-    _start_session(auth)
+    session_id = _start_session(auth)
+    record_session_client(
+        session_id=session_id, client_id=tx.client_id, citizen_id=auth.citizen.id, login_id=tx.id
+    )
     return response
 
 
@@ -371,8 +380,8 @@ def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
-def _start_session(auth: Authentication) -> None:
-    start_session(
+def _start_session(auth: Authentication) -> str:
+    return start_session(
         citizen_id=auth.citizen.id,
         acr=auth.acr,
         amr=auth.amr,
@@ -404,10 +413,22 @@ def logout() -> Any:
             status=400,
         ), 400
     response = server.create_endpoint_response("end_session", end_request)
-    if response is not None:
+    if response is not None and not frontchannel_logouts():
         response.status_code = 303
         return response
-    return render_template("logged_out.html")
+    return logged_out_page(continue_to=response.headers["Location"] if response else None)
+
+
+def logged_out_page(*, continue_to: str | None = None) -> Response:
+    """The logged-out page, with an iframe per front-channel client of the ended session
+    (Front-Channel Logout 1.0 §3); its CSP frames exactly those origins, on this page only."""
+    frames = frontchannel_logouts()
+    page = render_template("logged_out.html", frames=frames, continue_to=continue_to)
+    origins = " ".join(sorted({frame.origin for frame in frames}))
+    csp = CSP.format(form_targets="")
+    if origins:
+        csp += f"; frame-src {origins}"
+    return Response(page, headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"})
 
 
 def _basic_credentials_readable() -> bool:

@@ -36,6 +36,7 @@ from idserver.keys import key_store
 PARKING = PORTAL_URLS["parking"]
 JOBS = PORTAL_URLS["jobs"]
 STATE_PREFIX = "_state_buergerid_"
+CSRF_EXEMPT_ROUTES = {"/backchannel-logout"}  # the signed logout token is the proof
 
 
 @pytest.fixture
@@ -334,9 +335,23 @@ def test_rejects_forged_forms_on_every_portal_form(request, kind, token, browser
         check = unchanged(portal)
         data = {} if token is None else {"csrf_token": token}
         answer = browser.request(method, portal.config["BASE_URL"] + path, data=data)
-        assert answer.status == 400 and 'data-error="csrf_rejected"' in answer.text, rule
+        if rule in CSRF_EXEMPT_ROUTES:
+            # Server to server, without cookies: no logout token, no change (RP14).
+            assert answer.status == 400 and '"invalid_request"' in answer.text, rule
+        else:
+            assert answer.status == 400 and 'data-error="csrf_rejected"' in answer.text, rule
         check()
     assert _signed_in(browser, portal)
+
+
+def test_only_the_back_channel_logout_is_exempt_from_csrf(parking):
+    from demo_portal.csrf import EXEMPT_ENDPOINTS
+
+    assert set(EXEMPT_ENDPOINTS) == {"backchannel.logout"}
+    exempt = {
+        rule.rule for rule in parking.url_map.iter_rules() if rule.endpoint in EXEMPT_ENDPOINTS
+    }
+    assert exempt == CSRF_EXEMPT_ROUTES
 
 
 def test_rejects_cancelling_another_residents_permit(

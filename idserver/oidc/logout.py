@@ -1,0 +1,327 @@
+"""Logout everywhere: when a Bürger-ID session ends, every relying party it logged in to hears
+of it (OIDC Back-Channel Logout 1.0, Front-Channel Logout 1.0 as the fallback)::
+
+    session ends (sessions.ended) ──▶ sessions_ended: the session's access tokens revoked,
+         │ same transaction                 a logout_deliveries row per back-channel client,
+         ▼                                  front-channel URIs kept for the logged-out page
+    committed ──▶ after the request: deliver(ids) ─ POST logout token ─▶ RP  ── 2xx: delivered
+                                                                          └─ else: retried with
+    `idserver serve` thread, `idserver maintenance deliver-logouts` ◀── backoff, then given up
+
+A later login in the same browser by the same citizen takes the ended session's clients over,
+so a logout reaches every client the browser logged in to. Refresh tokens (``offline_access``)
+outlive the browser session by design and are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import requests
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import has_request_context
+from joserfc import jwt
+from sqlalchemy import select
+from sqlalchemy import update
+
+from ..audit import record_event
+from ..db import db
+from ..db import utcnow
+from ..keys import ID_TOKEN
+from ..keys import key_store
+from .claims import pairwise_subject
+from .claims import session_identifier
+from .models import AuthorizationCode
+from .models import Client
+from .models import LogoutDelivery
+from .models import SessionClient
+from .models import Token
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKCHANNEL_LOGOUT_EVENT",
+    "FrontChannelLogout",
+    "deliver_due_logouts",
+    "frontchannel_logouts",
+    "init_app",
+    "logout_token",
+    "record_session_client",
+    "sessions_ended",
+]
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TYPE = "logout+jwt"  # noqa: S105 -- Back-Channel Logout 1.0 §2.4 (explicit typing, RFC 8725 §3.11)
+LOGOUT_TOKEN_TTL = 120  # seconds; the RP checks exp (§2.6 step 3 by reference to OIDC Core)
+PENDING_KEY = "logout_deliveries"
+FRONTCHANNEL_KEY = "frontchannel_logouts"
+
+
+@dataclass(frozen=True)
+class FrontChannelLogout:
+    """One iframe of the logged-out page (Front-Channel Logout 1.0 §3)."""
+
+    uri: str  # frontchannel_logout_uri with iss and sid
+    origin: str
+
+
+def record_session_client(
+    *, session_id: str, client_id: str, citizen_id: str, login_id: str
+) -> None:
+    """Remember that ``session_id`` issued a code to ``client_id`` (committed)."""
+    db.session.add(
+        SessionClient(
+            session_id=session_id, client_id=client_id, citizen_id=citizen_id, login_id=login_id
+        )
+    )
+    db.session.commit()
+
+
+def sessions_ended(session_ids: Collection[str], *, successor: str | None = None) -> None:
+    """The ``sessions.ended`` hook: runs in the transaction that ends the sessions.
+
+    With a ``successor`` (a new login of the same citizen in the same browser) the clients move
+    to it. Otherwise each client's access tokens from these sessions' logins are revoked, a
+    back-channel client gets an outbox row, a front-channel one an iframe on the page.
+    """
+    session = db.session
+    if successor is not None:
+        session.execute(
+            update(SessionClient)
+            .where(SessionClient.session_id.in_(session_ids))
+            .values(session_id=successor)
+        )
+        return
+    rows = session.execute(
+        select(SessionClient, Client)
+        .join(Client, Client.client_id == SessionClient.client_id)
+        .where(SessionClient.session_id.in_(session_ids))
+        .order_by(SessionClient.id)
+    ).all()
+    if not rows:
+        return
+    now = utcnow()
+    logins = {row.SessionClient.login_id for row in rows}
+    session.execute(
+        update(Token)
+        .where(
+            Token.code_id.in_(
+                select(AuthorizationCode.id).where(AuthorizationCode.login_id.in_(logins))
+            ),
+            Token.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    issuer = current_app.config["ISSUER"]
+    pending: list[LogoutDelivery] = []
+    frontchannel: list[FrontChannelLogout] = []
+    seen: set[tuple[str, str]] = set()
+    for entry, client in rows:
+        sid = session_identifier(entry.login_id)
+        if (client.client_id, sid) in seen or client.status != "active":
+            continue
+        seen.add((client.client_id, sid))
+        if client.backchannel_logout_uri:
+            delivery = LogoutDelivery(
+                client_id=client.client_id,
+                sid=sid,
+                sub=pairwise_subject(entry.citizen_id, client_id=client.client_id),
+                attempts=0,
+                next_attempt_at=now,
+            )
+            session.add(delivery)
+            pending.append(delivery)
+        elif client.frontchannel_logout_uri:
+            uri = client.frontchannel_logout_uri
+            joiner = "&" if "?" in uri else "?"
+            frontchannel.append(
+                FrontChannelLogout(
+                    uri=f"{uri}{joiner}{urlencode({'iss': issuer, 'sid': sid})}",
+                    origin=_origin(uri),
+                )
+            )
+    session.flush()
+    if has_request_context():
+        g.setdefault(PENDING_KEY, []).extend(d.id for d in pending)
+        g.setdefault(FRONTCHANNEL_KEY, []).extend(frontchannel)
+
+
+def frontchannel_logouts() -> list[FrontChannelLogout]:
+    """The front-channel logouts of the sessions this request ended (for the logged-out page)."""
+    return list(g.get(FRONTCHANNEL_KEY, []))
+
+
+def _origin(uri: str) -> str:
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
+
+
+def logout_token(delivery: LogoutDelivery, client: Client) -> str:
+    """A Logout Token (Back-Channel Logout 1.0 §2.4): signed like the client's ID tokens, with
+    ``sid`` and ``sub``, the ``events`` claim, a fresh ``jti``, and never a ``nonce``."""
+    alg = client.id_token_signed_response_alg
+    key = key_store().signing_key(ID_TOKEN, alg)
+    now = int(time.time())
+    claims = {
+        "iss": current_app.config["ISSUER"],
+        "aud": client.client_id,
+        "iat": now,
+        "exp": now + LOGOUT_TOKEN_TTL,
+        "jti": secrets.token_urlsafe(16),
+        "sub": delivery.sub,
+        "sid": delivery.sid,
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+    }
+    header = {"alg": alg, "kid": key.kid or "", "typ": LOGOUT_TOKEN_TYPE}
+    return jwt.encode(header, claims, key)
+
+
+def deliver(delivery_ids: Collection[int] | None = None) -> dict[str, int]:
+    """POST the logout tokens due now (or of ``delivery_ids`` that are still pending); returns
+    counts. Each delivery is claimed by a conditional UPDATE, so two workers never both send it.
+    """
+    config = current_app.config
+    now = utcnow()
+    query = select(LogoutDelivery.id).where(
+        LogoutDelivery.delivered_at.is_(None),
+        LogoutDelivery.failed_at.is_(None),
+        LogoutDelivery.next_attempt_at <= now,
+    )
+    if delivery_ids is not None:
+        query = query.where(LogoutDelivery.id.in_(delivery_ids))
+    ids = list(db.session.scalars(query.order_by(LogoutDelivery.id).limit(500)))
+    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    timeout = config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"]
+    for delivery_id in ids:
+        # Claim it: the next attempt moves past the timeout, so nobody else sends it meanwhile.
+        claimed = db.session.execute(
+            update(LogoutDelivery)
+            .where(
+                LogoutDelivery.id == delivery_id,
+                LogoutDelivery.delivered_at.is_(None),
+                LogoutDelivery.failed_at.is_(None),
+                LogoutDelivery.next_attempt_at <= now,
+            )
+            .values(
+                attempts=LogoutDelivery.attempts + 1,
+                next_attempt_at=now + dt.timedelta(seconds=timeout + 60),
+            )
+        )
+        db.session.commit()
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        counts[_attempt(delivery_id, timeout=timeout)] += 1
+    return counts
+
+
+def _attempt(delivery_id: int, *, timeout: int) -> str:
+    config = current_app.config
+    delivery = db.session.get(LogoutDelivery, delivery_id)
+    client = db.session.get(Client, delivery.client_id) if delivery is not None else None
+    if delivery is None or client is None:
+        return "failed"
+    error = None
+    if client.status != "active" or not client.backchannel_logout_uri:
+        error = "client no longer takes back-channel logouts"
+    else:
+        try:
+            response = requests.post(
+                client.backchannel_logout_uri,
+                data={"logout_token": logout_token(delivery, client)},
+                timeout=timeout,
+                allow_redirects=False,  # §2.5: the RP answers 200 (or 204); a redirect is not one
+                headers={"Cache-Control": "no-store"},
+            )
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            error = type(exc).__name__  # never the URL's query or the token
+    now = utcnow()
+    if error is None:
+        delivery.delivered_at = now
+        delivery.last_error = None
+        record_event(
+            "logout_delivered",
+            actor="system",
+            client_id=client.client_id,
+            delivery_id=delivery.id,
+            attempts=delivery.attempts,
+        )
+        db.session.commit()
+        return "delivered"
+    delivery.last_error = error[:200]
+    outcome = "retrying"
+    if delivery.attempts >= config["LOGOUT_DELIVERY_ATTEMPTS"]:
+        delivery.failed_at = now
+        outcome = "failed"
+        record_event(
+            "logout_delivery_failed",
+            actor="system",
+            client_id=client.client_id,
+            delivery_id=delivery.id,
+            attempts=delivery.attempts,
+            error=delivery.last_error,
+        )
+    else:
+        wait = config["LOGOUT_RETRY_SECONDS"] * 2 ** (delivery.attempts - 1)
+        delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
+    log.warning(
+        "back-channel logout to client %s failed (%s), attempt %s: %s",
+        client.client_id,
+        error,
+        delivery.attempts,
+        "given up" if outcome == "failed" else "retried later",
+    )
+    db.session.commit()
+    return outcome
+
+
+def deliver_due_logouts() -> dict[str, int]:
+    """Every delivery that is due (``idserver maintenance deliver-logouts``, the serve thread)."""
+    return deliver()
+
+
+def _deliver_after_request(response: Response) -> Response:
+    """After the view committed: send this request's logout tokens once, right away."""
+    pending = g.pop(PENDING_KEY, None)
+    if pending:
+        try:
+            deliver(pending)
+        except Exception:  # the outbox keeps them; the retry sends them
+            log.exception("back-channel logout delivery failed; it is retried later")
+            db.session.rollback()
+    return response
+
+
+def start_periodic_delivery(app: Flask) -> threading.Thread | None:
+    """Retry due deliveries every ``LOGOUT_RETRY_SECONDS`` from a thread (``idserver serve``)."""
+    interval = app.config["LOGOUT_RETRY_SECONDS"]
+    thread = threading.Thread(
+        target=_deliver_periodically, args=(app, interval), name="idserver-logouts", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _deliver_periodically(app: Flask, interval: int) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            with app.app_context():
+                deliver()
+        except Exception:  # a failed round must not end the worker
+            log.exception("back-channel logout retries failed; they run again in %s s", interval)
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_deliver_after_request)
