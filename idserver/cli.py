@@ -344,6 +344,7 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "created_at": client.created_at.isoformat(),
         "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
         "deleted_at": client.deleted_at.isoformat() if client.deleted_at else None,
@@ -352,6 +353,10 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
 
 AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt"])
 ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)."  # noqa: S105
+REQUIRE_PAR_HELP = (
+    "Take its authorization requests only through /par (RFC 9126, "
+    "require_pushed_authorization_requests)."
+)
 
 
 @client_group.command("add")
@@ -387,6 +392,7 @@ ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)
     help="Grant types beyond authorization_code; refresh_token lets the client ask for "
     "offline_access (repeatable).",
 )
+@click.option("--require-par", is_flag=True, help=REQUIRE_PAR_HELP)
 @with_appcontext
 def client_add(
     name: str,
@@ -400,6 +406,7 @@ def client_add(
     id_token_alg: str,
     proximity_policy: str | None,
     grant_types: tuple[str, ...],
+    require_par: bool,
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -417,6 +424,7 @@ def client_add(
             id_token_alg=id_token_alg,
             proximity_policy=proximity_policy,
             grant_types=list(grant_types),
+            require_par=require_par,
             actor="operator",
             **_operator(),
         )
@@ -434,6 +442,7 @@ def client_add(
             "id_token_signed_response_alg": client.id_token_signed_response_alg,
             "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
             "grant_types": client.grant_types,
+            "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )
@@ -494,6 +503,7 @@ def client_show(client_id: str) -> None:
     default=None,
     help="default: follow IDSERVER_PROXIMITY_POLICY again.",
 )
+@click.option("--require-par/--no-require-par", default=None, help=REQUIRE_PAR_HELP)
 @with_appcontext
 def client_update(
     client_id: str,
@@ -507,6 +517,7 @@ def client_update(
     jwks_file: str | None,
     id_token_alg: str | None,
     proximity_policy: str | None,
+    require_par: bool | None,
 ) -> None:
     """Change a relying party's registration, checked as by `client add`; only the options
     given change. A new secret (moving away from private_key_jwt) is printed once."""
@@ -535,6 +546,7 @@ def client_update(
             if proximity_policy == "default"
             else proximity_policy
         ),
+        "require_par": KEEP if require_par is None else require_par,
     }
     try:
         client, secret = update_client(

@@ -16,6 +16,7 @@ from .keys.models import SigningKey
 from .limits import RateLimitCounter
 from .oidc.models import AuthorizationCode
 from .oidc.models import Client
+from .oidc.models import PushedAuthorizationRequest
 from .oidc.models import RefreshToken
 from .oidc.models import Token
 from .oidc.models import UsedAssertion
@@ -39,6 +40,7 @@ __all__ = [
     "LoginTransaction",
     "MaintenanceRun",
     "Pairing",
+    "PushedAuthorizationRequest",
     "RateLimitCounter",
     "RefreshToken",
     "RevocationCode",

@@ -66,6 +66,7 @@ from ..db import db
 from ..db import utcnow
 from ..limits import RateLimitCounter
 from ..oidc.models import AuthorizationCode
+from ..oidc.models import PushedAuthorizationRequest
 from ..oidc.models import RefreshToken
 from ..oidc.models import Token
 from ..oidc.models import UsedAssertion
@@ -204,6 +205,11 @@ def _purge(
             ActivationAttempt.at < min(ended, now - ATTEMPT_WINDOW),
         ),
         ("used_client_assertions", UsedAssertion.id, UsedAssertion.expires_at < ended),
+        (
+            "pushed_authorization_requests",
+            PushedAuthorizationRequest.id,
+            PushedAuthorizationRequest.expires_at < ended,
+        ),
         (
             # A used one stays while its family lives: presenting it again revokes the family.
             "refresh_tokens",

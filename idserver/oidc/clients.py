@@ -190,6 +190,7 @@ def register_client(
     id_token_alg: str = SIGNING_ALGORITHM,
     proximity_policy: str | None = None,
     grant_types: list[str] | None = None,
+    require_par: bool = False,
     actor: str | None = None,
     **audit: Any,
 ) -> tuple[Client, str | None]:
@@ -201,7 +202,8 @@ def register_client(
     ``audit`` adding fields (the CLI's ``os_user``); set-up code that registers before anyone
     operates the server (the demo's and the benchmark's seeding, tests) passes none.
     ``grant_types`` (RFC 7591 §2) always holds ``authorization_code``; ``refresh_token`` lets
-    the client ask for ``offline_access``.
+    the client ask for ``offline_access``. ``require_par``: its authorization requests only
+    through /par (RFC 9126 §6 ``require_pushed_authorization_requests``).
     """
     checked_name = _checked_name(name)
     uris = _checked_redirect_uris(redirect_uris)
@@ -228,6 +230,7 @@ def register_client(
         id_token_signed_response_alg=id_token_alg,
         proximity_policy=proximity_policy,
         grant_types=grants,
+        require_pushed_authorization_requests=bool(require_par),
     )
     if db.session.get(Client, client.client_id) is not None:
         # A deleted client's id too: a new client must not inherit its citizens' records.
@@ -257,6 +260,7 @@ def _described(client: Client) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "proximity_policy": client.proximity_policy,
+        "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests),
     }
 
 
@@ -296,6 +300,7 @@ def update_client(
     jwks_file: str | None = None,
     id_token_alg: Any = KEEP,
     proximity_policy: Any = KEEP,
+    require_par: Any = KEEP,
     **audit: Any,
 ) -> tuple[Client, str | None]:
     """Change a client's registration, validated as in ``register_client``.
@@ -319,6 +324,8 @@ def update_client(
         values["scope"] = _checked_scope(scope)
     if proximity_policy is not KEEP:
         values["proximity_policy"] = _checked_proximity_policy(proximity_policy)
+    if require_par is not KEEP:
+        values["require_pushed_authorization_requests"] = bool(require_par)
     if id_token_alg is not KEEP:
         values["id_token_signed_response_alg"] = _checked_id_token_alg(id_token_alg)
     method = client.token_endpoint_auth_method if auth_method is KEEP else auth_method

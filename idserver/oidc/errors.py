@@ -9,6 +9,7 @@ in ``error_description``, for the developer of the relying party, so in English 
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import AccessDeniedError
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask_babel import lazy_gettext as _l
 
 from ..crosslogin.service import OTHER_NETWORK
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRedirectUri",
     "ExpiredBeforeApproval",
     "OtherNetwork",
+    "PushedRequestRequired",
     "UnknownClient",
     "WrongNumber",
     "denial_for",
@@ -92,6 +94,13 @@ class FaultyRequest(IdServerError):
 
     error = "invalid_request"
     description = _l("The application that sent you here made a faulty request.")
+
+
+class PushedRequestRequired(InvalidRequestError):
+    """RFC 9126 §5, §6: this server or this client takes authorization requests only through
+    the pushed authorization request endpoint."""
+
+    description = "This client must push its authorization requests to /par (RFC 9126)"
 
 
 class ClientGone(LoginRejected):
