@@ -767,7 +767,7 @@ def _clerk_json(clerk: Any) -> dict[str, Any]:
 @click.option("--given-name", required=True)
 @click.option("--family-name", required=True)
 @click.option("--email", required=True)
-@click.option("--role", type=click.Choice(["clerk", "supervisor"]), default="clerk")
+@click.option("--role", type=click.Choice(["clerk", "supervisor", "admin"]), default="clerk")
 @click.option(
     "--birthdate",
     default=None,
@@ -820,6 +820,21 @@ def clerk_disable(clerk_id: str) -> None:
 
     try:
         clerk = disable_clerk(clerk_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_clerk_json(clerk))
+
+
+@clerk_group.command("set-role")
+@click.argument("clerk_id")
+@click.argument("role", type=click.Choice(["clerk", "supervisor", "admin"]))
+@with_appcontext
+def clerk_set_role(clerk_id: str, role: str) -> None:
+    """Give a clerk another role: clerk, supervisor, or admin (the relying parties)."""
+    from .clerks import set_clerk_role
+
+    try:
+        clerk = set_clerk_role(clerk_id, role)
     except IdServerError as exc:
         _fail(exc)
     _print(_clerk_json(clerk))
