@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
@@ -280,3 +281,24 @@ def test_cli_sets_require_par(app, runner):
     assert updated.exit_code == 0, updated.output
     with app.app_context():
         assert db.session.get(Client, client_id).require_pushed_authorization_requests is False
+
+
+def test_a_request_uri_raced_by_many_browsers_starts_exactly_one_login(app, client, relying_party):
+    request_uri = push(client, relying_party).json["request_uri"]
+    racers = 6
+    barrier = threading.Barrier(racers)
+    statuses: list[int] = []
+
+    def racer() -> None:
+        browser = app.test_client()
+        barrier.wait()
+        statuses.append(authorize_pushed(browser, relying_party.client_id, request_uri).status_code)
+
+    threads = [threading.Thread(target=racer) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [303] + [400] * (racers - 1)
+    with app.app_context():
+        assert len(db.session.scalars(select(LoginTransaction)).all()) == 1

@@ -122,9 +122,12 @@ def test_rejects_using_a_request_pushed_before_its_client_was_disabled(
     request_uri = _push(client, relying_party).json["request_uri"]
     with app.app_context():
         disable_client(relying_party.client_id)
+    before = db_state()
     response = _use(client, relying_party.client_id, request_uri)
     assert response.status_code == 400
     assert "Location" not in response.headers
+    # The request is used up; no login starts for the disabled client.
+    assert changed_tables(before, db_state()) == {"pushed_authorization_requests"}
 
 
 def test_rejects_a_request_uri_in_a_pushed_request(client, relying_party, db_state):
@@ -192,3 +195,18 @@ def test_query_parameters_cannot_change_a_pushed_request(app, client, relying_pa
         stored = db.session.scalars(select(PushedAuthorizationRequest.params)).one()
         assert login.request_params == stored
         assert login.request_params["redirect_uri"] == relying_party.redirect_uri
+
+
+def test_rejects_guessing_client_secrets_at_the_par_endpoint(app, client, relying_party, db_state):
+    # The token endpoint's budget of failed client authentications (RATE_LIMIT_TOKEN).
+    app.config["RATE_LIMIT_TOKEN"] = "2/minute"
+    for guess in ("guess-1", "guess-2"):
+        assert _push(client, relying_party, auth=(relying_party.client_id, guess)).status_code in (
+            400,
+            401,
+        )
+    before = db_state()
+    blocked = _push(client, relying_party)
+    assert blocked.status_code == 429
+    assert blocked.is_json and blocked.json["error"] == "too_many_requests"
+    assert db_state() == before
