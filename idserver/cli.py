@@ -348,6 +348,7 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
         "proximity_policy": client.proximity_policy,  # null: IDSERVER_PROXIMITY_POLICY
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "created_at": client.created_at.isoformat(),
         "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
         "deleted_at": client.deleted_at.isoformat() if client.deleted_at else None,
@@ -356,6 +357,10 @@ def _client_json(client: Any, **extra: Any) -> dict[str, Any]:
 
 AUTH_METHOD_CHOICE = click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt"])
 ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)."  # noqa: S105
+REQUIRE_PAR_HELP = (
+    "Take its authorization requests only through /par (RFC 9126, "
+    "require_pushed_authorization_requests)."
+)
 
 
 @client_group.command("add")
@@ -403,6 +408,7 @@ ID_TOKEN_ALG_HELP = "How its ID tokens are signed (id_token_signed_response_alg)
     help="Loaded in an iframe of the logged-out page, with iss and sid (OIDC Front-Channel "
     "Logout; used when there is no back-channel URI).",
 )
+@click.option("--require-par", is_flag=True, help=REQUIRE_PAR_HELP)
 @with_appcontext
 def client_add(
     name: str,
@@ -418,6 +424,7 @@ def client_add(
     grant_types: tuple[str, ...],
     backchannel_logout_uri: str | None,
     frontchannel_logout_uri: str | None,
+    require_par: bool,
 ) -> None:
     """Register a relying party; the client secret is printed once."""
     from .oidc.clients import register_client
@@ -437,6 +444,7 @@ def client_add(
             grant_types=list(grant_types),
             backchannel_logout_uri=backchannel_logout_uri,
             frontchannel_logout_uri=frontchannel_logout_uri,
+            require_par=require_par,
             actor="operator",
             **_operator(),
         )
@@ -456,6 +464,7 @@ def client_add(
             "grant_types": client.grant_types,
             "backchannel_logout_uri": client.backchannel_logout_uri,
             "frontchannel_logout_uri": client.frontchannel_logout_uri,
+            "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
             "discovery_url": f"{issuer}/.well-known/openid-configuration",
         }
     )
@@ -530,6 +539,7 @@ def client_show(client_id: str) -> None:
     "Logout; used when there is no back-channel URI); "
     " removes it.",
 )
+@click.option("--require-par/--no-require-par", default=None, help=REQUIRE_PAR_HELP)
 @with_appcontext
 def client_update(
     client_id: str,
@@ -545,6 +555,7 @@ def client_update(
     proximity_policy: str | None,
     backchannel_logout_uri: str | None,
     frontchannel_logout_uri: str | None,
+    require_par: bool | None,
 ) -> None:
     """Change a relying party's registration, checked as by `client add`; only the options
     given change. A new secret (moving away from private_key_jwt) is printed once."""
@@ -579,6 +590,7 @@ def client_update(
         "frontchannel_logout_uri": (
             KEEP if frontchannel_logout_uri is None else frontchannel_logout_uri
         ),
+        "require_par": KEEP if require_par is None else require_par,
     }
     try:
         client, secret = update_client(
@@ -799,7 +811,7 @@ def _clerk_json(clerk: Any) -> dict[str, Any]:
 @click.option("--given-name", required=True)
 @click.option("--family-name", required=True)
 @click.option("--email", required=True)
-@click.option("--role", type=click.Choice(["clerk", "supervisor"]), default="clerk")
+@click.option("--role", type=click.Choice(["clerk", "supervisor", "admin"]), default="clerk")
 @click.option(
     "--birthdate",
     default=None,
@@ -852,6 +864,21 @@ def clerk_disable(clerk_id: str) -> None:
 
     try:
         clerk = disable_clerk(clerk_id)
+    except IdServerError as exc:
+        _fail(exc)
+    _print(_clerk_json(clerk))
+
+
+@clerk_group.command("set-role")
+@click.argument("clerk_id")
+@click.argument("role", type=click.Choice(["clerk", "supervisor", "admin"]))
+@with_appcontext
+def clerk_set_role(clerk_id: str, role: str) -> None:
+    """Give a clerk another role: clerk, supervisor, or admin (the relying parties)."""
+    from .clerks import set_clerk_role
+
+    try:
+        clerk = set_clerk_role(clerk_id, role)
     except IdServerError as exc:
         _fail(exc)
     _print(_clerk_json(clerk))

@@ -213,6 +213,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ID_TOKEN_TTL_SECONDS", 600, "Lifetime of ID tokens.", int),
     Setting("AUTH_CODE_TTL_SECONDS", 60, "Lifetime of authorization codes.", int),
     Setting(
+        "PAR_TTL_SECONDS",
+        60,
+        "Lifetime of a pushed authorization request's request_uri (RFC 9126).",
+        int,
+    ),
+    Setting(
+        "REQUIRE_PUSHED_AUTHORIZATION_REQUESTS",
+        False,
+        "Every client must push its authorization requests to /par first (RFC 9126 §5); "
+        "per client: `client add/update --require-par`.",
+        _bool,
+    ),
+    Setting(
         "REFRESH_TOKEN_TTL_DAYS",
         30,
         "Absolute lifetime of a refresh token family, from the login that started it; "
@@ -268,7 +281,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RATE_LIMIT_TOKEN",
         "20/minute;200/hour",
-        "Failed token requests per client address (also at /revoke and /introspect).",
+        "Failed token requests per client address (also at /revoke, /introspect and /par).",
     ),
     Setting(
         "RATE_LIMIT_CLERK_SEARCH",

@@ -15,7 +15,8 @@ Exempt are the endpoints other sites post to by design and that act on no cookie
 authorization endpoint (a relying party's page may post the request, OIDC Core 1.0 §3.1.2.1;
 it only starts a new login, as a GET does), the token,
 revocation and introspection endpoints (client authentication), RP-initiated logout (a form on
-the relying party's page), userinfo (a bearer token) and the phone API (JSON only; secrets
+the relying party's page), the pushed authorization request endpoint (client authentication),
+userinfo (a bearer token) and the phone API (JSON only; secrets
 travel in the body).
 """
 
@@ -44,6 +45,7 @@ EXEMPT_ENDPOINTS = frozenset(
         "oidc.token",
         "oidc.revoke",
         "oidc.introspect",
+        "oidc.pushed_authorization_request",
         "oidc.logout",
         "oidc.userinfo",
     }

@@ -108,7 +108,13 @@ def wants_json() -> bool:
 
 
 # Machine-to-machine endpoints: their clients read JSON errors (RFC 6749 §5.2, RFC 6750 §3).
-OAUTH_JSON_ENDPOINTS = ("oidc.token", "oidc.revoke", "oidc.introspect", "oidc.userinfo")
+OAUTH_JSON_ENDPOINTS = (
+    "oidc.token",
+    "oidc.revoke",
+    "oidc.introspect",
+    "oidc.userinfo",
+    "oidc.pushed_authorization_request",
+)
 
 # Werkzeug's own descriptions are English only: the statuses a person can meet get ours.
 HTTP_DESCRIPTIONS = {

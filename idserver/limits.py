@@ -25,7 +25,7 @@ RATE_LIMIT_LOGIN       every new login          login transactions created      
 RATE_LIMIT_APPROVAL    phone and passkey        approved logins                      citizen
                        approvals
 RATE_LIMIT_TOKEN       POST /token, /revoke,    failed client authentications        address
-                       /introspect              (one budget for the three)
+                       /introspect, /par        (one budget for the four)
 RATE_LIMIT_CLERK_      GET /admin (search)      resident searches                    clerk
 SEARCH
 =====================  =======================  ===================================  ===========
@@ -529,6 +529,7 @@ def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> 
         ("oidc.token", token),
         ("oidc.revoke", token),
         ("oidc.introspect", token),
+        ("oidc.pushed_authorization_request", token),
     ):
         app.view_functions[endpoint] = limit(app.view_functions[endpoint])
 

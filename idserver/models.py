@@ -17,6 +17,7 @@ from .limits import RateLimitCounter
 from .oidc.models import AuthorizationCode
 from .oidc.models import Client
 from .oidc.models import LogoutDelivery
+from .oidc.models import PushedAuthorizationRequest
 from .oidc.models import RefreshToken
 from .oidc.models import SessionClient
 from .oidc.models import Token
@@ -42,6 +43,7 @@ __all__ = [
     "LogoutDelivery",
     "MaintenanceRun",
     "Pairing",
+    "PushedAuthorizationRequest",
     "RateLimitCounter",
     "RefreshToken",
     "RevocationCode",

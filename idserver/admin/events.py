@@ -35,6 +35,7 @@ EVENT_LABELS: dict[str, LazyString] = {
     "clerk_action": _l("Clerk action"),
     "clerk_added": _l("Clerk added"),
     "clerk_disabled": _l("Clerk disabled"),
+    "clerk_role_changed": _l("Clerk role changed"),
     "client_added": _l("Service registered"),
     "client_updated": _l("Service changed"),
     "client_disabled": _l("Service disabled"),
@@ -69,6 +70,7 @@ EVENT_SENTENCES: dict[str, LazyString] = {
     "consent_withdrawn": _l("Consent for %(client_id)s was withdrawn."),
     "clerk_added": _l("A clerk account was added."),
     "clerk_disabled": _l("A clerk account was disabled."),
+    "clerk_role_changed": _l("A clerk's role was changed to %(role)s."),
     "client_added": _l("The service %(client_id)s (%(name)s) was registered."),
     "client_updated": _l("The registration of the service %(client_id)s was changed."),
     "client_disabled": _l(

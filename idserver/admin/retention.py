@@ -67,6 +67,7 @@ from ..db import utcnow
 from ..limits import RateLimitCounter
 from ..oidc.models import AuthorizationCode
 from ..oidc.models import LogoutDelivery
+from ..oidc.models import PushedAuthorizationRequest
 from ..oidc.models import RefreshToken
 from ..oidc.models import Token
 from ..oidc.models import UsedAssertion
@@ -209,6 +210,11 @@ def _purge(
             "logout_deliveries",
             LogoutDelivery.id,
             or_(LogoutDelivery.delivered_at < ended, LogoutDelivery.failed_at < ended),
+        ),
+        (
+            "pushed_authorization_requests",
+            PushedAuthorizationRequest.id,
+            PushedAuthorizationRequest.expires_at < ended,
         ),
         (
             # A used one stays while its family lives: presenting it again revokes the family.

@@ -1,4 +1,5 @@
-"""The clerk console at ``/admin``: residents, activation letters, devices, the audit log.
+"""The clerk console at ``/admin``: residents, activation letters, devices, the audit log, and
+for administrators the relying parties (``/admin/clients``).
 
 Every request needs a Bürger-ID session (a QR/passkey login to Bürger-ID itself) whose citizen
 is an enabled clerk. Anonymous browsers are sent through that login first; anyone else gets a
@@ -34,6 +35,7 @@ from ..citizens.service import activation_url
 from ..clerks import active_clerk
 from ..clerks import may
 from ..errors import IdServerError
+from ..oidc import clients as registry
 from ..sessions import current_session
 from ..web import SUPPORTED_LANGUAGES
 from . import service
@@ -122,8 +124,10 @@ def _read_date(value: str) -> dt.date:
 
 # -- residents ----------------------------------------------------------------------------
 @bp.get(HOME)
-def residents() -> str:
+def residents() -> Any:
     """Search residents by name, postcode and birthdate."""
+    if not may(g.clerk, "search") and may(g.clerk, "manage_clients"):
+        return redirect(f"{_home()}/clients", code=303)  # an administrator's start page
     _allow("search")
     args = request.args
     name = args.get("name", "").strip()[:200]
@@ -320,3 +324,107 @@ def audit() -> str:
         describe_actor=describe_actor,
         form={"event": event, "subject": subject},
     )
+
+
+# -- relying parties (administrators) -----------------------------------------------------
+# The same changes as `idserver client …` (``oidc.clients``), audited with the clerk as actor.
+def _clerk_actor() -> str:
+    return f"clerk:{g.clerk.id}"
+
+
+def _client_page(client_id: str) -> str:
+    return f"{_home()}/clients/{client_id}"
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+@bp.get(f"{HOME}/clients")
+def clients() -> str:
+    """Every relying party with its state, deleted ones too."""
+    _allow("manage_clients")
+    return render_template(
+        "admin/clients.html", clients=registry.list_clients(include_deleted=True)
+    )
+
+
+@bp.get(f"{HOME}/clients/<client_id>")
+def client(client_id: str) -> str:
+    _allow("manage_clients")
+    registered = registry.find_client(client_id)
+    return render_template("admin/client.html", registered=registered, form=None, error=None)
+
+
+@bp.post(f"{HOME}/clients/<client_id>/addresses")
+def update_client_addresses(client_id: str) -> Any:
+    """Replace the redirect URIs and post-logout redirect URIs (one per line), checked as by
+    ``idserver client update``; one invalid address and nothing is stored."""
+    _allow("manage_clients")
+    registered = registry.find_client(client_id)
+    form = {
+        "redirect_uris": request.form.get("redirect_uris", "")[:5000],
+        "post_logout_redirect_uris": request.form.get("post_logout_redirect_uris", "")[:5000],
+    }
+    try:
+        registry.update_client(
+            registered.client_id,
+            actor=_clerk_actor(),
+            redirect_uris=_lines(form["redirect_uris"]),
+            post_logout_redirect_uris=_lines(form["post_logout_redirect_uris"]),
+        )
+    except IdServerError as exc:
+        error = _("These addresses cannot be saved: %(why)s", why=exc.description)
+        page = render_template("admin/client.html", registered=registered, form=form, error=error)
+        return page, 400
+    flash(_("The addresses have been saved."))
+    return redirect(_client_page(registered.client_id), code=303)
+
+
+@bp.post(f"{HOME}/clients/<client_id>/disable")
+def disable_client(client_id: str) -> Any:
+    _allow("manage_clients")
+    registered = registry.disable_client(client_id, actor=_clerk_actor())
+    flash(_("The service has been disabled. Its logins and tokens no longer work."))
+    return redirect(_client_page(registered.client_id), code=303)
+
+
+@bp.post(f"{HOME}/clients/<client_id>/enable")
+def enable_client(client_id: str) -> Any:
+    _allow("manage_clients")
+    registered = registry.enable_client(client_id, actor=_clerk_actor())
+    flash(_("The service has been enabled again."))
+    return redirect(_client_page(registered.client_id), code=303)
+
+
+@bp.post(f"{HOME}/clients/<client_id>/rotate-secret")
+def rotate_client_secret(client_id: str) -> Any:
+    """A new client secret, shown on this one answer only (never stored in clear)."""
+    _allow("manage_clients")
+    registered = registry.find_client(client_id)
+    if request.form.get("confirm") != "yes":
+        flash(_("Please tick the box to confirm the new secret."), "error")
+        return redirect(_client_page(registered.client_id), code=303)
+    try:
+        secret = registry.rotate_client_secret(registered.client_id, actor=_clerk_actor())
+    except IdServerError:
+        flash(_("This service signs its requests with its own keys and has no secret."), "error")
+        return redirect(_client_page(registered.client_id), code=303)
+    response = Response(
+        render_template("admin/client_secret.html", registered=registered, secret=secret)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post(f"{HOME}/clients/<client_id>/delete")
+def delete_client(client_id: str) -> Any:
+    """Out of service for good; the row, the citizens' consent records and the audit log stay."""
+    _allow("manage_clients")
+    registered = registry.find_client(client_id)
+    if request.form.get("confirm") != "yes":
+        flash(_("Please tick the box to confirm the deletion."), "error")
+        return redirect(_client_page(registered.client_id), code=303)
+    registry.delete_client(registered.client_id, actor=_clerk_actor())
+    flash(_("The service has been deleted."))
+    return redirect(_client_page(registered.client_id), code=303)

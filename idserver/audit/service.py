@@ -71,6 +71,7 @@ EVENTS = frozenset(
         "clerk_action",
         "clerk_added",
         "clerk_disabled",
+        "clerk_role_changed",
         "client_added",
         "client_updated",
         "client_disabled",

@@ -9,6 +9,7 @@ from .service import add_clerk
 from .service import disable_clerk
 from .service import list_clerks
 from .service import may
+from .service import set_clerk_role
 
 __all__ = [
     "PERMISSIONS",
@@ -20,4 +21,5 @@ __all__ = [
     "disable_clerk",
     "list_clerks",
     "may",
+    "set_clerk_role",
 ]

@@ -15,7 +15,7 @@ from ..db import Base
 from ..db import UTCDateTime
 from ..db import utcnow
 
-ROLES = ("clerk", "supervisor")
+ROLES = ("clerk", "supervisor", "admin")
 
 
 class Clerk(Base):
@@ -32,7 +32,7 @@ class Clerk(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (CheckConstraint("role IN ('clerk', 'supervisor')", name="role"),)
+    __table_args__ = (CheckConstraint("role IN ('clerk', 'supervisor', 'admin')", name="role"),)
 
     @property
     def active(self) -> bool:

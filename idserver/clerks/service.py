@@ -1,4 +1,5 @@
-"""Adding, listing and disabling clerks, and what each role may do in the clerk console.
+"""Adding, listing, disabling clerks and changing their role, and what each role may do in the
+clerk console.
 
 A clerk is a role on a citizen record. ``add_clerk`` creates that record (with the citizens'
 office as its address) and an activation code; the clerk enrols a passkey with it like any
@@ -34,6 +35,7 @@ __all__ = [
     "disable_clerk",
     "list_clerks",
     "may",
+    "set_clerk_role",
 ]
 
 # Marking a resident deleted starts the countdown to erasing their data: supervisors only.
@@ -52,6 +54,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "delete_resident",
         }
     ),
+    # Administrators look after the relying parties (clients), not residents.
+    "admin": frozenset({"view_audit", "manage_clients"}),
 }
 # A clerk's citizen record needs a birthdate; this one says "not recorded", not a real date.
 PLACEHOLDER_BIRTHDATE = dt.date(1900, 1, 1)
@@ -118,6 +122,33 @@ def disable_clerk(clerk_id: str) -> Clerk:
     if changed.rowcount == 1:  # type: ignore[attr-defined]
         record_event(
             "clerk_disabled", actor="operator", subject=clerk.citizen_id, clerk_id=clerk.id
+        )
+    session.commit()
+    session.refresh(clerk)
+    return clerk
+
+
+def set_clerk_role(clerk_id: str, role: str) -> Clerk:
+    """Give the clerk another role (``clerk``, ``supervisor``, ``admin``), from their next
+    request on; audited as ``clerk_role_changed``. The same role again changes nothing."""
+    if role not in ROLES:
+        raise InvalidClerk(f"role must be one of {', '.join(ROLES)}")
+    session = db.session
+    clerk = session.get(Clerk, clerk_id[:36])
+    if clerk is None:
+        raise ClerkNotFound()
+    previous = clerk.role
+    changed = session.execute(
+        update(Clerk).where(Clerk.id == clerk.id, Clerk.role != role).values(role=role)
+    )
+    if changed.rowcount == 1:  # type: ignore[attr-defined]
+        record_event(
+            "clerk_role_changed",
+            actor="operator",
+            subject=clerk.citizen_id,
+            clerk_id=clerk.id,
+            role=role,
+            previous_role=previous,
         )
     session.commit()
     session.refresh(clerk)

@@ -203,6 +203,7 @@ def register_client(
     grant_types: list[str] | None = None,
     backchannel_logout_uri: str | None = None,
     frontchannel_logout_uri: str | None = None,
+    require_par: bool = False,
     actor: str | None = None,
     **audit: Any,
 ) -> tuple[Client, str | None]:
@@ -216,6 +217,8 @@ def register_client(
     ``grant_types`` (RFC 7591 §2) always holds ``authorization_code``; ``refresh_token`` lets
     the client ask for ``offline_access``. ``backchannel_logout_uri`` and
     ``frontchannel_logout_uri`` hear when a session that logged in to it ends (oidc.logout).
+    ``require_par``: its authorization requests only
+    through /par (RFC 9126 §6 ``require_pushed_authorization_requests``).
     """
     checked_name = _checked_name(name)
     uris = _checked_redirect_uris(redirect_uris)
@@ -246,6 +249,7 @@ def register_client(
         grant_types=grants,
         backchannel_logout_uri=backchannel,
         frontchannel_logout_uri=frontchannel,
+        require_pushed_authorization_requests=bool(require_par),
     )
     if db.session.get(Client, client.client_id) is not None:
         # A deleted client's id too: a new client must not inherit its citizens' records.
@@ -277,6 +281,7 @@ def _described(client: Client) -> dict[str, Any]:
         "proximity_policy": client.proximity_policy,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
+        "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests),
     }
 
 
@@ -318,6 +323,7 @@ def update_client(
     proximity_policy: Any = KEEP,
     backchannel_logout_uri: Any = KEEP,
     frontchannel_logout_uri: Any = KEEP,
+    require_par: Any = KEEP,
     **audit: Any,
 ) -> tuple[Client, str | None]:
     """Change a client's registration, validated as in ``register_client``.
@@ -345,6 +351,8 @@ def update_client(
         values["backchannel_logout_uri"] = _checked_logout_uri(backchannel_logout_uri)
     if frontchannel_logout_uri is not KEEP:
         values["frontchannel_logout_uri"] = _checked_logout_uri(frontchannel_logout_uri)
+    if require_par is not KEEP:
+        values["require_pushed_authorization_requests"] = bool(require_par)
     if id_token_alg is not KEEP:
         values["id_token_signed_response_alg"] = _checked_id_token_alg(id_token_alg)
     method = client.token_endpoint_auth_method if auth_method is KEEP else auth_method

@@ -31,6 +31,7 @@ __all__ = [
     "InvalidRedirectUri",
     "ExpiredBeforeApproval",
     "OtherNetwork",
+    "PushedRequestRequired",
     "UnknownClient",
     "WrongNumber",
     "denial_for",
@@ -94,6 +95,13 @@ class FaultyRequest(IdServerError):
 
     error = "invalid_request"
     description = _l("The application that sent you here made a faulty request.")
+
+
+class PushedRequestRequired(InvalidRequestError):
+    """RFC 9126 §5, §6: this server or this client takes authorization requests only through
+    the pushed authorization request endpoint."""
+
+    description = "This client must push its authorization requests to /par (RFC 9126)"
 
 
 class ClientGone(LoginRejected):

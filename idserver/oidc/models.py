@@ -12,11 +12,13 @@ from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oidc.core import AuthorizationCodeMixin as OIDCCodeMixin
 from sqlalchemy import JSON
+from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -30,6 +32,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")  # RFC 6749 §2.3.1
 OFFLINE_ACCESS = "offline_access"  # OIDC Core §11: asks for a refresh token
 GRANT_TYPES = ("authorization_code", "refresh_token")
+PUSHED_AUTHORIZATION = "pushed_authorization"  # the PAR endpoint's name (client authentication)
 
 
 def hash_secret(value: str) -> str:
@@ -70,6 +73,10 @@ class Client(Base, ClientMixin):
     # ended (oidc.logout). Logout tokens and front-channel requests always carry ``sid``.
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    # RFC 9126 §6: its authorization requests only through /par (a pushed request_uri).
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     @property
     def status(self) -> str:
@@ -102,9 +109,9 @@ class Client(Base, ClientMixin):
         return hmac.compare_digest(hash_secret(client_secret), self.client_secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        # Revocation and introspection take the token endpoint's client authentication
-        # (RFC 7009 §2.1, RFC 7662 §2.1).
-        if endpoint in ("token", "revocation", "introspection"):
+        # Revocation, introspection and PAR take the token endpoint's client authentication
+        # (RFC 7009 §2.1, RFC 7662 §2.1, RFC 9126 §2).
+        if endpoint in ("token", "revocation", "introspection", PUSHED_AUTHORIZATION):
             return method == self.token_endpoint_auth_method
         return True
 
@@ -307,3 +314,21 @@ class LogoutDelivery(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # gave up
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class PushedAuthorizationRequest(Base):
+    """An authorization request a client pushed to /par (RFC 9126), validated when pushed.
+
+    Only the SHA-256 of its ``request_uri`` is stored; /authorize uses it once, by
+    ``UPDATE … WHERE used_at IS NULL AND expires_at > now`` for the client that pushed it.
+    """
+
+    __tablename__ = "pushed_authorization_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_uri_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    params: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -79,6 +79,7 @@ from .errors import BearerTokenMissing
 from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import OFFLINE_ACCESS
+from .models import PUSHED_AUTHORIZATION
 from .models import AuthorizationCode
 from .models import Client
 from .models import RefreshToken
@@ -157,6 +158,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
         ):
             raise ClientGone()
         return super().create_authorization_response(request, grant_user, grant)
+
+    def authenticate_pushing_client(self, request: OAuth2Request) -> Client:
+        """The client pushing to /par, authenticated as at the token endpoint (RFC 9126 §2)."""
+        _refuse_two_client_auth_methods(request)
+        client: Client = self.authenticate_client(request, list(AUTH_METHODS), PUSHED_AUTHORIZATION)
+        return client
 
     def create_token_response(self, request: Any = None) -> Any:
         oauth_request = self.create_oauth2_request(request)

@@ -18,6 +18,7 @@ in a form the browser posts to it (``authorization_response``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 from typing import Any
@@ -28,6 +29,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc9101.errors import InvalidRequestUriError
 from authlib.oidc.core.errors import LoginRequiredError
 from authlib.oidc.core.errors import RequestNotSupportedError
 from authlib.oidc.core.errors import RequestURINotSupportedError
@@ -64,6 +66,7 @@ from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
 from .errors import FaultyRequest
+from .errors import PushedRequestRequired
 from .errors import denial_for
 from .logout import frontchannel_logouts
 from .logout import record_session_client
@@ -71,6 +74,9 @@ from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import OFFLINE_ACCESS
 from .models import Client
+from .pushed_requests import REQUEST_URI_PREFIX
+from .pushed_requests import push_authorization_request
+from .pushed_requests import take_pushed_request
 from .server import ASSERTION_ALGORITHMS
 from .server import Authentication
 from .server import StoredAuthorizationRequest
@@ -157,6 +163,10 @@ def _metadata() -> dict[str, Any]:
         code_challenge_methods_supported=["S256"],
         acr_values_supported=list(ACR_VALUES),
         authorization_response_iss_parameter_supported=True,
+        pushed_authorization_request_endpoint=f"{issuer}/par",
+        require_pushed_authorization_requests=bool(
+            current_app.config["REQUIRE_PUSHED_AUTHORIZATION_REQUESTS"]
+        ),
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
         claims_parameter_supported=False,
@@ -193,32 +203,60 @@ def authorize() -> Any:
     """Validate the request (Authlib), then hand the browser to a QR-code login transaction.
 
     GET with the parameters in the query, or POST with them form-encoded (OIDC Core 1.0
-    §3.1.2.1); a POST comes from the relying party's page, so the CSRF check exempts it.
+    §3.1.2.1); a POST comes from the relying party's page, so the CSRF check exempts it. A
+    ``request_uri`` from /par stands for the request its client pushed (RFC 9126 §4).
     """
     values = request.values  # the query, and a POST's form: what Authlib validates
     use_language(ui_language(values.get("ui_locales")))
-    server = authorization()
+    if str(values.get("request_uri", "")).startswith(REQUEST_URI_PREFIX):
+        return _authorize_pushed(values)
     try:
-        grant = server.get_consent_grant(end_user=None)
-    except OAuth2Error as error:
-        if error.redirect_uri:
-            return redirect_with_error(error.redirect_uri, error, response_mode(values))
-        description = error.description or error.error
+        client, params = validated_request(values)
+        if pushed_requests_required(client):
+            raise _answered(PushedRequestRequired(), params, params["redirect_uri"])
+    except (OAuth2Error, ValueError) as error:
+        return _refused(error, values)
+    return begin_login(client, params)
+
+
+def _authorize_pushed(values: Any) -> Any:
+    """/authorize with a pushed request's ``request_uri``: that request, used up now, exactly as
+    if its parameters had come in the query; any other parameter but ``client_id`` is ignored
+    (RFC 9126 §4). An unknown, expired, used or another client's one is refused on a page and
+    changes nothing."""
+    params = take_pushed_request(
+        values.get("request_uri"), expected_client_id=values.get("client_id")
+    )
+    if params is None:
+        refusal = InvalidRequestUriError()
         return render_template(
             "error.html",
-            error=error.error,
+            error=refusal.error,
             description=_l(
-                "The application that sent you here made a faulty request: %(why)s", why=description
+                "This login link has expired or has already been used. Please go back to the "
+                "application and start the login again."
             ),
             status=400,
         ), 400
-    except ValueError:
-        # Authlib refuses to build an error whose description would echo non-ASCII input
-        # (RFC 6749 §4.1.2.1); the request is faulty either way, and nothing is echoed.
-        faulty = FaultyRequest()
-        return render_template(
-            "error.html", error=faulty.error, description=faulty.description, status=faulty.status
-        ), faulty.status
+    use_language(ui_language(params.get("ui_locales")))
+    try:
+        client, params = validated_request(params, request=StoredAuthorizationRequest(params))
+    except (OAuth2Error, ValueError) as error:
+        return _refused(error, params)
+    return begin_login(client, params)
+
+
+def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict[str, str]]:
+    """The client and parameters of a valid authorization request: what /authorize checks
+    before a login starts, and /par before it stores a request.
+
+    ``values`` are the request's parameters (``request``: an ``OAuth2Request`` holding them,
+    else Flask's request). Raises Authlib's ``OAuth2Error``, with ``redirect_uri`` set where the
+    refusal may go back to the client, or ``ValueError`` where Authlib refuses to describe the
+    input.
+    """
+    grant = authorization().get_consent_grant(request=request, end_user=None)
+    client: Client = grant.client
     # Discovery says request_parameter_supported/request_uri_parameter_supported are false: a
     # request object is refused, not silently ignored (OIDC Core 1.0 §6.1, §6.2).
     for name, unsupported in (
@@ -226,15 +264,52 @@ def authorize() -> Any:
         ("request_uri", RequestURINotSupportedError),
     ):
         if name in values:
-            refusal = unsupported()
-            refusal.state = values.get("state")
-            return redirect_with_error(grant.redirect_uri, refusal, response_mode(values))
-    params = values.to_dict()  # the first of repeated parameters, as Authlib reads them
+            raise _answered(unsupported(), values, grant.redirect_uri)
+    # The first of repeated parameters, as Authlib reads them.
+    params = values.to_dict() if hasattr(values, "to_dict") else dict(values)
     refusal = _refusal(params)
     if refusal is not None:
-        refusal.state = params.get("state")
-        return redirect_with_error(grant.redirect_uri, refusal, response_mode(params))
-    return begin_login(grant.client, params)
+        raise _answered(refusal, params, grant.redirect_uri)
+    return client, params
+
+
+def _answered(error: OAuth2Error, values: Any, redirect_uri: str) -> OAuth2Error:
+    """``error`` as the answer to a request whose ``redirect_uri`` has been checked."""
+    error.state = values.get("state")
+    error.redirect_uri = redirect_uri
+    return error
+
+
+def _refused(error: OAuth2Error | ValueError, values: Any) -> Any:
+    """A refused authorization request: back to the client where its redirect URI is known,
+    otherwise a page for the person (RFC 6749 §4.1.2.1)."""
+    if isinstance(error, ValueError):
+        # Authlib refuses to build an error whose description would echo non-ASCII input
+        # (RFC 6749 §4.1.2.1); the request is faulty either way, and nothing is echoed.
+        faulty = FaultyRequest()
+        return render_template(
+            "error.html", error=faulty.error, description=faulty.description, status=faulty.status
+        ), faulty.status
+    if error.redirect_uri:
+        return redirect_with_error(error.redirect_uri, error, response_mode(values))
+    description = error.description or error.error
+    return render_template(
+        "error.html",
+        error=error.error,
+        description=_l(
+            "The application that sent you here made a faulty request: %(why)s", why=description
+        ),
+        status=400,
+    ), 400
+
+
+def pushed_requests_required(client: Client) -> bool:
+    """Must ``client`` push its requests to /par (RFC 9126 §5, §6)? Bürger-ID's own login
+    pages never pass through /authorize."""
+    return bool(
+        current_app.config["REQUIRE_PUSHED_AUTHORIZATION_REQUESTS"]
+        or client.require_pushed_authorization_requests
+    )
 
 
 def _refusal(params: dict[str, str]) -> OAuth2Error | None:
@@ -457,6 +532,64 @@ def token() -> Response:
     if not _basic_credentials_readable():
         return _unreadable_credentials()
     return authorization().create_token_response()
+
+
+# Client authentication travels with a pushed request; it is no part of the request kept.
+CLIENT_AUTH_PARAMETERS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
+
+
+@bp.post("/par")
+def pushed_authorization_request() -> Response:
+    """RFC 9126 §2: the client pushes its authorization request with its client
+    authentication; it is validated as at /authorize and kept for a single use there.
+
+    201 with ``request_uri`` and ``expires_in`` (§2.2); errors as JSON like the token
+    endpoint's (§2.3), and nothing is stored. ``prompt=none`` is a valid request whose answer,
+    ``login_required``, goes to the redirect URI when the request is used, as without PAR.
+    """
+    if not _basic_credentials_readable():
+        return _unreadable_credentials()
+    server = authorization()
+    oauth_request = server.create_oauth2_request(request)
+    try:
+        client = server.authenticate_pushing_client(oauth_request)
+        params = _pushed_params(client)
+        with contextlib.suppress(LoginRequiredError):  # answered at /authorize, see above
+            client, params = validated_request(params, request=StoredAuthorizationRequest(params))
+    except OAuth2Error as error:
+        return _json_error(error)
+    except ValueError:
+        return _json_error(InvalidRequestError("The request holds values that cannot be used."))
+    request_uri, expires_in = push_authorization_request(client_id=client.client_id, params=params)
+    response = jsonify(request_uri=request_uri, expires_in=expires_in)
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _pushed_params(client: Client) -> dict[str, str]:
+    """The authorization request in a /par body (form-encoded, RFC 9126 §2.1), without the
+    client authentication; ``client_id`` is the authenticated client's."""
+    form = request.form
+    if any(len(form.getlist(name)) > 1 for name in form):
+        raise InvalidRequestError("Repeated parameters are not allowed (RFC 6749 §3.1).")
+    if "request_uri" in form:
+        raise InvalidRequestError("'request_uri' cannot be pushed (RFC 9126 §2.1).")
+    params = {name: value for name, value in form.items() if name not in CLIENT_AUTH_PARAMETERS}
+    if params.setdefault("client_id", client.client_id) != client.client_id:
+        raise InvalidRequestError("'client_id' is not the authenticated client's.")
+    return params
+
+
+def _json_error(error: OAuth2Error) -> Response:
+    """An error of a back-channel endpoint: RFC 6749 §5.2 JSON, ``state`` and redirect never."""
+    response = jsonify(error=error.error, error_description=str(error.description or error.error))
+    response.status_code = error.status_code or 400
+    for name, value in error.get_headers():
+        if name.lower() == "www-authenticate":
+            response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/revoke")

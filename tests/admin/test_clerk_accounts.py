@@ -65,7 +65,7 @@ def test_clerk_add_rejects_an_unknown_role_and_stores_nothing(runner, db_state):
             "--email",
             "a@b.example",
             "--role",
-            "admin",
+            "root",  # "admin" is a role now (the relying parties' administrators)
         ]
     )
     assert result.exit_code != 0

@@ -16,6 +16,13 @@ ROUTES = [
     ("POST", "/admin/residents/<citizen_id>/revoke-devices"),
     ("POST", "/admin/residents/<citizen_id>/delete"),
     ("GET", "/admin/audit"),
+    ("GET", "/admin/clients"),
+    ("GET", "/admin/clients/<client_id>"),
+    ("POST", "/admin/clients/<client_id>/addresses"),
+    ("POST", "/admin/clients/<client_id>/disable"),
+    ("POST", "/admin/clients/<client_id>/enable"),
+    ("POST", "/admin/clients/<client_id>/rotate-secret"),
+    ("POST", "/admin/clients/<client_id>/delete"),
 ]
 POSTS = [route for route in ROUTES if route[0] == "POST"]
 # Sending a browser to log in starts a login transaction (and counts it for the rate limit).
@@ -33,7 +40,7 @@ FORM = {
 
 
 def _send(browser, method, rule, citizen_id, **data):
-    path = rule.replace("<citizen_id>", citizen_id)
+    path = rule.replace("<citizen_id>", citizen_id).replace("<client_id>", "some-client")
     if method == "GET":
         return browser.get(path)
     return browser.post(path, data={**FORM, **data})

@@ -46,6 +46,7 @@ from idserver.limits import RateLimitCounter
 from idserver.oidc.clients import register_client
 from idserver.oidc.clients import self_client
 from idserver.oidc.models import AuthorizationCode
+from idserver.oidc.models import PushedAuthorizationRequest
 from idserver.oidc.models import RefreshToken
 from idserver.oidc.models import Token
 from idserver.oidc.models import UsedAssertion
@@ -141,6 +142,12 @@ def _rows_ending(citizen_id: str, client_id: str, at: dt.datetime, tag: str) -> 
         ),
         "used_client_assertions": UsedAssertion(
             client_id=client_id, jti=secrets.token_hex(8), expires_at=at
+        ),
+        "pushed_authorization_requests": PushedAuthorizationRequest(
+            request_uri_hash=secrets.token_hex(32),
+            client_id=client_id,
+            params={"client_id": client_id},
+            expires_at=at,
         ),
         "activation_attempts": ActivationAttempt(address=f"192.0.2.{len(tag)}", at=at),
         "refresh_tokens": RefreshToken(
@@ -243,6 +250,7 @@ def test_purge_deletes_each_kind_once_ended_long_enough_and_keeps_the_rest(
         "webauthn_challenges": 1,
         "pairings": 1,
         "used_client_assertions": 1,
+        "pushed_authorization_requests": 1,
         "refresh_tokens": 1,
         "activation_attempts": 1,
         "rate_limit_counters": 1,
