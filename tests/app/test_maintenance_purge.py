@@ -46,6 +46,7 @@ from idserver.limits import RateLimitCounter
 from idserver.oidc.clients import register_client
 from idserver.oidc.clients import self_client
 from idserver.oidc.models import AuthorizationCode
+from idserver.oidc.models import LogoutDelivery
 from idserver.oidc.models import PushedAuthorizationRequest
 from idserver.oidc.models import RefreshToken
 from idserver.oidc.models import Token
@@ -149,6 +150,12 @@ def _rows_ending(citizen_id: str, client_id: str, at: dt.datetime, tag: str) -> 
             params={"client_id": client_id},
             expires_at=at,
         ),
+        "logout_deliveries": LogoutDelivery(
+            client_id=client_id,
+            sid=secrets.token_hex(16),
+            sub=secrets.token_hex(16),
+            delivered_at=at,
+        ),
         "activation_attempts": ActivationAttempt(address=f"192.0.2.{len(tag)}", at=at),
         "refresh_tokens": RefreshToken(
             token_hash=secrets.token_hex(32),
@@ -250,6 +257,7 @@ def test_purge_deletes_each_kind_once_ended_long_enough_and_keeps_the_rest(
         "webauthn_challenges": 1,
         "pairings": 1,
         "used_client_assertions": 1,
+        "logout_deliveries": 1,
         "pushed_authorization_requests": 1,
         "refresh_tokens": 1,
         "activation_attempts": 1,
