@@ -57,13 +57,24 @@ class Requester:
     form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
     language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
+    essential_claims: tuple[str, ...] = ()  # of ``claims``, those the relying party needs
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "claims": list(self.claims)}
+        return {
+            **asdict(self),
+            "claims": list(self.claims),
+            "essential_claims": list(self.essential_claims),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Requester:
-        return cls(**{**data, "claims": tuple(data["claims"])})
+        return cls(
+            **{
+                **data,
+                "claims": tuple(data["claims"]),
+                "essential_claims": tuple(data.get("essential_claims") or ()),
+            }
+        )
 
 
 class LoginTransaction(Base):

@@ -524,6 +524,7 @@ def display_context(tx: LoginTransaction) -> dict[str, Any]:
         "client_id": tx.client_id,
         "client_name": requester.name,
         "claims": list(requester.claims),
+        "essential_claims": list(requester.essential_claims),
         "desktop": {"ip": tx.desktop_ip, "browser": _browser_name(tx.desktop_user_agent)},
         "same_network": same_network(tx),
         "created_at": int(tx.created_at.timestamp()),

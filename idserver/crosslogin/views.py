@@ -465,7 +465,10 @@ def phone(login_id: str) -> Any:
         phone_ip=client_address(),
     )
     context = service.display_context(tx)
-    labels = [str(CLAIM_LABELS[c]) for c in context["claims"] if CLAIM_LABELS.get(c)]
+    essential = set(context.get("essential_claims") or ())
+    labels = [
+        (str(CLAIM_LABELS[c]), c in essential) for c in context["claims"] if CLAIM_LABELS.get(c)
+    ]
     page = render_template(
         "login/phone.html", tx=tx, context=context, claim_labels=labels, binding=binding
     )

@@ -1,0 +1,33 @@
+"""claims requests: the validated OIDC ``claims`` parameter on codes, access and refresh tokens
+
+Revision ID: 0022
+Revises: 0017
+Create Date: 2026-12-04 12:50:00.000000
+
+Nullable JSON columns added in place (SQLite's ALTER TABLE ADD COLUMN, no table copy); codes and
+tokens issued before have none, which means no claims beyond their scope.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0022'
+down_revision = '0017'
+branch_labels = None
+depends_on = None
+
+TABLES = ('authorization_codes', 'tokens', 'refresh_tokens')
+
+
+def upgrade() -> None:
+    for table in TABLES:
+        op.add_column(table, sa.Column('claims_request', sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    for table in TABLES:
+        with op.batch_alter_table(table, schema=None, recreate='never') as batch_op:
+            batch_op.drop_column('claims_request')
