@@ -41,6 +41,7 @@ class DenyReason(enum.StrEnum):
     WRONG_NUMBER = "wrong_number"
     CANCELLED = "cancelled"  # at the computer
     OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
+    OTHER_ACCOUNT = "other_account"  # approved by another citizen than the one expected
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Requester:
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
     language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
     essential_claims: tuple[str, ...] = ()  # of ``claims``, those the relying party needs
+    # The only citizen who may approve (OIDC ``login_hint``); None: anyone. Never shown.
+    expected_citizen_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -338,6 +338,12 @@ def _ended_message(tx: LoginTransaction) -> Any:
         )
     if tx.deny_reason == "cancelled":
         return _l("The login was cancelled on this computer.")
+    if tx.deny_reason == service.OTHER_ACCOUNT:
+        return _l(
+            "The login was confirmed with a different person's Bürger-ID than %(name)s asked "
+            "for, so it was cancelled and nobody was logged in. Please start again.",
+            name=_client_name(tx),
+        )
     return _l("The login was cancelled on the phone.")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from authlib.oauth2.rfc6749 import AccessDeniedError
 from flask_babel import lazy_gettext as _l
 
+from ..crosslogin.service import OTHER_ACCOUNT
 from ..crosslogin.service import OTHER_NETWORK
 from ..errors import IdServerError
 from ..errors import LoginRejected
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidClientScope",
     "InvalidRedirectUri",
     "ExpiredBeforeApproval",
+    "OtherAccount",
     "OtherNetwork",
     "UnknownClient",
     "WrongNumber",
@@ -59,6 +61,12 @@ class OtherNetwork(AccessDeniedError):
     description = "The phone was in another network than the computer"
 
 
+class OtherAccount(AccessDeniedError):
+    """Another citizen than the one named by ``login_hint`` approved: nobody is logged in."""
+
+    description = "Another citizen than the one in login_hint approved the login"
+
+
 class ExpiredBeforeApproval(AccessDeniedError):
     """The login's lifetime ran out before it was approved."""
 
@@ -71,6 +79,7 @@ DENIALS: dict[str, type[AccessDeniedError]] = {
     "wrong_number": WrongNumber,
     "cancelled": CancelledOnComputer,
     OTHER_NETWORK: OtherNetwork,
+    OTHER_ACCOUNT: OtherAccount,
     "expired": ExpiredBeforeApproval,
 }
 DENIAL_DESCRIPTIONS = {kind: str(error.description) for kind, error in DENIALS.items()}

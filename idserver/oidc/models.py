@@ -189,7 +189,11 @@ class Token(Base, TokenMixin):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_tokens_citizen", "citizen_id"),)
+    __table_args__ = (
+        Index("ix_tokens_citizen", "citizen_id"),
+        # The client's citizens, for resolving a ``login_hint`` (``oidc.claims.hinted_citizen``).
+        Index("ix_tokens_client_citizen", "client_id", "citizen_id"),
+    )
 
     def check_client(self, client: Client) -> bool:
         return self.client_id == client.get_client_id()

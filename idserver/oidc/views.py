@@ -63,6 +63,7 @@ from ..web import use_language
 from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
+from .claims import hinted_citizen
 from .claims import requested_claims
 from .errors import FaultyRequest
 from .errors import denial_for
@@ -285,6 +286,8 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
         name=client.name,
         claims=tuple(dict.fromkeys((*by_scope, *wanted.names))),
         essential_claims=wanted.essential,
+        # login_hint: the pairwise sub this client got earlier; an unknown one names nobody.
+        expected_citizen_id=hinted_citizen(params.get("login_hint"), client_id=client.client_id),
         proximity_policy=client.proximity_policy,
         site_url=_site_url(client),
         form_origin=_origin(params.get("redirect_uri")),

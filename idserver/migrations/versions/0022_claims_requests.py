@@ -1,4 +1,5 @@
-"""claims requests: the validated OIDC ``claims`` parameter on codes, access and refresh tokens
+"""claims requests and login hints: the validated OIDC ``claims`` parameter on codes, access and
+refresh tokens; an index of each client's citizens for resolving a ``login_hint``
 
 Revision ID: 0022
 Revises: 0017
@@ -25,9 +26,11 @@ TABLES = ('authorization_codes', 'tokens', 'refresh_tokens')
 def upgrade() -> None:
     for table in TABLES:
         op.add_column(table, sa.Column('claims_request', sa.JSON(), nullable=True))
+    op.create_index('ix_tokens_client_citizen', 'tokens', ['client_id', 'citizen_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tokens_client_citizen', table_name='tokens')
     for table in TABLES:
         with op.batch_alter_table(table, schema=None, recreate='never') as batch_op:
             batch_op.drop_column('claims_request')
