@@ -101,3 +101,24 @@ def test_a_new_code_keeps_the_hint(app, client, relying_party, enrolled_phone, c
     with app.app_context():
         new = db.session.get(LoginTransaction, new_id)
         assert new_id != login_id and new.requesting.expected_citizen_id == citizen.id
+
+
+def test_another_citizens_passkey_on_the_computer_ends_the_login_too(
+    app, client, relying_party, enrolled_phone, other_citizen_phone
+):
+    sub = _known_sub(client, relying_party, enrolled_phone)
+    login_id = relying_party.start_login(client, login_hint=sub)
+    begun = client.post(f"/login/{login_id}/passkey/options", json={})
+    assert begun.status_code == 200
+    credential = other_citizen_phone.authenticator.get_assertion(
+        begun.json["options"], origin=other_citizen_phone.origin
+    )
+    refused = client.post(
+        f"/login/{login_id}/passkey",
+        json={"ceremony_id": begun.json["ceremony_id"], "credential": credential},
+    )
+    assert refused.status_code == 403 and refused.json["error"] == "other_account"
+    status = desktop_status(client, login_id).json
+    assert status["status"] == "denied" and status["reason"] == "other_account"
+    with app.app_context():
+        assert db.session.get(LoginTransaction, login_id).citizen_id is None
