@@ -20,6 +20,7 @@ __all__ = [
     "LoginNotFound",
     "NoChallenge",
     "NotBound",
+    "OtherAccount",
     "ProximityRequired",
     "QrStale",
     "UnknownDevice",
@@ -76,6 +77,19 @@ class ProximityRequired(LoginRejected):
         "This service only allows logins when both are in the same network, so the login "
         "has been cancelled. If you are sitting at that computer yourself, connect your "
         "phone to the same Wi-Fi and start again on the computer."
+    )
+
+
+class OtherAccount(LoginRejected):
+    """The relying party asked for one citizen's login (OIDC ``login_hint``) and another
+    citizen approved it: the login has ended, nobody is logged in."""
+
+    status = 403
+    error = "other_account"
+    description = _l(
+        "This login was meant for another person's Bürger-ID, so it has been cancelled and "
+        "nobody was logged in. If you want to log in yourself, log out of the service on the "
+        "computer first and start again."
     )
 
 

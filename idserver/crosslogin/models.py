@@ -41,6 +41,7 @@ class DenyReason(enum.StrEnum):
     WRONG_NUMBER = "wrong_number"
     CANCELLED = "cancelled"  # at the computer
     OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
+    OTHER_ACCOUNT = "other_account"  # approved by another citizen than the one expected
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,26 @@ class Requester:
     form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
     language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
+    essential_claims: tuple[str, ...] = ()  # of ``claims``, those the relying party needs
+    # The only citizen who may approve (OIDC ``login_hint``); None: anyone. Never shown.
+    expected_citizen_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "claims": list(self.claims)}
+        return {
+            **asdict(self),
+            "claims": list(self.claims),
+            "essential_claims": list(self.essential_claims),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Requester:
-        return cls(**{**data, "claims": tuple(data["claims"])})
+        return cls(
+            **{
+                **data,
+                "claims": tuple(data["claims"]),
+                "essential_claims": tuple(data.get("essential_claims") or ()),
+            }
+        )
 
 
 class LoginTransaction(Base):

@@ -9,9 +9,11 @@
        └──deny──────────────────┴──▶ denied ──consume_denied──▶ consumed
 
 - ``deny``: the citizen says no on the phone (``deny``), a wrong number is typed
-  (``issue_challenge``, ``approve``), the computer cancels (``cancel_on_desktop``), or under
+  (``issue_challenge``, ``approve``), the computer cancels (``cancel_on_desktop``), under
   the ``deny`` proximity policy the phone is in another network (``mark_scanned``,
-  ``issue_challenge``). ``deny_reason`` says which (``DenyReason``).
+  ``issue_challenge``), or another citizen than the one the relying party named approves
+  (``approve``, ``approve_on_desktop``: ``other_account``). ``deny_reason`` says which
+  (``DenyReason``).
 - ``expire``: once ``expires_at`` has passed, also an approval not yet consumed.
 - ``consume_denied``: the relying party is told of a login that ended unapproved, once.
 
@@ -80,6 +82,7 @@ from .errors import LoginEnded
 from .errors import LoginNotFound
 from .errors import NoChallenge
 from .errors import NotBound
+from .errors import OtherAccount
 from .errors import ProximityRequired
 from .errors import QrStale
 from .errors import UnknownDevice
@@ -95,6 +98,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ACR_PASSKEY",
     "ACR_PHONE",
+    "OTHER_ACCOUNT",
     "OTHER_NETWORK",
     "Requester",
     "approve",
@@ -116,6 +120,7 @@ __all__ = [
 
 LIVE = (LoginState.PENDING, LoginState.SCANNED)
 OTHER_NETWORK = DenyReason.OTHER_NETWORK
+OTHER_ACCOUNT = DenyReason.OTHER_ACCOUNT
 OTHER_NETWORK_WARNING = _l(
     "The computer that asked for this login is in a different network than your phone. "
     "Only confirm if you are sitting at that computer yourself."
@@ -524,6 +529,7 @@ def display_context(tx: LoginTransaction) -> dict[str, Any]:
         "client_id": tx.client_id,
         "client_name": requester.name,
         "claims": list(requester.claims),
+        "essential_claims": list(requester.essential_claims),
         "desktop": {"ip": tx.desktop_ip, "browser": _browser_name(tx.desktop_user_agent)},
         "same_network": same_network(tx),
         "created_at": int(tx.created_at.timestamp()),
@@ -605,7 +611,14 @@ def _approve(
     evidence: dict[str, Any],
     audit_data: dict[str, Any] | None = None,
 ) -> None:
-    """→ approved by ``stored``'s owner, the assertion kept as evidence; audited. Once only."""
+    """→ approved by ``stored``'s owner, the assertion kept as evidence; audited. Once only.
+
+    If the relying party named the citizen (``Requester.expected_citizen_id``) and ``stored``
+    belongs to another, → denied (``other_account``) instead, and ``OtherAccount`` is raised.
+    """
+    expected = tx.requesting.expected_citizen_id
+    if expected is not None and not hmac.compare_digest(stored.citizen_id, expected):
+        _refuse_other_account(tx, stored, from_states=from_states, audit_data=audit_data)
     data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr, **(audit_data or {})}
     won = _transition(
         tx.id,
@@ -621,6 +634,36 @@ def _approve(
     )
     if not won:
         raise LoginEnded()
+
+
+def _refuse_other_account(
+    tx: LoginTransaction,
+    stored: Credential,
+    *,
+    from_states: tuple[str, ...],
+    audit_data: dict[str, Any] | None,
+) -> None:
+    """Another citizen than the expected one approved: → denied (``other_account``); raises.
+
+    The audit entry names the credential that tried, not the expected citizen: the login
+    reveals nothing about who the relying party meant.
+    """
+    reason = DenyReason.OTHER_ACCOUNT
+    data = {
+        "client_id": tx.client_id,
+        "reason": reason,
+        "credential_id": stored.id,
+        **(audit_data or {}),
+    }
+    if not _transition(
+        tx.id,
+        from_states=from_states,
+        audit=("login_denied", f"citizen:{stored.citizen_id}", data),
+        state=LoginState.DENIED,
+        deny_reason=reason,
+    ):
+        raise LoginEnded()
+    raise OtherAccount()
 
 
 def _amr(stored: Credential) -> list[str]:

@@ -338,6 +338,12 @@ def _ended_message(tx: LoginTransaction) -> Any:
         )
     if tx.deny_reason == "cancelled":
         return _l("The login was cancelled on this computer.")
+    if tx.deny_reason == service.OTHER_ACCOUNT:
+        return _l(
+            "The login was confirmed with a different person's Bürger-ID than %(name)s asked "
+            "for, so it was cancelled and nobody was logged in. Please start again.",
+            name=_client_name(tx),
+        )
     return _l("The login was cancelled on the phone.")
 
 
@@ -465,7 +471,10 @@ def phone(login_id: str) -> Any:
         phone_ip=client_address(),
     )
     context = service.display_context(tx)
-    labels = [str(CLAIM_LABELS[c]) for c in context["claims"] if CLAIM_LABELS.get(c)]
+    essential = set(context.get("essential_claims") or ())
+    labels = [
+        (str(CLAIM_LABELS[c]), c in essential) for c in context["claims"] if CLAIM_LABELS.get(c)
+    ]
     page = render_template(
         "login/phone.html", tx=tx, context=context, claim_labels=labels, binding=binding
     )

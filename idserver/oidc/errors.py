@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import AccessDeniedError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask_babel import lazy_gettext as _l
 
+from ..crosslogin.service import OTHER_ACCOUNT
 from ..crosslogin.service import OTHER_NETWORK
 from ..errors import IdServerError
 from ..errors import LoginRejected
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidClientScope",
     "InvalidRedirectUri",
     "ExpiredBeforeApproval",
+    "OtherAccount",
     "OtherNetwork",
     "PushedRequestRequired",
     "UnknownClient",
@@ -62,6 +64,12 @@ class OtherNetwork(AccessDeniedError):
     description = "The phone was in another network than the computer"
 
 
+class OtherAccount(AccessDeniedError):
+    """Another citizen than the one named by ``login_hint`` approved: nobody is logged in."""
+
+    description = "Another citizen than the one in login_hint approved the login"
+
+
 class ExpiredBeforeApproval(AccessDeniedError):
     """The login's lifetime ran out before it was approved."""
 
@@ -74,6 +82,7 @@ DENIALS: dict[str, type[AccessDeniedError]] = {
     "wrong_number": WrongNumber,
     "cancelled": CancelledOnComputer,
     OTHER_NETWORK: OtherNetwork,
+    OTHER_ACCOUNT: OtherAccount,
     "expired": ExpiredBeforeApproval,
 }
 DENIAL_DESCRIPTIONS = {kind: str(error.description) for kind, error in DENIALS.items()}

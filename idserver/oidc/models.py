@@ -138,6 +138,8 @@ class AuthorizationCode(Base, OIDCCodeMixin):
     acr: Mapped[str | None] = mapped_column(String(100))
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     login_id: Mapped[str | None] = mapped_column(String(64))
+    # The request's validated ``claims`` parameter (``oidc.claims.ClaimsRequest``), or None.
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The device that approved the login: revoking or suspending it voids the code.
     credential_pk: Mapped[int | None] = mapped_column(
         ForeignKey("credentials.id", ondelete="SET NULL")
@@ -183,6 +185,8 @@ class Token(Base, TokenMixin):
     citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(String(500))
     claims: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The login's validated ``claims`` parameter: what userinfo releases beyond the scope.
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     code_id: Mapped[int | None] = mapped_column(
         ForeignKey("authorization_codes.id", ondelete="SET NULL")
     )
@@ -196,7 +200,11 @@ class Token(Base, TokenMixin):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # for the purge
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_tokens_citizen", "citizen_id"),)
+    __table_args__ = (
+        Index("ix_tokens_citizen", "citizen_id"),
+        # The client's citizens, for resolving a ``login_hint`` (``oidc.claims.hinted_citizen``).
+        Index("ix_tokens_client_citizen", "client_id", "citizen_id"),
+    )
 
     def check_client(self, client: Client) -> bool:
         return self.client_id == client.get_client_id()
@@ -243,6 +251,8 @@ class RefreshToken(Base):
         ForeignKey("citizens.id", ondelete="CASCADE"), index=True
     )
     scope: Mapped[str] = mapped_column(String(500))
+    # The login's validated ``claims`` parameter, handed on to every successor and access token.
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The device that approved the login: revoking or suspending it revokes the family.
     credential_pk: Mapped[int | None] = mapped_column(
         ForeignKey("credentials.id", ondelete="SET NULL"), index=True

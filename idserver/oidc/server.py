@@ -71,9 +71,11 @@ from ..metrics import TOKEN_GRANTS
 from ..passkeys.models import usable_device
 from ..sessions import end_session
 from .claims import SCOPES
+from .claims import ClaimsRequest
 from .claims import claim_names
 from .claims import claims_for_scope
 from .claims import pairwise_subject
+from .claims import requested_claims
 from .claims import session_identifier
 from .errors import BearerTokenMissing
 from .errors import ClientGone
@@ -242,6 +244,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=auth.acr,
             amr=auth.amr,
             login_id=auth.login_id,
+            claims_request=claims_request_of(request.client, data.get("claims")),
             credential_pk=auth.credential_pk,
             expires_at=utcnow() + dt.timedelta(seconds=ttl),
         )
@@ -288,6 +291,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Nothing to do: the code was burned in ``authenticate_user`` and is kept as evidence."""
+
+
+def claims_request_of(client: Client, raw: str | None) -> dict[str, Any] | None:
+    """The request's ``claims`` parameter as stored, limited to what ``client`` may get (the
+    login checked it already: a request replayed from a login is valid)."""
+    wanted = requested_claims(raw, allowed_scope=client.scope)
+    return wanted.as_json() if wanted.names else None
 
 
 def revoke_tokens_of_code(code_id: int) -> None:
@@ -520,10 +530,14 @@ class IdToken(OpenIDCode):
         return claims
 
     def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
-        return claims_for_scope(user, scope, client_id=g.oidc_client_id)
+        wanted = ClaimsRequest.from_json(g.oidc_claims_request)
+        return claims_for_scope(user, scope, client_id=g.oidc_client_id, also=wanted.id_token)
 
     def process_token(self, grant: Any, response: Any) -> Any:
-        g.oidc_client_id = grant.request.client.client_id  # the hook has no request argument
+        # generate_user_info has no request argument: what it needs goes through ``g``.
+        g.oidc_client_id = grant.request.client.client_id
+        code = grant.request.authorization_code
+        g.oidc_claims_request = code.claims_request if code is not None else None
         return super().process_token(grant, response)
 
 
@@ -650,7 +664,8 @@ class UserInfoView(UserInfoEndpoint):
 
     def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
         token = self.resource_protector.acquire_token("openid")
-        return claims_for_scope(user, scope, client_id=token.client_id)
+        wanted = ClaimsRequest.from_json(token.claims_request)
+        return claims_for_scope(user, scope, client_id=token.client_id, also=wanted.userinfo)
 
     def resolve_private_key(self) -> Any:
         return key_store().signing_key()
@@ -762,10 +777,12 @@ def _save_refresh_token(
     if parent is not None:
         family, expires = parent.family_id, parent.expires_at
         credential_pk, scope = parent.credential_pk, parent.scope
+        claims_request = parent.claims_request
     else:
         family = secrets.token_hex(16)
         expires = now + dt.timedelta(days=config["REFRESH_TOKEN_TTL_DAYS"])
         credential_pk = code.credential_pk if code is not None else None
+        claims_request = code.claims_request if code is not None else None
     record = RefreshToken(
         token_hash=hash_secret(value),
         family_id=family,
@@ -773,6 +790,7 @@ def _save_refresh_token(
         client_id=request.client.get_client_id(),
         citizen_id=request.user.id,
         scope=scope,
+        claims_request=claims_request,
         credential_pk=credential_pk,
         issued_at=now,
         expires_at=expires,
@@ -791,15 +809,18 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     if token.get("refresh_token"):
         family = _save_refresh_token(token["refresh_token"], request, parent, scope).family_id
     if parent is not None:
-        credential_pk = parent.credential_pk
+        credential_pk, claims_request = parent.credential_pk, parent.claims_request
     else:
         credential_pk = code.credential_pk if code is not None else None
+        claims_request = code.claims_request if code is not None else None
+    wanted = ClaimsRequest.from_json(claims_request)
     record = Token(
         access_token_hash=hash_secret(token["access_token"]),
         client_id=request.client.get_client_id(),
         citizen_id=request.user.id,
         scope=scope,
-        claims=claim_names(scope),
+        claims=list(dict.fromkeys((*claim_names(scope), *wanted.names))),
+        claims_request=claims_request,
         code_id=code.id if code is not None else None,
         credential_pk=credential_pk,
         refresh_family=family,

@@ -65,6 +65,8 @@ from ..web import use_language
 from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
+from .claims import hinted_citizen
+from .claims import requested_claims
 from .errors import FaultyRequest
 from .errors import PushedRequestRequired
 from .errors import denial_for
@@ -169,7 +171,7 @@ def _metadata() -> dict[str, Any]:
         ),
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
-        claims_parameter_supported=False,
+        claims_parameter_supported=True,
         ui_locales_supported=list(SUPPORTED_LANGUAGES),
     )
 
@@ -267,7 +269,7 @@ def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict
             raise _answered(unsupported(), values, grant.redirect_uri)
     # The first of repeated parameters, as Authlib reads them.
     params = values.to_dict() if hasattr(values, "to_dict") else dict(values)
-    refusal = _refusal(params)
+    refusal = _refusal(params) or _claims_refusal(client, params)
     if refusal is not None:
         raise _answered(refusal, params, grant.redirect_uri)
     return client, params
@@ -337,6 +339,15 @@ def _refusal(params: dict[str, str]) -> OAuth2Error | None:
     return None
 
 
+def _claims_refusal(client: Client, params: dict[str, str]) -> OAuth2Error | None:
+    """A ``claims`` parameter that is not a JSON object of objects (OIDC Core §5.5)."""
+    try:
+        requested_claims(params.get("claims"), allowed_scope=client.scope)
+    except InvalidRequestError as refusal:
+        return refusal
+    return None
+
+
 def begin_login(client: Client, params: dict[str, str]) -> Any:
     """The first leg's end: a QR-code login for a validated request, told who asks."""
     scope = client.get_allowed_scope(params.get("scope", ""))
@@ -346,10 +357,20 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
 
 def requester_for(client: Client, params: dict[str, str]) -> Requester:
     """Everything the login pages and the phone show or enforce about ``client`` for this
-    request, given once when the login starts: the login never looks the client up."""
+    request, given once when the login starts: the login never looks the client up.
+
+    The claims listed are the scope's and those of the ``claims`` parameter (OIDC Core §5.5),
+    which only names claims the client may get: the phone lists everything that can be
+    released, and the essential ones as such.
+    """
+    wanted = requested_claims(params.get("claims"), allowed_scope=client.scope)
+    by_scope = claim_names(client.get_allowed_scope(params.get("scope", "")))
     return Requester(
         name=client.name,
-        claims=tuple(claim_names(client.get_allowed_scope(params.get("scope", "")))),
+        claims=tuple(dict.fromkeys((*by_scope, *wanted.names))),
+        essential_claims=wanted.essential,
+        # login_hint: the pairwise sub this client got earlier; an unknown one names nobody.
+        expected_citizen_id=hinted_citizen(params.get("login_hint"), client_id=client.client_id),
         proximity_policy=client.proximity_policy,
         site_url=_site_url(client),
         form_origin=_origin(params.get("redirect_uri")),

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from harness import ISSUER
+from harness import complete_login
 from harness import desktop_status
 from sqlalchemy import update
 
@@ -83,6 +84,10 @@ def _end_login(how: str, app: Any, desktop: Any, login_id: str, phone: Any) -> N
         cancelled = desktop.post(f"/login/{login_id}/cancel", data={"csrf_token": csrf_token(page)})
         assert cancelled.status_code == 303
         return
+    if how == "other_account":
+        # the login names Erika (login_hint); ``phone`` is Max's, and approves it
+        assert phone.approve(status["phone_url"], status["number"]).status_code == 403
+        return
     if how == "other_network":
         app.config["PROXIMITY_POLICY"] = "deny"
         phone.client.environ_base["REMOTE_ADDR"] = ELSEWHERE
@@ -98,12 +103,21 @@ def _end_login(how: str, app: Any, desktop: Any, login_id: str, phone: Any) -> N
         assert denied.status_code in (200, 204), denied.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("how", ["denied", "wrong_number", "cancelled", "other_network", "expired"])
+ENDINGS = ["denied", "wrong_number", "cancelled", "other_network", "other_account", "expired"]
+
+
+@pytest.mark.parametrize("how", ENDINGS)
 def test_each_ending_reaches_the_relying_party_with_its_own_description(
-    app, client, relying_party, enrolled_phone, how
+    app, client, relying_party, enrolled_phone, request, how
 ):
-    login_id = relying_party.start_login(client)
-    _end_login(how, app, client, login_id, enrolled_phone)
+    phone = enrolled_phone
+    hint = {}
+    if how == "other_account":
+        tokens = complete_login(client, relying_party, enrolled_phone)
+        hint["login_hint"] = relying_party.verify_id_token(client, tokens["id_token"])["sub"]
+        phone = request.getfixturevalue("other_citizen_phone")
+    login_id = relying_party.start_login(client, **hint)
+    _end_login(how, app, client, login_id, phone)
     status = desktop_status(client, login_id).json
     assert status["status"] == ("expired" if how == "expired" else "denied")
     query = _redirect_query(client.get(status["continue_url"]))
@@ -113,7 +127,9 @@ def test_each_ending_reaches_the_relying_party_with_its_own_description(
 
 
 def test_the_documented_descriptions_are_distinct_and_in_the_relying_party_guide():
-    assert len(set(DENIAL_DESCRIPTIONS.values())) == len(DENIAL_DESCRIPTIONS) == 5
+    # one per way a login ends: the five of issue 14 and other_account (login_hint, issue 15)
+    assert set(DENIAL_DESCRIPTIONS) == set(ENDINGS)
+    assert len(set(DENIAL_DESCRIPTIONS.values())) == len(DENIAL_DESCRIPTIONS) == 6
     with open("docs/relying-parties.md", encoding="utf-8") as guide:
         text = guide.read()
     for reason, description in DENIAL_DESCRIPTIONS.items():

@@ -42,7 +42,13 @@
       }
       const approved = await api.postJSON(form.dataset.approveUrl,
         { binding: binding, number: number, credential: credential });
-      if (approved.ok) { finish(form.dataset.msgApproved); } else { say(approved.body.error_description || form.dataset.msgFailed, true); }
+      if (approved.ok) {
+        finish(form.dataset.msgApproved);
+      } else if (approved.body.error === "other_account") {
+        finish(approved.body.error_description);  // the login has ended: nothing to retry
+      } else {
+        say(approved.body.error_description || form.dataset.msgFailed, true);
+      }
     } catch (e) {
       say(form.dataset.msgFailed, true);
     } finally {
