@@ -123,7 +123,7 @@ def test_discovery_lists_exactly_the_grants_response_types_and_methods_that_work
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["subject_types_supported"] == ["pairwise"]
     assert set(meta["id_token_signing_alg_values_supported"]) == {"ES256", "RS256"}
-    assert meta["claims_parameter_supported"] is False
+    assert meta["claims_parameter_supported"] is True  # OIDC Core §5.5 (test_claims_parameter.py)
     assert meta["request_parameter_supported"] is False
     assert meta["request_uri_parameter_supported"] is False
     # every client authentication method listed can be registered
