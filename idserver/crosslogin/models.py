@@ -41,6 +41,7 @@ class DenyReason(enum.StrEnum):
     WRONG_NUMBER = "wrong_number"
     CANCELLED = "cancelled"  # at the computer
     OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
+    LEVEL_TOO_LOW = "level_too_low"  # the approval's assurance level is below the requested one
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Requester:
     form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
     language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
+    required_level: str | None = None  # the least assurance level the approval must reach
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "claims": list(self.claims)}
@@ -101,6 +103,7 @@ class LoginTransaction(Base):
     approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     amr: Mapped[list[str] | None] = mapped_column(JSON)
     acr: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[str | None] = mapped_column(String(16))  # assurance level of the approval
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     phone_ip: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=0)

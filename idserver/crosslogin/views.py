@@ -338,6 +338,13 @@ def _ended_message(tx: LoginTransaction) -> Any:
         )
     if tx.deny_reason == "cancelled":
         return _l("The login was cancelled on this computer.")
+    if tx.deny_reason == "level_too_low":
+        return _l(
+            "The login does not reach the level of assurance %(name)s needs, so it was "
+            "cancelled. %(name)s can tell you what it needs, for example an identity check in "
+            "person at the citizens' office.",
+            name=_client_name(tx),
+        )
     return _l("The login was cancelled on the phone.")
 
 

@@ -40,8 +40,12 @@ from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
 
+from ..assurance import acr_for
+from ..assurance import at_least
+from ..assurance import issuable_acr_values
+from ..assurance import issuable_levels
+from ..assurance import required_level
 from ..citizens.models import Citizen
-from ..config import ACR_VALUES
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
@@ -64,6 +68,7 @@ from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
 from .errors import FaultyRequest
+from .errors import UnmetAuthenticationRequirements
 from .errors import denial_for
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
@@ -147,7 +152,7 @@ def _metadata() -> dict[str, Any]:
         introspection_endpoint_auth_methods_supported=list(AUTH_METHODS),
         introspection_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
-        acr_values_supported=list(ACR_VALUES),
+        acr_values_supported=issuable_acr_values(current_app.config),
         authorization_response_iss_parameter_supported=True,
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
@@ -223,6 +228,8 @@ def authorize() -> Any:
             return redirect_with_error(grant.redirect_uri, refusal, response_mode(values))
     params = values.to_dict()  # the first of repeated parameters, as Authlib reads them
     refusal = _refusal(params)
+    if len(values.getlist("acr_values")) > 1:  # RFC 6749 §3.1; Authlib does not look at it
+        refusal = InvalidRequestError("Repeated 'acr_values' parameter.")
     if refusal is not None:
         refusal.state = params.get("state")
         return redirect_with_error(grant.redirect_uri, refusal, response_mode(params))
@@ -251,6 +258,21 @@ def _refusal(params: dict[str, str]) -> OAuth2Error | None:
         return InvalidRequestError("Unsupported 'response_mode'; use 'query' or 'form_post'.")
     if mode == "form_post" and not _origin(params.get("redirect_uri")):
         return InvalidRequestError("The 'form_post' response mode needs an http or https URI.")
+    return _level_refusal(params)
+
+
+def _level_refusal(params: dict[str, str]) -> OAuth2Error | None:
+    """``acr_values`` no login here can meet: unknown values only, or a level above every one
+    this configuration can issue (``assurance.issuable_levels``), refused before any login."""
+    level, unknown = required_level((params.get("acr_values") or "").split())
+    if unknown:
+        return UnmetAuthenticationRequirements(
+            description="None of the requested 'acr_values' is known here"
+        )
+    if level is not None and not any(
+        at_least(issuable, level) for issuable in issuable_levels(current_app.config)
+    ):
+        return UnmetAuthenticationRequirements()
     return None
 
 
@@ -273,6 +295,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
         # Bürger-ID's own pages wait for no error: their login says how it ended.
         answers_endings=client.client_id != SELF_CLIENT_ID,
         language=ui_language(params.get("ui_locales")),
+        required_level=required_level((params.get("acr_values") or "").split())[0],
     )
 
 
@@ -337,14 +360,14 @@ def _grant(tx: LoginTransaction) -> Any:
         citizen=citizen,
         auth_time=int(tx.approved_at.timestamp()),
         amr=list(tx.amr or []),
-        acr=tx.acr or crosslogin.ACR_PHONE,
+        acr=acr_for(tx.level or "low", (tx.request_params.get("acr_values") or "").split()),
         login_id=tx.id,
         credential_pk=tx.credential_pk,
     )
     params = tx.request_params
     if tx.client_id == SELF_CLIENT_ID:
         # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
-        _start_session(auth)
+        _start_session(auth, method=tx.acr)
         return forget_browser(redirect(safe_next(params.get("next")), code=303), tx.id)
     server = authorization()
     oauth_request = StoredAuthorizationRequest(params)
@@ -359,7 +382,7 @@ def _grant(tx: LoginTransaction) -> Any:
             redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
         )
     forget_browser(response, tx.id)
-    _start_session(auth)
+    _start_session(auth, method=tx.acr)
     return response
 
 
@@ -369,10 +392,11 @@ def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
-def _start_session(auth: Authentication) -> None:
+def _start_session(auth: Authentication, *, method: str | None) -> None:
+    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in."""
     start_session(
         citizen_id=auth.citizen.id,
-        acr=auth.acr,
+        acr=method or crosslogin.ACR_PHONE,
         amr=auth.amr,
         login_id=auth.login_id,
         credential_pk=auth.credential_pk,
