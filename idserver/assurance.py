@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
 
+from .citizens.models import PROOFING_DOCUMENTS
 from .citizens.models import Citizen
 from .config import ACR_VALUES
 from .config import ASSURANCE_LEVELS
@@ -48,7 +49,6 @@ __all__ = [
 
 LEVELS = ASSURANCE_LEVELS  # lowest first
 LOW = LEVELS[0]
-PROOFING_DOCUMENTS = ("id_card", "passport", "residence_permit")  # shown at the counter
 LEVEL_SETTINGS = (
     "ASSURANCE_IN_PERSON",
     "ASSURANCE_HARDWARE_KEY",
