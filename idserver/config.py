@@ -300,6 +300,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ASSURANCE_APP_KEY", "low", "Assurance level of a phone app's key."),
     Setting(
+        "VERIFIED_CLAIMS_TRUST_FRAMEWORK",
+        "de_aml",
+        "Trust framework named in `verified_claims` (OpenID Connect for Identity Assurance 1.0) "
+        "for residents a clerk identified in person with an identity document: `de_aml`, the "
+        "identification of the German Anti-Money Laundering Act (GwG §12, §13: a valid official "
+        "photo ID checked in person). Empty: no `verified_claims`.",
+    ),
+    Setting(
         "PROXIMITY_IPV4_PREFIX",
         24,
         "IPv4 addresses of phone and computer in the same /N count as one network.",
@@ -594,6 +602,11 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
     for setting in SETTINGS:
         if setting.name.startswith("ASSURANCE_") and config[setting.name] not in ASSURANCE_LEVELS:
             problems.append(f"{PREFIX}{setting.name} must be one of {', '.join(ASSURANCE_LEVELS)}")
+    if not re.fullmatch(r"[a-z0-9_]*", str(config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"])):
+        problems.append(
+            "IDSERVER_VERIFIED_CLAIMS_TRUST_FRAMEWORK must be a trust framework identifier "
+            "such as de_aml, or empty"
+        )
     for name, lowest, highest in (
         ("PROXIMITY_IPV4_PREFIX", 8, 32),
         ("PROXIMITY_IPV6_PREFIX", 16, 128),

@@ -68,6 +68,9 @@ CLAIM_LABELS = {
     "email_verified": None,
     "address": _l("your registered address"),
     "birthdate": _l("your date of birth"),
+    "verified_claims": _l(
+        "how your identity was checked at the citizens' office (document type, day, office)"
+    ),
 }
 
 

@@ -78,6 +78,8 @@ from .server import ASSERTION_ALGORITHMS
 from .server import Authentication
 from .server import StoredAuthorizationRequest
 from .server import authorization
+from .verified_claims import discovery_metadata
+from .verified_claims import requested_verified_claims
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger(__name__)
@@ -158,6 +160,7 @@ def _metadata() -> dict[str, Any]:
         request_uri_parameter_supported=False,
         claims_parameter_supported=False,
         ui_locales_supported=list(SUPPORTED_LANGUAGES),
+        **discovery_metadata(current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"]),
     )
 
 
@@ -258,6 +261,10 @@ def _refusal(params: dict[str, str]) -> OAuth2Error | None:
         return InvalidRequestError("Unsupported 'response_mode'; use 'query' or 'form_post'.")
     if mode == "form_post" and not _origin(params.get("redirect_uri")):
         return InvalidRequestError("The 'form_post' response mode needs an http or https URI.")
+    try:
+        requested_verified_claims(params.get("claims"))
+    except ValueError as exc:
+        return InvalidRequestError(f"{exc}.")
     return _level_refusal(params)
 
 
@@ -286,9 +293,14 @@ def begin_login(client: Client, params: dict[str, str]) -> Any:
 def requester_for(client: Client, params: dict[str, str]) -> Requester:
     """Everything the login pages and the phone show or enforce about ``client`` for this
     request, given once when the login starts: the login never looks the client up."""
+    names = claim_names(client.get_allowed_scope(params.get("scope", "")))
+    if current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] and requested_verified_claims(
+        params.get("claims")
+    ):
+        names.append("verified_claims")  # the phone says how the identity was checked
     return Requester(
         name=client.name,
-        claims=tuple(claim_names(client.get_allowed_scope(params.get("scope", "")))),
+        claims=tuple(names),
         proximity_policy=client.proximity_policy,
         site_url=_site_url(client),
         form_origin=_origin(params.get("redirect_uri")),
