@@ -33,6 +33,7 @@ from .claims import claims_for_scope
 
 __all__ = [
     "VERIFIABLE_CLAIMS",
+    "essential_acr_values",
     "discovery_metadata",
     "requested_verified_claims",
     "verified_claims_for",
@@ -48,11 +49,11 @@ DOCUMENT_TYPES = {
 CHECK_METHOD = "vpip"  # IA predefined values: physical document verified in person
 
 
-def requested_verified_claims(claims_param: str | None) -> list[str] | None:
-    """The claim names asked for in ``claims.id_token.verified_claims``, or None if it is not
-    asked for. Raises ``ValueError`` for a ``claims`` value that is not a JSON object."""
+def _id_token_member(claims_param: str | None) -> dict[str, Any]:
+    """``claims.id_token`` (OIDC Core 1.0 §5.5), or {}; ``ValueError`` for a ``claims`` value
+    that is not a JSON object."""
     if not claims_param:
-        return None
+        return {}
     try:
         claims = json.loads(claims_param)
     except ValueError as exc:
@@ -60,7 +61,24 @@ def requested_verified_claims(claims_param: str | None) -> list[str] | None:
     if not isinstance(claims, dict):
         raise ValueError("'claims' is not a JSON object")
     id_token = claims.get("id_token")
-    request = id_token.get("verified_claims") if isinstance(id_token, dict) else None
+    return id_token if isinstance(id_token, dict) else {}
+
+
+def essential_acr_values(claims_param: str | None) -> list[str]:
+    """The values of an essential ``acr`` claim request (OIDC Core 1.0 §5.5.1.1), or []."""
+    request = _id_token_member(claims_param).get("acr")
+    if not isinstance(request, dict) or request.get("essential") is not True:
+        return []
+    values = request.get("values", [request.get("value")])
+    if not isinstance(values, list):
+        return []
+    return [value for value in values if isinstance(value, str)]
+
+
+def requested_verified_claims(claims_param: str | None) -> list[str] | None:
+    """The claim names asked for in ``claims.id_token.verified_claims``, or None if it is not
+    asked for. Raises ``ValueError`` for a ``claims`` value that is not a JSON object."""
+    request = _id_token_member(claims_param).get("verified_claims")
     if not isinstance(request, dict) or not isinstance(request.get("claims"), dict):
         return None
     return [name for name in VERIFIABLE_CLAIMS if name in request["claims"]]

@@ -79,6 +79,7 @@ from .server import Authentication
 from .server import StoredAuthorizationRequest
 from .server import authorization
 from .verified_claims import discovery_metadata
+from .verified_claims import essential_acr_values
 from .verified_claims import requested_verified_claims
 
 bp = Blueprint("oidc", __name__)
@@ -268,10 +269,20 @@ def _refusal(params: dict[str, str]) -> OAuth2Error | None:
     return _level_refusal(params)
 
 
+def requested_acr_values(params: dict[str, str]) -> list[str]:
+    """The ``acr`` values the request asks for: an essential ``acr`` claim in ``claims``
+    (OIDC Core 1.0 §5.5.1.1) if there is one, else ``acr_values`` (§3.1.2.1)."""
+    try:
+        essential = essential_acr_values(params.get("claims"))
+    except ValueError:
+        essential = []
+    return essential or (params.get("acr_values") or "").split()
+
+
 def _level_refusal(params: dict[str, str]) -> OAuth2Error | None:
     """``acr_values`` no login here can meet: unknown values only, or a level above every one
     this configuration can issue (``assurance.issuable_levels``), refused before any login."""
-    level, unknown = required_level((params.get("acr_values") or "").split())
+    level, unknown = required_level(requested_acr_values(params))
     if unknown:
         return UnmetAuthenticationRequirements(
             description="None of the requested 'acr_values' is known here"
@@ -307,7 +318,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
         # Bürger-ID's own pages wait for no error: their login says how it ended.
         answers_endings=client.client_id != SELF_CLIENT_ID,
         language=ui_language(params.get("ui_locales")),
-        required_level=required_level((params.get("acr_values") or "").split())[0],
+        required_level=required_level(requested_acr_values(params))[0],
     )
 
 
@@ -372,7 +383,7 @@ def _grant(tx: LoginTransaction) -> Any:
         citizen=citizen,
         auth_time=int(tx.approved_at.timestamp()),
         amr=list(tx.amr or []),
-        acr=acr_for(tx.level or "low", (tx.request_params.get("acr_values") or "").split()),
+        acr=acr_for(tx.level or "low", requested_acr_values(tx.request_params)),
         login_id=tx.id,
         credential_pk=tx.credential_pk,
     )

@@ -7,7 +7,9 @@ mapping defaults to ``low``, and the operator may raise it with ``IDSERVER_ASSUR
 from __future__ import annotations
 
 import datetime as dt
+import json
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
 from harness import complete_login
@@ -158,3 +160,19 @@ def test_the_earlier_method_acr_values_are_still_accepted_as_low(
     )
     claims = relying_party.verify_id_token(client, tokens["id_token"])
     assert claims["acr"] == "urn:buergerid:loa:low"
+
+
+def test_an_essential_acr_claim_is_honoured_like_acr_values(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    essential = {
+        "id_token": {"acr": {"essential": True, "values": ["urn:buergerid:loa:substantial"]}}
+    }
+    params = relying_party.authorize_params(claims=json.dumps(essential))
+    refused = client.get("/authorize?" + urlencode(params))
+    assert "error=unmet_authentication_requirements" in refused.headers["Location"]
+    _proof_in_person(app, citizen.id)
+    app.config.update(RAISED)
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=json.dumps(essential))
+    claims = relying_party.verify_id_token(client, tokens["id_token"])
+    assert claims["acr"] == "urn:buergerid:loa:substantial"
