@@ -51,7 +51,10 @@ ID_TOKEN_ALGORITHMS = (SIGNING_ALGORITHM, "RS256")
 RSA_KEY_SIZE = 2048  # bits; NIST SP 800-57 rates 2048 fine through 2030
 ACR_PHONE = "urn:buergerid:acr:phone-number-matching"  # approved in the app, number matched
 ACR_PASSKEY = "urn:buergerid:acr:passkey"  # a passkey assertion made on the computer
+# The method's names: the session's `acr`; in ID tokens until assurance levels replaced them.
 ACR_VALUES = (ACR_PHONE, ACR_PASSKEY)
+# Assurance levels, lowest first (eIDAS Regulation 910/2014 Art. 8); see idserver/assurance.py.
+ASSURANCE_LEVELS = ("low", "substantial", "high")
 
 
 class ConfigError(ValueError):
@@ -308,6 +311,32 @@ SETTINGS: tuple[Setting, ...] = (
         "it (the QR-relay attack): `warn` (the phone warns the citizen prominently) or `deny` "
         "(the login is refused). A relying party may override it (`idserver client add "
         "--proximity-policy`).",
+    ),
+    Setting(
+        "ASSURANCE_IN_PERSON",
+        "low",
+        "Assurance level of identity proofing by a clerk in person with an identity document "
+        "(`low`, `substantial`, `high`). Raise it only after a formal assessment; a login's "
+        "level is the lower of proofing and device (docs/relying-parties.md).",
+    ),
+    Setting(
+        "ASSURANCE_HARDWARE_KEY",
+        "low",
+        "Assurance level of a device-bound passkey whose attestation proved a hardware key.",
+    ),
+    Setting(
+        "ASSURANCE_SYNCED_PASSKEY",
+        "low",
+        "Assurance level of any other passkey (it may be synced to other devices).",
+    ),
+    Setting("ASSURANCE_APP_KEY", "low", "Assurance level of a phone app's key."),
+    Setting(
+        "VERIFIED_CLAIMS_TRUST_FRAMEWORK",
+        "de_aml",
+        "Trust framework named in `verified_claims` (OpenID Connect for Identity Assurance 1.0) "
+        "for residents a clerk identified in person with an identity document: `de_aml`, the "
+        "identification of the German Anti-Money Laundering Act (GwG §12, §13: a valid official "
+        "photo ID checked in person). Empty: no `verified_claims`.",
     ),
     Setting(
         "PROXIMITY_IPV4_PREFIX",
@@ -601,6 +630,14 @@ def _format_problems(config: Mapping[str, Any]) -> list[str]:
         )
     if config["PROXIMITY_POLICY"] not in PROXIMITY_POLICIES:
         problems.append(f"IDSERVER_PROXIMITY_POLICY must be one of {', '.join(PROXIMITY_POLICIES)}")
+    for setting in SETTINGS:
+        if setting.name.startswith("ASSURANCE_") and config[setting.name] not in ASSURANCE_LEVELS:
+            problems.append(f"{PREFIX}{setting.name} must be one of {', '.join(ASSURANCE_LEVELS)}")
+    if not re.fullmatch(r"[a-z0-9_]*", str(config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"])):
+        problems.append(
+            "IDSERVER_VERIFIED_CLAIMS_TRUST_FRAMEWORK must be a trust framework identifier "
+            "such as de_aml, or empty"
+        )
     for name, lowest, highest in (
         ("PROXIMITY_IPV4_PREFIX", 8, 32),
         ("PROXIMITY_IPV6_PREFIX", 16, 128),

@@ -107,6 +107,7 @@ DENY_REASONS = {
     DenyReason.DENIED: _l("declined on the phone"),
     DenyReason.WRONG_NUMBER: _l("wrong number typed"),
     DenyReason.OTHER_NETWORK: _l("phone and computer in different networks"),
+    DenyReason.LEVEL_TOO_LOW: _l("assurance level too low for the service"),
 }
 DEVICE_KINDS = {"app": _l("Bürger-ID app"), "passkey": _l("passkey")}
 

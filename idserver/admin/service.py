@@ -262,9 +262,11 @@ def record_resident_view(clerk: Clerk, citizen: Citizen) -> None:
 
 
 def register_resident(clerk: Clerk, **fields: Any) -> Citizen:
-    """Register a resident (validated by ``register_citizen``); audited."""
+    """Register a resident (validated by ``register_citizen``); audited, with the identity
+    document the clerk checked, if any (never its number: only its type)."""
     citizen = register_citizen(**fields)
-    record_clerk_action(clerk, "register", subject=citizen.id)
+    proofing = {"proofing_document": citizen.proofing_document} if citizen.proofing_document else {}
+    record_clerk_action(clerk, "register", subject=citizen.id, **proofing)
     db.session.commit()
     return citizen
 

@@ -29,6 +29,7 @@ from ..account.views import require_session
 from ..audit import verify_chain
 from ..audit import verify_since_checkpoint
 from ..audit.service import EVENTS
+from ..citizens.models import PROOFING_DOCUMENTS
 from ..citizens.service import CITIZEN_FIELDS
 from ..citizens.service import POSTCODE
 from ..citizens.service import activation_url
@@ -52,6 +53,12 @@ HOME = "/admin"
 REQUIRED_FIELDS = ("given_name", "family_name", "birthdate", "street", "postcode", "city")
 FIELD_LIMITS = {"postcode": 20, "email": 320}
 LANGUAGE_NAMES = {"de": "Deutsch", "en": "English"}
+# The identity documents the form offers (``citizens.models.PROOFING_DOCUMENTS``).
+DOCUMENT_NAMES = {
+    "id_card": _l("Identity card"),
+    "passport": _l("Passport"),
+    "residence_permit": _l("Residence permit"),
+}
 
 
 class NotAClerk(IdServerError):
@@ -156,7 +163,38 @@ def residents() -> Any:
 @bp.get(f"{HOME}/residents/new")
 def new_resident() -> str:
     _allow("register")
-    return render_template("admin/resident_new.html", form={}, errors={})
+    return render_template("admin/resident_new.html", form={}, errors={}, documents=_documents())
+
+
+def _documents() -> list[tuple[str, Any]]:
+    return [(name, DOCUMENT_NAMES[name]) for name in PROOFING_DOCUMENTS]
+
+
+def _validate_proofing(form: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    """The identity check in person the clerk recorded: document type and day, at this office
+    (``IDSERVER_OFFICE_NAME``); nothing if no document was chosen."""
+    document = form.get("proofing_document", "")
+    if not document:
+        return {}
+    if document not in PROOFING_DOCUMENTS:
+        errors["proofing_document"] = _("Please choose a document from the list.")
+        return {}
+    if not form.get("proofed_on"):
+        errors["proofed_on"] = _("Please enter the day the document was checked.")
+        return {}
+    try:
+        day = _read_date(form["proofed_on"])
+    except DateRefused:
+        errors["proofed_on"] = _("Please enter the day as DD.MM.YYYY.")
+        return {}
+    if day > dt.date.today():
+        errors["proofed_on"] = _("This day is in the future.")
+        return {}
+    return {
+        "proofing_document": document,
+        "proofed_on": day,
+        "proofing_office": current_app.config["OFFICE_NAME"],
+    }
 
 
 def _validate_resident(form: dict[str, str]) -> dict[str, str]:
@@ -189,13 +227,24 @@ def register_resident() -> Any:
     _allow("register")
     form = {name: request.form.get(name, "").strip() for name in CITIZEN_FIELDS}
     errors = _validate_resident(form)
+    proofing_form = {
+        name: request.form.get(name, "").strip()[:20]
+        for name in ("proofing_document", "proofed_on")
+    }
+    proofing = _validate_proofing(proofing_form, errors)
     if not errors:
         try:
-            citizen = service.register_resident(g.clerk, **form)
+            citizen = service.register_resident(g.clerk, **form, **proofing)
         except IdServerError as exc:
             errors["form"] = str(exc.description)
     if errors:
-        return render_template("admin/resident_new.html", form=form, errors=errors), 400
+        page = render_template(
+            "admin/resident_new.html",
+            form={**form, **proofing_form},
+            errors=errors,
+            documents=_documents(),
+        )
+        return page, 400
     flash(_("The resident has been registered. You can now print an activation letter."))
     return redirect(f"{_home()}/residents/{citizen.id}", code=303)
 
@@ -215,6 +264,7 @@ def resident(citizen_id: str) -> str:
         languages=[(lang, LANGUAGE_NAMES[lang]) for lang in SUPPORTED_LANGUAGES],
         letter_language=LETTER_LANGUAGE,
         is_clerk=active_clerk(citizen.id) is not None,
+        document_names=DOCUMENT_NAMES,
     )
 
 

@@ -21,6 +21,9 @@ from ..db import Base
 from ..db import UTCDateTime
 from ..db import utcnow
 
+# Identity documents a clerk may check in person (``Citizen.proofing_document``).
+PROOFING_DOCUMENTS = ("id_card", "passport", "residence_permit")
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -56,6 +59,11 @@ class Citizen(Base):
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Given and family name as ``searchable_name`` spells them; kept up to date on every write.
     search_name: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Identity proofing in person (idserver/assurance.py): the document a clerk checked
+    # (``PROOFING_DOCUMENTS``), on which day, at which office. None: not recorded.
+    proofing_document: Mapped[str | None] = mapped_column(String(32))
+    proofed_on: Mapped[dt.date | None] = mapped_column(Date)
+    proofing_office: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def active(self) -> bool:

@@ -63,6 +63,7 @@ from .errors import InvalidImport
 from .errors import ResidentNotFound
 from .errors import TooManyWrongCodes
 from .errors import WrongActivationCode
+from .models import PROOFING_DOCUMENTS
 from .models import ActivationAttempt
 from .models import ActivationCode
 from .models import Citizen
@@ -147,8 +148,29 @@ def has_residents(session: Session) -> bool:
     return session.scalars(select(Citizen.id).limit(1)).first() is not None
 
 
-def register_citizen(**fields: Any) -> Citizen:
-    citizen = Citizen(**_clean_citizen(fields))
+def _clean_proofing(document: str | None, on: dt.date | None, office: str | None) -> dict[str, Any]:
+    """Identity proofing in person (``idserver.assurance``): all three, or none recorded."""
+    if document is None and on is None:
+        return {}
+    if document not in PROOFING_DOCUMENTS:
+        raise InvalidCitizen(f"proofing_document must be one of {', '.join(PROOFING_DOCUMENTS)}")
+    if not isinstance(on, dt.date) or on > dt.date.today():
+        raise InvalidCitizen("proofed_on must be a date, not in the future")
+    if not office or len(office) > 200:
+        raise InvalidCitizen("proofing_office is missing or too long")
+    return {"proofing_document": document, "proofed_on": on, "proofing_office": office}
+
+
+def register_citizen(
+    *,
+    proofing_document: str | None = None,
+    proofed_on: dt.date | None = None,
+    proofing_office: str | None = None,
+    **fields: Any,
+) -> Citizen:
+    """A new resident; with ``proofing_*`` if a clerk checked an identity document in person."""
+    proofing = _clean_proofing(proofing_document, proofed_on, proofing_office)
+    citizen = Citizen(**_clean_citizen(fields), **proofing)
     db.session.add(citizen)
     db.session.commit()
     return citizen

@@ -17,6 +17,7 @@ __all__ = [
     "InvalidNumber",
     "LoginEnded",
     "LoginExpired",
+    "LevelTooLow",
     "LoginNotFound",
     "NoChallenge",
     "NotBound",
@@ -122,6 +123,20 @@ class NoChallenge(LoginRejected):
 
     error = "no_challenge"
     description = _l("Please type the number again.")
+
+
+class LevelTooLow(LoginRejected):
+    """The approval's assurance level (``idserver.assurance``) is below the one the service
+    asked for: the login has ended, and the service hears ``unmet_authentication_requirements``.
+    """
+
+    status = 403
+    error = "level_too_low"
+    description = _l(
+        "This service needs a higher level of assurance than your Bürger-ID login can offer "
+        "(for example an identity check in person at the citizens' office, or a device-bound "
+        "key). The login has been cancelled. Please ask the citizens' office."
+    )
 
 
 class UnknownDevice(LoginRejected):

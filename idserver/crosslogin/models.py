@@ -42,6 +42,7 @@ class DenyReason(enum.StrEnum):
     CANCELLED = "cancelled"  # at the computer
     OTHER_NETWORK = "other_network"  # the phone in another network, under the deny policy
     OTHER_ACCOUNT = "other_account"  # approved by another citizen than the one expected
+    LEVEL_TOO_LOW = "level_too_low"  # the approval's assurance level is below the requested one
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Requester:
     essential_claims: tuple[str, ...] = ()  # of ``claims``, those the relying party needs
     # The only citizen who may approve (OIDC ``login_hint``); None: anyone. Never shown.
     expected_citizen_id: str | None = None
+    required_level: str | None = None  # the least assurance level the approval must reach
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,7 @@ class LoginTransaction(Base):
     approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     amr: Mapped[list[str] | None] = mapped_column(JSON)
     acr: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[str | None] = mapped_column(String(16))  # assurance level of the approval
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     phone_ip: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=0)

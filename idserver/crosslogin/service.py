@@ -52,6 +52,8 @@ from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..assurance import at_least
+from ..assurance import login_level
 from ..audit import record_event
 from ..citizens.models import Citizen
 from ..citizens.service import user_handle
@@ -78,6 +80,7 @@ from . import proximity
 from . import qr
 from .errors import AlreadyScanned
 from .errors import InvalidNumber
+from .errors import LevelTooLow
 from .errors import LoginEnded
 from .errors import LoginNotFound
 from .errors import NoChallenge
@@ -615,11 +618,40 @@ def _approve(
 
     If the relying party named the citizen (``Requester.expected_citizen_id``) and ``stored``
     belongs to another, → denied (``other_account``) instead, and ``OtherAccount`` is raised.
+    The login's assurance level (``assurance.login_level``) is kept with it; one below the
+    requester's ``required_level`` ends the login instead: → denied (``level_too_low``).
     """
     expected = tx.requesting.expected_citizen_id
     if expected is not None and not hmac.compare_digest(stored.citizen_id, expected):
         _refuse_other_account(tx, stored, from_states=from_states, audit_data=audit_data)
-    data = {"client_id": tx.client_id, "credential_id": stored.id, "acr": acr, **(audit_data or {})}
+    citizen = db.session.get(Citizen, stored.citizen_id)
+    level = login_level(citizen, stored, current_app.config) if citizen else "low"
+    required = tx.requesting.required_level
+    if required and not at_least(level, required):
+        reason = DenyReason.LEVEL_TOO_LOW
+        denial = {
+            "client_id": tx.client_id,
+            "reason": reason,
+            "level": level,
+            "required_level": required,
+            **(audit_data or {}),
+        }
+        if not _transition(
+            tx.id,
+            from_states=from_states,
+            audit=("login_denied", f"citizen:{stored.citizen_id}", denial),
+            state=LoginState.DENIED,
+            deny_reason=reason,
+        ):
+            raise LoginEnded()
+        raise LevelTooLow()
+    data = {
+        "client_id": tx.client_id,
+        "credential_id": stored.id,
+        "acr": acr,
+        "level": level,
+        **(audit_data or {}),
+    }
     won = _transition(
         tx.id,
         from_states=from_states,
@@ -630,10 +662,12 @@ def _approve(
         approved_at=utcnow(),
         amr=_amr(stored),
         acr=acr,
+        level=level,
         evidence=evidence,
     )
     if not won:
         raise LoginEnded()
+    _remember(tx, level=level)
 
 
 def _refuse_other_account(

@@ -68,6 +68,9 @@ CLAIM_LABELS = {
     "email_verified": None,
     "address": _l("your registered address"),
     "birthdate": _l("your date of birth"),
+    "verified_claims": _l(
+        "how your identity was checked at the citizens' office (document type, day, office)"
+    ),
 }
 
 
@@ -342,6 +345,13 @@ def _ended_message(tx: LoginTransaction) -> Any:
         return _l(
             "The login was confirmed with a different person's Bürger-ID than %(name)s asked "
             "for, so it was cancelled and nobody was logged in. Please start again.",
+            name=_client_name(tx),
+        )
+    if tx.deny_reason == "level_too_low":
+        return _l(
+            "The login does not reach the level of assurance %(name)s needs, so it was "
+            "cancelled. %(name)s can tell you what it needs, for example an identity check in "
+            "person at the citizens' office.",
             name=_client_name(tx),
         )
     return _l("The login was cancelled on the phone.")

@@ -8,10 +8,12 @@ in ``error_description``, for the developer of the relying party, so in English 
 
 from __future__ import annotations
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask_babel import lazy_gettext as _l
 
+from ..crosslogin.models import DenyReason
 from ..crosslogin.service import OTHER_ACCOUNT
 from ..crosslogin.service import OTHER_NETWORK
 from ..errors import IdServerError
@@ -35,6 +37,7 @@ __all__ = [
     "OtherNetwork",
     "PushedRequestRequired",
     "UnknownClient",
+    "UnmetAuthenticationRequirements",
     "WrongNumber",
     "denial_for",
 ]
@@ -88,12 +91,26 @@ DENIALS: dict[str, type[AccessDeniedError]] = {
 DENIAL_DESCRIPTIONS = {kind: str(error.description) for kind, error in DENIALS.items()}
 
 
-def denial_for(
-    *, state: str, deny_reason: str | None, oauth_state: str | None
-) -> AccessDeniedError:
-    """The ``access_denied`` error for a login that ended in ``state`` for ``deny_reason``."""
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0 §2: "The Authorization Server
+    is unable to meet the requirements of the Relying Party for the authentication of the
+    End-User" — here the assurance level ``acr_values`` asked for (``idserver.assurance``)."""
+
+    error = "unmet_authentication_requirements"
+    description = "The login cannot reach the requested assurance level"
+
+
+def denial_for(*, state: str, deny_reason: str | None, oauth_state: str | None) -> OAuth2Error:
+    """The error for a login that ended in ``state`` for ``deny_reason``: ``access_denied``
+    with its description, or ``unmet_authentication_requirements`` for a level too low."""
     kind = "expired" if state == "expired" else deny_reason
-    error = DENIALS.get(kind or "", CitizenDeclined)()
+    error: OAuth2Error
+    if kind == DenyReason.LEVEL_TOO_LOW:
+        error = UnmetAuthenticationRequirements(
+            description="The citizen's assurance level is below the requested one"
+        )
+    else:
+        error = DENIALS.get(kind or "", CitizenDeclined)()
     error.state = oauth_state
     return error
 

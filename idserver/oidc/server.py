@@ -62,6 +62,7 @@ from sqlalchemy.exc import IntegrityError
 from ..audit import record_event
 from ..citizens.models import Citizen
 from ..config import ID_TOKEN_ALGORITHMS
+from ..crosslogin.models import LoginTransaction
 from ..db import db
 from ..db import utcnow
 from ..keys import ID_TOKEN
@@ -88,6 +89,8 @@ from .models import RefreshToken
 from .models import Token
 from .models import UsedAssertion
 from .models import hash_secret
+from .verified_claims import requested_verified_claims
+from .verified_claims import verified_claims_for
 
 log = logging.getLogger(__name__)
 
@@ -527,6 +530,9 @@ class IdToken(OpenIDCode):
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         if authorization_code.login_id:
             claims["sid"] = session_identifier(authorization_code.login_id)
+            verified = _verified_claims(authorization_code)
+            if verified is not None:
+                claims["verified_claims"] = verified
         return claims
 
     def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
@@ -539,6 +545,22 @@ class IdToken(OpenIDCode):
         code = grant.request.authorization_code
         g.oidc_claims_request = code.claims_request if code is not None else None
         return super().process_token(grant, response)
+
+
+def _verified_claims(code: AuthorizationCode) -> dict[str, Any] | None:
+    """``verified_claims`` for the ID token of ``code``, if its request asked for them."""
+    login = db.session.get(LoginTransaction, code.login_id)
+    requested = requested_verified_claims(login.request_params.get("claims")) if login else None
+    citizen = db.session.get(Citizen, code.citizen_id)
+    if not requested or citizen is None:
+        return None
+    return verified_claims_for(
+        citizen,
+        requested,
+        scope=code.scope,
+        client_id=code.client_id,
+        trust_framework=current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"],
+    )
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):

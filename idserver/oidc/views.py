@@ -42,8 +42,12 @@ from flask import render_template
 from flask import request
 from flask_babel import lazy_gettext as _l
 
+from ..assurance import acr_for
+from ..assurance import at_least
+from ..assurance import issuable_acr_values
+from ..assurance import issuable_levels
+from ..assurance import required_level
 from ..citizens.models import Citizen
-from ..config import ACR_VALUES
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
@@ -69,6 +73,7 @@ from .claims import hinted_citizen
 from .claims import requested_claims
 from .errors import FaultyRequest
 from .errors import PushedRequestRequired
+from .errors import UnmetAuthenticationRequirements
 from .errors import denial_for
 from .logout import frontchannel_logouts
 from .logout import record_session_client
@@ -83,6 +88,9 @@ from .server import ASSERTION_ALGORITHMS
 from .server import Authentication
 from .server import StoredAuthorizationRequest
 from .server import authorization
+from .verified_claims import discovery_metadata
+from .verified_claims import essential_acr_values
+from .verified_claims import requested_verified_claims
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger(__name__)
@@ -163,7 +171,7 @@ def _metadata() -> dict[str, Any]:
         introspection_endpoint_auth_methods_supported=list(AUTH_METHODS),
         introspection_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
-        acr_values_supported=list(ACR_VALUES),
+        acr_values_supported=issuable_acr_values(current_app.config),
         authorization_response_iss_parameter_supported=True,
         pushed_authorization_request_endpoint=f"{issuer}/par",
         require_pushed_authorization_requests=bool(
@@ -173,6 +181,7 @@ def _metadata() -> dict[str, Any]:
         request_uri_parameter_supported=False,
         claims_parameter_supported=True,
         ui_locales_supported=list(SUPPORTED_LANGUAGES),
+        **discovery_metadata(current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"]),
     )
 
 
@@ -270,6 +279,9 @@ def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict
     # The first of repeated parameters, as Authlib reads them.
     params = values.to_dict() if hasattr(values, "to_dict") else dict(values)
     refusal = _refusal(params) or _claims_refusal(client, params)
+    if hasattr(values, "getlist") and len(values.getlist("acr_values")) > 1:
+        # RFC 6749 §3.1; Authlib does not look at it
+        refusal = InvalidRequestError("Repeated 'acr_values' parameter.")
     if refusal is not None:
         raise _answered(refusal, params, grant.redirect_uri)
     return client, params
@@ -336,6 +348,35 @@ def _refusal(params: dict[str, str]) -> OAuth2Error | None:
         return InvalidRequestError("Unsupported 'response_mode'; use 'query' or 'form_post'.")
     if mode == "form_post" and not _origin(params.get("redirect_uri")):
         return InvalidRequestError("The 'form_post' response mode needs an http or https URI.")
+    try:
+        requested_verified_claims(params.get("claims"))
+    except ValueError as exc:
+        return InvalidRequestError(f"{exc}.")
+    return _level_refusal(params)
+
+
+def requested_acr_values(params: dict[str, str]) -> list[str]:
+    """The ``acr`` values the request asks for: an essential ``acr`` claim in ``claims``
+    (OIDC Core 1.0 §5.5.1.1) if there is one, else ``acr_values`` (§3.1.2.1)."""
+    try:
+        essential = essential_acr_values(params.get("claims"))
+    except ValueError:
+        essential = []
+    return essential or (params.get("acr_values") or "").split()
+
+
+def _level_refusal(params: dict[str, str]) -> OAuth2Error | None:
+    """``acr_values`` no login here can meet: unknown values only, or a level above every one
+    this configuration can issue (``assurance.issuable_levels``), refused before any login."""
+    level, unknown = required_level(requested_acr_values(params))
+    if unknown:
+        return UnmetAuthenticationRequirements(
+            description="None of the requested 'acr_values' is known here"
+        )
+    if level is not None and not any(
+        at_least(issuable, level) for issuable in issuable_levels(current_app.config)
+    ):
+        return UnmetAuthenticationRequirements()
     return None
 
 
@@ -365,6 +406,10 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
     """
     wanted = requested_claims(params.get("claims"), allowed_scope=client.scope)
     by_scope = claim_names(client.get_allowed_scope(params.get("scope", "")))
+    if current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] and requested_verified_claims(
+        params.get("claims")
+    ):
+        by_scope.append("verified_claims")  # the phone says how the identity was checked
     return Requester(
         name=client.name,
         claims=tuple(dict.fromkeys((*by_scope, *wanted.names))),
@@ -377,6 +422,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
         # Bürger-ID's own pages wait for no error: their login says how it ended.
         answers_endings=client.client_id != SELF_CLIENT_ID,
         language=ui_language(params.get("ui_locales")),
+        required_level=required_level(requested_acr_values(params))[0],
     )
 
 
@@ -441,14 +487,14 @@ def _grant(tx: LoginTransaction) -> Any:
         citizen=citizen,
         auth_time=int(tx.approved_at.timestamp()),
         amr=list(tx.amr or []),
-        acr=tx.acr or crosslogin.ACR_PHONE,
+        acr=acr_for(tx.level or "low", requested_acr_values(tx.request_params)),
         login_id=tx.id,
         credential_pk=tx.credential_pk,
     )
     params = tx.request_params
     if tx.client_id == SELF_CLIENT_ID:
         # Logging in to Bürger-ID itself (account or clerk pages): a session, no code.
-        _start_session(auth)
+        _start_session(auth, method=tx.acr)
         return forget_browser(redirect(safe_next(params.get("next")), code=303), tx.id)
     server = authorization()
     oauth_request = StoredAuthorizationRequest(params)
@@ -463,7 +509,7 @@ def _grant(tx: LoginTransaction) -> Any:
             redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
         )
     forget_browser(response, tx.id)
-    session_id = _start_session(auth)
+    session_id = _start_session(auth, method=tx.acr)
     record_session_client(
         session_id=session_id, client_id=tx.client_id, citizen_id=auth.citizen.id, login_id=tx.id
     )
@@ -476,10 +522,11 @@ def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
-def _start_session(auth: Authentication) -> str:
+def _start_session(auth: Authentication, *, method: str | None) -> str:
+    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in."""
     return start_session(
         citizen_id=auth.citizen.id,
-        acr=auth.acr,
+        acr=method or crosslogin.ACR_PHONE,
         amr=auth.amr,
         login_id=auth.login_id,
         credential_pk=auth.credential_pk,

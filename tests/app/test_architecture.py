@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"audit"},
     {"passkeys"},
     {"citizens"},
+    {"assurance"},
     {"clerks"},
     {"crosslogin"},
     {"oidc"},

@@ -12,7 +12,7 @@ def test_qr_login_issues_id_token_with_requested_claims(client, relying_party, e
     claims = relying_party.verify_id_token(client, tokens["id_token"])
     assert claims["given_name"] == "Erika"
     assert claims["family_name"] == "Mustermann"
-    assert claims["acr"] == "urn:buergerid:acr:phone-number-matching"
+    assert claims["acr"] == "urn:buergerid:loa:low"  # the default mapping claims no more
     # the soft phone's "none" attestation proves nothing about hardware (RFC 8176 "swk")
     assert set(claims["amr"]) == {"swk", "user", "mfa"}
     assert "auth_time" in claims

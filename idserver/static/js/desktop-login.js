@@ -66,7 +66,8 @@
     if (state.status === "approved") { say(d.msgApproved); }
     if (state.status === "denied") {
       end({ wrong_number: d.msgWrongNumber, other_network: d.msgOtherNetwork,
-        cancelled: d.msgCancelled, other_account: d.msgOtherAccount }[state.reason] || d.msgDenied);
+        cancelled: d.msgCancelled, other_account: d.msgOtherAccount,
+        level_too_low: d.msgLevelTooLow }[state.reason] || d.msgDenied);
     }
     if (state.status === "expired") { end(d.msgExpired); }
     if (["approved", "denied", "expired", "consumed"].indexOf(state.status) >= 0) {

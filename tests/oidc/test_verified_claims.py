@@ -1,0 +1,128 @@
+"""``verified_claims`` (OpenID Connect for Identity Assurance 1.0; issue 17 item 4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from urllib.parse import parse_qs
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
+import pytest
+from harness import complete_login
+from harness import desktop_status
+
+from idserver.citizens.models import Citizen
+from idserver.db import db
+
+REQUEST = json.dumps(
+    {
+        "id_token": {
+            "verified_claims": {
+                "verification": {"trust_framework": None},
+                "claims": {"given_name": None, "family_name": None, "birthdate": None},
+            }
+        }
+    }
+)
+
+
+def _proof_in_person(app, citizen_id: str, document: str = "id_card") -> None:
+    with app.app_context():
+        citizen = db.session.get(Citizen, citizen_id)
+        citizen.proofing_document = document
+        citizen.proofed_on = dt.date(2026, 11, 2)
+        citizen.proofing_office = "Bürgerbüro Musterstadt"
+        db.session.commit()
+
+
+def _id_token(client, relying_party, phone, **params):
+    tokens = complete_login(client, relying_party, phone, **params)
+    return relying_party.verify_id_token(client, tokens["id_token"])
+
+
+def test_verified_claims_of_a_resident_checked_in_person(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    _proof_in_person(app, citizen.id)
+    relying_party.scope = "openid profile birthdate"
+    claims = _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
+    assert claims["verified_claims"] == {
+        "verification": {
+            "trust_framework": "de_aml",
+            "evidence": [
+                {
+                    "type": "document",
+                    "check_details": [
+                        {
+                            "check_method": "vpip",
+                            "organization": "Bürgerbüro Musterstadt",
+                            "time": "2026-11-02",
+                        }
+                    ],
+                    "document_details": {"type": "idcard"},
+                }
+            ],
+        },
+        "claims": {"given_name": "Erika", "family_name": "Mustermann", "birthdate": "1984-08-12"},
+    }
+
+
+def test_only_claims_the_scope_releases_are_verified(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    _proof_in_person(app, citizen.id, "passport")
+    relying_party.scope = "openid profile"  # no birthdate scope: no verified birthdate either
+    claims = _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
+    assert claims["verified_claims"]["claims"] == {
+        "given_name": "Erika",
+        "family_name": "Mustermann",
+    }
+    evidence = claims["verified_claims"]["verification"]["evidence"][0]
+    assert evidence["document_details"] == {"type": "passport"}
+    assert "birthdate" not in claims
+
+
+def test_no_verified_claims_without_a_check_in_person_or_a_request(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
+    _proof_in_person(app, citizen.id)
+    assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone)
+    app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] = ""  # the operator switched them off
+    assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
+
+
+def test_the_phone_lists_the_identity_check_before_the_citizen_approves(
+    client, relying_party, enrolled_phone
+):
+    login_id = relying_party.start_login(client, claims=REQUEST)
+    status = desktop_status(client, login_id).json
+    _, scanned = enrolled_phone.scan(status["phone_url"])
+    assert "verified_claims" in scanned.json["context"]["claims"]
+
+
+def test_discovery_advertises_identity_assurance(app, client):
+    metadata = client.get("/.well-known/openid-configuration").json
+    assert metadata["verified_claims_supported"] is True
+    assert metadata["trust_frameworks_supported"] == ["de_aml"]
+    assert metadata["evidence_supported"] == ["document"]
+    assert metadata["documents_supported"] == ["idcard", "passport", "residence_permit"]
+    assert metadata["claims_in_verified_claims_supported"] == [
+        "given_name",
+        "family_name",
+        "birthdate",
+        "address",
+    ]
+    app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] = ""
+    assert "verified_claims_supported" not in client.get("/.well-known/openid-configuration").json
+
+
+@pytest.mark.parametrize("claims", ["{not json", "[1, 2]", '"id_token"'])
+def test_rejects_a_claims_parameter_that_is_no_json_object(client, relying_party, db_state, claims):
+    before = db_state()
+    params = relying_party.authorize_params(claims=claims)
+    response = client.get("/authorize?" + urlencode(params))
+    assert response.status_code == 303
+    assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["invalid_request"]
+    assert db_state() == before
