@@ -85,7 +85,11 @@ def test_only_the_request_uris_hash_is_stored(app, client, relying_party):
     [
         {},
         {"ui_locales": "en", "prompt": "login", "max_age": "0"},
-        {"response_mode": "form_post", "login_hint": "some-sub", "acr_values": "phone"},
+        {
+            "response_mode": "form_post",
+            "login_hint": "some-sub",
+            "acr_values": "urn:buergerid:loa:low",
+        },
         {"scope": "openid profile email", "claims": '{"userinfo": {"email": null}}'},
     ],
 )
