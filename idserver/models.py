@@ -21,6 +21,8 @@ from .oidc.models import Token
 from .oidc.models import UsedAssertion
 from .passkeys.models import Challenge
 from .passkeys.models import Credential
+from .saml.models import SamlRequest
+from .saml.models import ServiceProvider
 from .sessions import BrowserSession
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "RateLimitCounter",
     "RefreshToken",
     "RevocationCode",
+    "SamlRequest",
+    "ServiceProvider",
     "ServerSecret",
     "SigningKey",
     "Token",

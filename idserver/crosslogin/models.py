@@ -57,6 +57,7 @@ class Requester:
     form_origin: str  # scheme://host[:port] the cancel form's redirects end at; "": none
     answers_endings: bool  # False: a login that ends unapproved just says so (no one to tell)
     language: str | None = None  # the computer's pages' language (OIDC ``ui_locales``); None: any
+    protocol: str = "oidc"  # whose second leg answers (``crosslogin.views.init_app``'s ``resume``)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "claims": list(self.claims)}
@@ -83,7 +84,8 @@ class LoginTransaction(Base):
     deny_reason: Mapped[str | None] = mapped_column(String(32))
     browser_hash: Mapped[str] = mapped_column(String(64))
     phone_hash: Mapped[str | None] = mapped_column(String(64))
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    # An OIDC client's id, or a SAML service provider's (``requester.protocol`` says which).
+    client_id: Mapped[str] = mapped_column(String(64))
     request_params: Mapped[dict[str, str]] = mapped_column(JSON)
     scope: Mapped[str] = mapped_column(String(500))
     requester: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint
@@ -75,9 +76,10 @@ LOGIN_COOKIE = "login-{login_id}"
 RENEW_GRACE_SECONDS = 15 * 60
 
 
-def init_app(app: Flask, *, resume: Callable[[str], Any]) -> None:
-    """``resume(login_id)``: the requester's answer once a login has ended (its second leg)."""
-    app.extensions[RESUME] = resume
+def init_app(app: Flask, *, resume: Mapping[str, Callable[[str], Any]]) -> None:
+    """``resume[protocol](login_id)``: the requester's answer once a login has ended (its second
+    leg), by the protocol that started it (``Requester.protocol``: ``oidc``, ``saml``)."""
+    app.extensions[RESUME] = dict(resume)
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -300,7 +302,7 @@ def continue_login(login_id: str) -> Any:
         return _already_logged_in_page(done)
     issuer = current_app.config["ISSUER"]
     if tx.state == "approved" or (tx.state in ENDED and tx.requesting.answers_endings):
-        return current_app.extensions[RESUME](tx.id)
+        return current_app.extensions[RESUME][tx.requesting.protocol](tx.id)
     if tx.state in ENDED:
         # Logging in to Bürger-ID itself: there is no relying party to tell.
         service.consume_denied(tx)
