@@ -841,6 +841,74 @@ def maintenance_purge() -> None:
     _print(purge_expired_data())
 
 
+@main.group("saml-sp")
+def saml_sp_group() -> None:
+    """SAML 2.0 service providers (form servers), known by their metadata."""
+
+
+def _saml_sp_json(sp: Any) -> dict[str, Any]:
+    return {
+        "id": sp.id,
+        "entity_id": sp.entity_id,
+        "name": sp.name,
+        "source": sp.source,
+        "created_at": sp.created_at,
+    }
+
+
+@saml_sp_group.command("add")
+@click.option("--metadata", "source", required=True, help="The SP's metadata: a file or URL.")
+@click.option("--name", default=None, help="Shown to citizens (default: from the metadata).")
+@with_appcontext
+def saml_sp_add(source: str, name: str | None) -> None:
+    """Register an SP (or replace its metadata); audited. Prints the IdP's metadata URL."""
+    import requests
+
+    from .saml import add_service_provider
+
+    try:
+        if source.startswith(("https://", "http://")):
+            fetched = requests.get(source, timeout=10)
+            fetched.raise_for_status()
+            metadata = fetched.text
+        else:
+            with open(source, encoding="utf-8") as file:
+                metadata = file.read()
+    except (OSError, requests.RequestException) as exc:
+        raise click.ClickException(f"cannot read the metadata from {source}: {exc}") from exc
+    try:
+        sp = add_service_provider(
+            metadata, source=source, name=name, actor="operator", **_operator()
+        )
+    except IdServerError as exc:
+        _fail(exc)
+    issuer = current_app.config["ISSUER"]
+    _print({**_saml_sp_json(sp), "idp_metadata_url": f"{issuer}/saml/metadata"})
+
+
+@saml_sp_group.command("list")
+@with_appcontext
+def saml_sp_list() -> None:
+    """Every registered SP."""
+    from .saml import service_providers
+
+    _print([_saml_sp_json(sp) for sp in service_providers()])
+
+
+@saml_sp_group.command("remove")
+@click.argument("entity_id")
+@with_appcontext
+def saml_sp_remove(entity_id: str) -> None:
+    """Remove an SP by its entityID or id; audited. Its requests are refused from now on."""
+    from .saml import remove_service_provider
+
+    try:
+        sp = remove_service_provider(entity_id, actor="operator", **_operator())
+    except IdServerError as exc:
+        _fail(exc)
+    _print({"removed": _saml_sp_json(sp)})
+
+
 def register_commands(app: Flask) -> None:
     """Offer the same commands under ``flask --app idserver`` and the test CLI runner."""
     for command in main.commands.values():

@@ -6,6 +6,8 @@ Independent of the server's code: it knows the IdP only by the metadata at /saml
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import shutil
 from dataclasses import dataclass
 from dataclasses import field
@@ -32,6 +34,9 @@ from saml2.xmldsig import SIG_RSA_SHA256
 SP_ENTITY = "https://formulare.example.org/saml/metadata"
 SP_ACS = "https://formulare.example.org/saml/acs"
 SP_SLO = "https://formulare.example.org/saml/slo"
+IDP = "http://localhost/saml/metadata"
+SSO = "http://localhost/saml/sso"
+SLO = "http://localhost/saml/slo"
 XMLSEC = shutil.which("xmlsec1")
 
 
@@ -129,6 +134,59 @@ class SamlServiceProvider:
         parts = urlsplit(location)
         return f"{parts.path}?{parts.query}"
 
+    def authn_request(
+        self, *, sign: bool = False, extensions_xml: str = "", **fields: Any
+    ) -> tuple[str, str]:
+        """(request id, AuthnRequest XML) to SSO; ``fields`` override its attributes
+        (``issue_instant``, ``destination``, ``assertion_consumer_service_url``, …); ``sign``
+        signs the XML (for the HTTP-POST binding). ``extensions_xml`` goes after the Issuer."""
+        destination = fields.pop("destination", SSO)
+        request_id, request = self.client.create_authn_request(
+            destination,
+            sign=sign and not extensions_xml,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+            **fields,
+        )
+        self.outstanding[request_id] = "/"
+        xml = str(request)
+        if extensions_xml:
+            xml = re.sub(
+                r"(</(?:saml|ns\d):Issuer>)",
+                r'\1<samlp:Extensions xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">'
+                + extensions_xml.replace("\\", "\\\\")
+                + "</samlp:Extensions>",
+                xml,
+                count=1,
+            )
+        return request_id, xml
+
+    def redirect(
+        self, xml: str, *, relay_state: str = "rs-1", sign: bool = True, path: str = SSO
+    ) -> str:
+        """The HTTP-Redirect binding's URL path for ``xml`` (signed over the query if ``sign``)."""
+        info = self.client.apply_binding(
+            BINDING_HTTP_REDIRECT,
+            xml,
+            path,
+            relay_state,
+            sign=sign,
+            sigalg=SIG_RSA_SHA256 if sign else None,
+        )
+        location = dict(info["headers"])["Location"]
+        parts = urlsplit(location)
+        return f"{parts.path}?{parts.query}"
+
+    def logout_request(self, name_id: Any) -> str:
+        """A LogoutRequest for ``name_id`` (unsigned XML; sign it over the redirect query)."""
+        _, request = self.client.create_logout_request(
+            SLO, issuer_entity_id=IDP, name_id=name_id, sign=False
+        )
+        return str(request)
+
+    def read_logout_response(self, encoded: str) -> Any:
+        return self.client.parse_logout_request_response(encoded, BINDING_HTTP_POST)
+
     def read_response(self, encoded: str) -> Any:
         return self.client.parse_authn_request_response(
             encoded, BINDING_HTTP_POST, outstanding=self.outstanding
@@ -136,10 +194,9 @@ class SamlServiceProvider:
 
 
 def posted_fields(page: str) -> dict[str, str]:
-    """The hidden fields of the HTTP-POST binding's form."""
-    import re
-
-    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+    """The hidden fields of the HTTP-POST binding's form, unescaped."""
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page)
+    return {name: html.unescape(value) for name, value in found}
 
 
 def query(location: str) -> dict[str, list[str]]:

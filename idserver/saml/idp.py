@@ -7,6 +7,7 @@ Nothing here writes XML by hand.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import os
@@ -17,6 +18,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from defusedxml.ElementTree import fromstring
 from saml2 import BINDING_HTTP_POST
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.attribute_converter import AttributeConverter
@@ -35,6 +37,7 @@ from .attributes import attribute_map
 from .errors import SamlRejected
 from .errors import SamlUnavailable
 from .errors import SignatureInvalid
+from .errors import UnknownServiceProvider
 from .errors import WrongDestination
 
 __all__ = [
@@ -104,6 +107,7 @@ def _files(settings: IdpSettings) -> tuple[str, str]:
     global _workdir
     if _workdir is None:
         _workdir = tempfile.mkdtemp(prefix="idserver-saml-")  # mode 0700
+        atexit.register(shutil.rmtree, _workdir, True)
     digest = hashlib.sha256(settings.cert_pem).hexdigest()[:16]
     key_file = os.path.join(_workdir, f"{digest}.key")
     cert_file = os.path.join(_workdir, f"{digest}.crt")
@@ -198,6 +202,16 @@ def _decoded(encoded: str, binding: str) -> str:
         raise SamlRejected() from exc
 
 
+def _issuer_of(xml: str) -> str:
+    """The Issuer of the request's root element, read whole (comments do not cut it)."""
+    try:
+        root = fromstring(xml)
+    except Exception:  # noqa: BLE001 -- unreadable: no issuer
+        return ""
+    issuer = root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer")
+    return "".join(issuer.itertext()).strip() if issuer is not None else ""
+
+
 def _parse(
     parse: Any,
     settings: IdpSettings,
@@ -214,6 +228,8 @@ def _parse(
             encoded, binding, relay_state=relay_state, sigalg=sigalg, signature=signature
         )
     except Exception as exc:  # pysaml2 raises many kinds; each is a refusal here
+        if _issuer_of(xml) not in parse.__self__.metadata.keys():  # noqa: SIM118 -- MetadataStore has no __contains__ for ids
+            raise UnknownServiceProvider() from exc
         name = type(exc).__name__
         if "Signed" in name or "Signature" in name or "Cert" in name:
             raise SignatureInvalid() from exc
@@ -285,14 +301,14 @@ def acs_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[dict[str, An
     return list(metadata.assertion_consumer_service(sp_entity_id, BINDING_HTTP_POST))
 
 
-def slo_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[tuple[str, str]]:
-    """The SP's SingleLogoutService (binding, location) pairs, POST first."""
+def slo_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[str]:
+    """The locations of the SP's HTTP-POST SingleLogoutServices from its metadata."""
     metadata = identity_provider(settings).metadata
-    found = []
-    for binding in (BINDING_HTTP_POST, BINDING_HTTP_REDIRECT):
-        for endpoint in metadata.single_logout_service(sp_entity_id, binding, "spsso"):
-            found.append((binding, endpoint["location"]))
-    return found
+    try:
+        endpoints = metadata.single_logout_service(sp_entity_id, BINDING_HTTP_POST, "spsso")
+    except Exception:  # noqa: BLE001 -- pysaml2 raises when the metadata has none
+        return []
+    return [str(endpoint["location"]) for endpoint in endpoints]
 
 
 def authn_response(

@@ -12,6 +12,7 @@ import calendar
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from defusedxml.ElementTree import fromstring
 from flask import current_app
@@ -49,6 +50,7 @@ METADATA_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
 
 def idp_settings() -> idp.IdpSettings:
     """The IdP as configured now: every registered SP's metadata and the SAML key."""
+    idp.xmlsec_binary()  # SamlUnavailable (503) before anything is made or read
     key_pem, cert_pem = key_store().saml_credentials()
     metadata = tuple(
         db.session.scalars(select(ServiceProvider.metadata_xml).order_by(ServiceProvider.id))
@@ -79,7 +81,12 @@ def _entity(metadata_xml: str) -> tuple[str, str]:
 
 
 def add_service_provider(
-    metadata_xml: str, *, source: str, name: str | None = None, actor: str = "operator"
+    metadata_xml: str,
+    *,
+    source: str,
+    name: str | None = None,
+    actor: str = "operator",
+    **audit: Any,
 ) -> ServiceProvider:
     """Register an SP from its metadata (audited); its metadata is replaced if it is known."""
     entity_id, display = _entity(metadata_xml)
@@ -98,7 +105,9 @@ def add_service_provider(
     return sp
 
 
-def remove_service_provider(entity_or_id: str, *, actor: str = "operator") -> ServiceProvider:
+def remove_service_provider(
+    entity_or_id: str, *, actor: str = "operator", **audit: Any
+) -> ServiceProvider:
     sp = db.session.scalars(
         select(ServiceProvider).where(
             (ServiceProvider.entity_id == entity_or_id) | (ServiceProvider.id == entity_or_id)
@@ -107,7 +116,7 @@ def remove_service_provider(entity_or_id: str, *, actor: str = "operator") -> Se
     if sp is None:
         raise UnknownServiceProvider()
     db.session.delete(sp)
-    record_event("saml_sp_removed", actor=actor, sp_id=sp.id, entity_id=sp.entity_id)
+    record_event("saml_sp_removed", actor=actor, sp_id=sp.id, entity_id=sp.entity_id, **audit)
     db.session.commit()
     return sp
 

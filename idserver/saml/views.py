@@ -94,7 +94,9 @@ def sso() -> Any:
     if not levels.satisfies(
         levels.ACHIEVED, requested=accepted.levels, comparison=accepted.comparison
     ):
-        db.session.commit()  # the request ID is used up: it was answered
+        # Refused before any login starts; the request ID is not kept (it gets this answer
+        # again), so a refusal changes nothing.
+        db.session.rollback()
         answer = idp.error_response(
             settings,
             in_response_to=accepted.request_id,
@@ -215,8 +217,7 @@ def slo() -> Any:
     settings = idp_settings()
     parsed = idp.parse_logout_request(settings, encoded=encoded, binding=binding, **extra)
     service_provider(parsed.issuer)
-    endpoints = idp.slo_endpoints(settings, parsed.issuer)
-    post = [location for b, location in endpoints if b == idp.BINDINGS["post"]]
+    post = idp.slo_endpoints(settings, parsed.issuer)
     if not post:
         raise SamlRejected("the service provider's metadata has no HTTP-POST SingleLogoutService")
     end_session()
