@@ -615,7 +615,7 @@ def keys_group() -> None:
 @keys_group.command("list")
 @with_appcontext
 def keys_list() -> None:
-    """Every key: purpose (id_token, audit), alg, state (active, published, kept, retired)."""
+    """Every key: purpose (id_token, audit, saml), alg, state (active, published, kept, retired)."""
     from .keys import key_store
 
     _print(key_store().describe())
