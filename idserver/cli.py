@@ -624,10 +624,11 @@ def keys_list() -> None:
 @keys_group.command("rotate")
 @click.option(
     "--purpose",
-    type=click.Choice(["id_token", "audit"]),
+    type=click.Choice(["id_token", "audit", "saml"]),
     default="id_token",
     show_default=True,
-    help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints.",
+    help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints; "
+    "saml: signs SAML messages, published in /saml/metadata.",
 )
 @click.option(
     "--alg",

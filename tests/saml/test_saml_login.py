@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 
 import pytest
@@ -167,3 +168,13 @@ def test_without_xmlsec1_saml_answers_503(client, monkeypatch):
     response = client.get("/saml/metadata")
     assert response.status_code == 503
     assert "xmlsec1" in response.get_data(as_text=True)
+
+
+def test_rotating_the_saml_key_publishes_a_new_certificate(client, runner):
+    before = client.get("/saml/metadata").get_data(as_text=True)
+    rotated = runner.invoke(args=["keys", "rotate", "--purpose", "saml"])
+    assert rotated.exit_code == 0, rotated.output
+    after = client.get("/saml/metadata").get_data(as_text=True)
+    certificate = re.compile(r"<(?:ds|ns\d):X509Certificate>([^<]+)<")
+    assert certificate.findall(before) and certificate.findall(after)
+    assert certificate.findall(before)[0] != certificate.findall(after)[0]
