@@ -27,6 +27,7 @@ from saml2.metadata import entity_descriptor
 from saml2.metadata import sign_entity_descriptor
 from saml2.saml import NAMEID_FORMAT_PERSISTENT
 from saml2.saml import NameID
+from saml2.sdb import SessionStorage
 from saml2.server import Server
 from saml2.sigver import security_context
 from saml2.xmldsig import DIGEST_SHA256
@@ -160,6 +161,15 @@ def _config(settings: IdpSettings) -> IdPConfig:
     return config
 
 
+class _NoSessionStorage(SessionStorage):  # type: ignore[misc]
+    """pysaml2's IdP keeps every assertion it made in a dict of the process, for ever: citizen
+    data in memory and a leak. Nothing here reads them back (logout ends the Bürger-ID session,
+    not pysaml2's), so none is kept."""
+
+    def store_assertion(self, assertion: Any, to_sign: Any) -> None:
+        return None
+
+
 def identity_provider(settings: IdpSettings) -> Server:
     """pysaml2's IdP for these settings; built once per distinct set of settings."""
     cache_key = hashlib.sha256(
@@ -176,6 +186,7 @@ def identity_provider(settings: IdpSettings) -> Server:
         server = _servers.get(cache_key)
         if server is None:
             server = Server(config=_config(settings))
+            server.session_db = _NoSessionStorage()
             _servers.clear()  # only the current settings are kept
             _servers[cache_key] = server
         return server

@@ -20,6 +20,8 @@ from sqlalchemy import select
 from idserver.audit.models import AuditEvent
 from idserver.db import db
 from idserver.saml import add_service_provider
+from idserver.saml.idp import identity_provider
+from idserver.saml.service import idp_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is missing")
 IDP = f"{ISSUER}/saml/metadata"
@@ -178,3 +180,12 @@ def test_rotating_the_saml_key_publishes_a_new_certificate(client, runner):
     certificate = re.compile(r"<(?:ds|ns\d):X509Certificate>([^<]+)<")
     assert certificate.findall(before) and certificate.findall(after)
     assert certificate.findall(before)[0] != certificate.findall(after)[0]
+
+
+def test_the_idp_keeps_no_assertion_in_memory(app, client, saml_sp, enrolled_phone):
+    """pysaml2 would keep each assertion (citizen data) in a dict of the process for ever."""
+    saml_login(client, saml_sp, enrolled_phone)
+    with app.test_request_context():
+        server = identity_provider(idp_settings())
+    assert server.session_db.assertion == {}
+    assert server.session_db.authn == {}
