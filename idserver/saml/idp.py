@@ -224,6 +224,7 @@ def _issuer_of(xml: str) -> str:
 
 
 def _parse(
+    server: Server,
     parse: Any,
     settings: IdpSettings,
     *,
@@ -234,13 +235,15 @@ def _parse(
     signature: str | None,
 ) -> ParsedRequest:
     xml = _decoded(encoded, binding)
+    # Before xmlsec1 runs (a process per check): a stranger's request costs a parse only.
+    expected_issuer = _issuer_of(xml)
+    if expected_issuer not in server.metadata.keys():  # noqa: SIM118 -- no __contains__ for ids
+        raise UnknownServiceProvider()
     try:
         parsed = parse(
             encoded, binding, relay_state=relay_state, sigalg=sigalg, signature=signature
         )
     except Exception as exc:  # pysaml2 raises many kinds; each is a refusal here
-        if _issuer_of(xml) not in parse.__self__.metadata.keys():  # noqa: SIM118 -- MetadataStore has no __contains__ for ids
-            raise UnknownServiceProvider() from exc
         name = type(exc).__name__
         if "Signed" in name or "Signature" in name or "Cert" in name:
             raise SignatureInvalid() from exc
@@ -253,6 +256,8 @@ def _parse(
     if message.destination and message.destination not in (settings.sso_url, settings.slo_url):
         raise WrongDestination()
     issuer = (message.issuer.text or "").strip() if message.issuer is not None else ""
+    if issuer != expected_issuer:  # both parsers must read the same name
+        raise SamlRejected()
     return ParsedRequest(
         message=message,
         xml=xml,
@@ -274,6 +279,7 @@ def parse_authn_request(
     when signed (and required to be with ``want_requests_signed``)."""
     server = identity_provider(settings)
     return _parse(
+        server,
         server.parse_authn_request,
         settings,
         encoded=encoded,
@@ -296,6 +302,7 @@ def parse_logout_request(
     """A LogoutRequest (SAML 2.0 Core §3.7.1), checked as an AuthnRequest is."""
     server = identity_provider(settings)
     return _parse(
+        server,
         server.parse_logout_request,
         settings,
         encoded=encoded,

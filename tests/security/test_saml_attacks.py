@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import shutil
 
 import pytest
@@ -176,3 +177,60 @@ def test_sp_rejects_a_response_to_a_request_it_did_not_send(client, saml_sp, enr
     saml_sp.outstanding.clear()
     with pytest.raises(Exception, match="(?i)unsolicited|outstanding|InResponseTo|not allowed"):
         saml_sp.read_response(fields["SAMLResponse"])
+
+
+def _approved_response(client, saml_sp, phone):
+    _, xml = saml_sp.authn_request()
+    started = client.get(saml_sp.redirect(xml))
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    status = desktop_status(client, login_id).json
+    assert phone.approve(status["phone_url"], status["number"]).status_code == 200
+    answer = client.get(desktop_status(client, login_id).json["continue_url"])
+    return base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"]).decode()
+
+
+def _nameid(xml):
+    return re.search(r"<(?:saml|ns\d):NameID[^>]*>([^<]+)<", xml).group(1)
+
+
+def test_rejects_a_response_whose_nameid_was_altered(client, saml_sp, enrolled_phone):
+    xml = _approved_response(client, saml_sp, enrolled_phone)
+    name_id = _nameid(xml)
+    altered = xml.replace(name_id, name_id[:-1] + ("A" if name_id[-1] != "A" else "B"))
+    with pytest.raises(Exception):  # noqa: B017,PT011 -- pysaml2 raises several kinds
+        saml_sp.read_response(base64.b64encode(altered.encode()).decode())
+
+
+def test_comment_injected_into_the_nameid_never_reads_as_another_pseudonym(
+    client, saml_sp, enrolled_phone
+):
+    """Canonicalisation drops comments, so the signatures still verify; the SP must read the
+    NameID whole. Our NameIDs are base64url: a truncated one would be another valid-looking
+    pseudonym, which must never come out."""
+    xml = _approved_response(client, saml_sp, enrolled_phone)
+    name_id = _nameid(xml)
+    injected = xml.replace(f">{name_id}<", f">{name_id[:10]}<!---->{name_id[10:]}<")
+    assert injected != xml
+    try:
+        response = saml_sp.read_response(base64.b64encode(injected.encode()).decode())
+    except Exception:  # noqa: BLE001 -- refusing it is as good
+        return
+    assert response.get_subject().text == name_id
+
+
+def test_wrapped_response_never_yields_the_forged_assertion(client, saml_sp, enrolled_phone):
+    """Signature wrapping on the answer: a forged, unsigned assertion before the signed one."""
+    xml = _approved_response(client, saml_sp, enrolled_phone)
+    name_id = _nameid(xml)
+    start = re.search(r"<(?:saml|ns\d):Assertion ", xml).start()
+    end = re.search(r"</(?:saml|ns\d):Assertion>", xml).end()
+    assertion = xml[start:end]
+    forged = re.sub(r' ID="[^"]+"', ' ID="id-forged"', assertion, count=1)
+    forged = re.sub(r"<ds:Signature.*?</ds:Signature>", "", forged, flags=re.S)
+    forged = forged.replace(name_id, "someone-else")
+    wrapped = xml[:start] + forged + assertion + xml[end:]
+    try:
+        response = saml_sp.read_response(base64.b64encode(wrapped.encode()).decode())
+    except Exception:  # noqa: BLE001 -- refused: the Response's own signature no longer holds
+        return
+    assert response.get_subject().text == name_id  # if read at all, only the signed assertion
