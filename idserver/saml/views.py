@@ -21,6 +21,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from saml2.samlp import STATUS_NO_AUTHN_CONTEXT
+from saml2.samlp import STATUS_NO_PASSIVE
 from saml2.samlp import STATUS_REQUEST_DENIED
 
 from ..audit import record_event
@@ -91,18 +92,18 @@ def sso() -> Any:
     parsed = idp.parse_authn_request(settings, encoded=encoded, binding=binding, **extra)
     accepted = accept_authn_request(parsed, settings)
     relay_state = extra.get("relay_state") or ""
-    if not levels.satisfies(
-        levels.ACHIEVED, requested=accepted.levels, comparison=accepted.comparison
-    ):
-        # Refused before any login starts; the request ID is not kept (it gets this answer
+    refusal = _refusal(parsed.message, accepted)
+    if refusal is not None:
+        # Answered before any login starts; the request ID is not kept (it gets this answer
         # again), so a refusal changes nothing.
         db.session.rollback()
+        status, message = refusal
         answer = idp.error_response(
             settings,
             in_response_to=accepted.request_id,
             destination=accepted.acs_url,
-            status=STATUS_NO_AUTHN_CONTEXT,
-            message=f"Bürger-ID vouches for {levels.ACHIEVED} at most.",
+            status=status,
+            message=message,
         )
         return _post_to(accepted.acs_url, answer, relay_state)
     params = {
@@ -115,6 +116,19 @@ def sso() -> Any:
     return start_login(
         client_id=accepted.sp.id, params=params, scope="", requester=_requester(accepted)
     )
+
+
+def _refusal(message: Any, accepted: AcceptedRequest) -> tuple[str, str] | None:
+    """What a trusted request asks that no login here can give (SAML 2.0 Core §3.2.2.2):
+    ``IsPassive`` (every login is the citizen's act on the phone), or a level above
+    ``levels.ACHIEVED``. None: the login may start."""
+    if str(message.is_passive).lower() in ("true", "1"):
+        return STATUS_NO_PASSIVE, "Every Bürger-ID login needs the citizen's phone."
+    if not levels.satisfies(
+        levels.ACHIEVED, requested=accepted.levels, comparison=accepted.comparison
+    ):
+        return STATUS_NO_AUTHN_CONTEXT, f"Bürger-ID vouches for {levels.ACHIEVED} at most."
+    return None
 
 
 def _requester(accepted: AcceptedRequest) -> Requester:

@@ -189,3 +189,15 @@ def test_the_idp_keeps_no_assertion_in_memory(app, client, saml_sp, enrolled_pho
         server = identity_provider(idp_settings())
     assert server.session_db.assertion == {}
     assert server.session_db.authn == {}
+
+
+def test_a_passive_request_is_answered_no_passive(client, saml_sp, db_state):
+    """IsPassive: the IdP must not interact with the citizen, and every login here does."""
+    request_id, xml = saml_sp.authn_request(is_passive="true")
+    before = db_state()
+    answer = client.get(saml_sp.redirect(xml))
+    assert answer.status_code == 200
+    assert db_state() == before
+    decoded = base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
+    assert b"urn:oasis:names:tc:SAML:2.0:status:NoPassive" in decoded
+    assert f'InResponseTo="{request_id}"'.encode() in decoded
