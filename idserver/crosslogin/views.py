@@ -1,11 +1,12 @@
 """The desktop's login page and the phone's confirmation page.
 
-The login never speaks OAuth (as in ory/hydra, whose login UI hands back to the authorize
-handler): ``oidc`` starts it with ``start_login`` and what to show about the requester; once
-the login has ended, the computer's "continue" hands it back to the requester's second leg,
-which answers the relying party. That leg is plugged in by ``create_app`` (``init_app(app,
-resume=…)``, ``oidc.views.resume``), the way Authlib's server takes hooks: continue answers in
-the same request, so the relying party sees one redirect, as before the split.
+The login never speaks OAuth or SAML (as in ory/hydra, whose login UI hands back to the
+authorize handler): ``oidc`` or ``saml`` starts it with ``start_login`` and what to show about
+the requester; once the login has ended, the computer's "continue" hands it back to the
+requester's second leg, which answers the relying party. Those legs are plugged in by
+``create_app`` (``init_app(app, resume={"oidc": …, "saml": …})``, by ``Requester.protocol``),
+the way Authlib's server takes hooks: continue answers in the same request, so the relying
+party sees one redirect (or one form post), as before the split.
 """
 
 from __future__ import annotations

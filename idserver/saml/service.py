@@ -73,8 +73,18 @@ def _entity(metadata_xml: str) -> tuple[str, str]:
         raise SamlRejected(f"unreadable metadata: {exc}") from exc
     if root.tag != f"{{{METADATA_NS}}}EntityDescriptor" or not root.get("entityID"):
         raise SamlRejected("metadata must be one md:EntityDescriptor with an entityID")
-    if root.find(f"{{{METADATA_NS}}}SPSSODescriptor") is None:
+    descriptor = root.find(f"{{{METADATA_NS}}}SPSSODescriptor")
+    if descriptor is None:
         raise SamlRejected("metadata has no md:SPSSODescriptor")
+    signing = [
+        key
+        for key in descriptor.findall(f"{{{METADATA_NS}}}KeyDescriptor")
+        if key.get("use", "signing") == "signing"
+    ]
+    if not signing and current_app.config["SAML_WANT_AUTHN_REQUESTS_SIGNED"]:
+        raise SamlRejected(
+            "metadata has no signing certificate (md:KeyDescriptor), and requests must be signed"
+        )
     names = root.findall(f"{{{METADATA_NS}}}Organization/{{{METADATA_NS}}}OrganizationDisplayName")
     entity_id = root.get("entityID", "")
     return entity_id, (names[0].text or "").strip() if names else entity_id

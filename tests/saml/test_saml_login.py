@@ -201,3 +201,18 @@ def test_a_passive_request_is_answered_no_passive(client, saml_sp, db_state):
     decoded = base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
     assert b"urn:oasis:names:tc:SAML:2.0:status:NoPassive" in decoded
     assert f'InResponseTo="{request_id}"'.encode() in decoded
+
+
+def test_cli_refuses_metadata_without_a_signing_certificate(
+    app, runner, saml_sp, tmp_path, db_state
+):
+    path = tmp_path / "unsigned-sp.xml"
+    metadata = re.sub(
+        r"<(\w+):KeyDescriptor.*?</\1:KeyDescriptor>", "", saml_sp.metadata(), flags=re.S
+    )
+    path.write_text(metadata.replace(SP_ENTITY, "https://unsigned.example/sp"))
+    before = db_state()
+    refused = runner.invoke(args=["saml-sp", "add", "--metadata", str(path)])
+    assert refused.exit_code == 1
+    assert "signing certificate" in refused.output
+    assert db_state() == before
