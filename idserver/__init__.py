@@ -55,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .oidc import views as oidc_views
     from .passkeys.models import usable_device
     from .passkeys.service import credential_owner
+    from .saml import views as saml_views
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
     for warning in effective.warnings:
@@ -72,12 +73,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     oidc_server.init_app(app)
     oidc_logout.init_app(app)
     account_devices.init_app(app)
-    crosslogin_views.init_app(app, resume=oidc_views.resume)
+    crosslogin_views.init_app(app, resume={"oidc": oidc_views.resume, "saml": saml_views.resume})
     health.init_app(app)
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(saml_views.bp)
     app.register_blueprint(crosslogin_views.bp)
     app.register_blueprint(citizen_views.bp)
     app.register_blueprint(api_views.bp)

@@ -671,7 +671,7 @@ def keys_group() -> None:
 @keys_group.command("list")
 @with_appcontext
 def keys_list() -> None:
-    """Every key: purpose (id_token, audit), alg, state (active, published, kept, retired)."""
+    """Every key: purpose (id_token, audit, saml), alg, state (active, published, kept, retired)."""
     from .keys import key_store
 
     _print(key_store().describe())
@@ -680,10 +680,11 @@ def keys_list() -> None:
 @keys_group.command("rotate")
 @click.option(
     "--purpose",
-    type=click.Choice(["id_token", "audit"]),
+    type=click.Choice(["id_token", "audit", "saml"]),
     default="id_token",
     show_default=True,
-    help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints.",
+    help="id_token: signs ID tokens, published in the JWKS; audit: signs audit checkpoints; "
+    "saml: signs SAML messages, published in /saml/metadata.",
 )
 @click.option(
     "--alg",
@@ -920,6 +921,74 @@ def maintenance_deliver_logouts() -> None:
     from .oidc.logout import deliver_due_logouts
 
     _print(deliver_due_logouts())
+
+
+@main.group("saml-sp")
+def saml_sp_group() -> None:
+    """SAML 2.0 service providers (form servers), known by their metadata."""
+
+
+def _saml_sp_json(sp: Any) -> dict[str, Any]:
+    return {
+        "id": sp.id,
+        "entity_id": sp.entity_id,
+        "name": sp.name,
+        "source": sp.source,
+        "created_at": sp.created_at,
+    }
+
+
+@saml_sp_group.command("add")
+@click.option("--metadata", "source", required=True, help="The SP's metadata: a file or URL.")
+@click.option("--name", default=None, help="Shown to citizens (default: from the metadata).")
+@with_appcontext
+def saml_sp_add(source: str, name: str | None) -> None:
+    """Register an SP (or replace its metadata); audited. Prints the IdP's metadata URL."""
+    import requests
+
+    from .saml import add_service_provider
+
+    try:
+        if source.startswith(("https://", "http://")):
+            fetched = requests.get(source, timeout=10)
+            fetched.raise_for_status()
+            metadata = fetched.text
+        else:
+            with open(source, encoding="utf-8") as file:
+                metadata = file.read()
+    except (OSError, requests.RequestException) as exc:
+        raise click.ClickException(f"cannot read the metadata from {source}: {exc}") from exc
+    try:
+        sp = add_service_provider(
+            metadata, source=source, name=name, actor="operator", **_operator()
+        )
+    except IdServerError as exc:
+        _fail(exc)
+    issuer = current_app.config["ISSUER"]
+    _print({**_saml_sp_json(sp), "idp_metadata_url": f"{issuer}/saml/metadata"})
+
+
+@saml_sp_group.command("list")
+@with_appcontext
+def saml_sp_list() -> None:
+    """Every registered SP."""
+    from .saml import service_providers
+
+    _print([_saml_sp_json(sp) for sp in service_providers()])
+
+
+@saml_sp_group.command("remove")
+@click.argument("entity_id")
+@with_appcontext
+def saml_sp_remove(entity_id: str) -> None:
+    """Remove an SP by its entityID or id; audited. Its requests are refused from now on."""
+    from .saml import remove_service_provider
+
+    try:
+        sp = remove_service_provider(entity_id, actor="operator", **_operator())
+    except IdServerError as exc:
+        _fail(exc)
+    _print({"removed": _saml_sp_json(sp)})
 
 
 def register_commands(app: Flask) -> None:

@@ -422,6 +422,20 @@ SETTINGS: tuple[Setting, ...] = (
         "random characters). Empty: `/metrics` answers 404.",
         secret=True,
     ),
+    Setting(
+        "SAML_WANT_AUTHN_REQUESTS_SIGNED",
+        True,
+        "Refuse SAML AuthnRequests (and LogoutRequests) that are not signed with a key of the "
+        "service provider's metadata.",
+        _bool,
+    ),
+    Setting(
+        "SAML_REQUEST_MAX_AGE_SECONDS",
+        300,
+        "A SAML request whose IssueInstant is older than this (or as far in the future) is "
+        "refused; its ID is remembered this long, so it is accepted once.",
+        int,
+    ),
     Setting("TRUST_PROXY", False, "Trust one X-Forwarded-For/-Proto hop (behind a proxy).", _bool),
     Setting("TIMEZONE", "Europe/Berlin", "Time zone of dates shown to people (pages, letters)."),
     Setting("LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.", str.upper),

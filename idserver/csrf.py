@@ -48,6 +48,8 @@ EXEMPT_ENDPOINTS = frozenset(
         "oidc.pushed_authorization_request",
         "oidc.logout",
         "oidc.userinfo",
+        "saml.sso",  # SAML messages are signed by the SP (HTTP-POST binding from its page)
+        "saml.slo",
     }
 )
 EXEMPT_BLUEPRINTS = frozenset({"api"})

@@ -24,6 +24,8 @@ from .oidc.models import Token
 from .oidc.models import UsedAssertion
 from .passkeys.models import Challenge
 from .passkeys.models import Credential
+from .saml.models import SamlRequest
+from .saml.models import ServiceProvider
 from .sessions import BrowserSession
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "RateLimitCounter",
     "RefreshToken",
     "RevocationCode",
+    "SamlRequest",
+    "ServiceProvider",
     "ServerSecret",
     "SessionClient",
     "SigningKey",

@@ -63,6 +63,7 @@ class Requester:
     # The only citizen who may approve (OIDC ``login_hint``); None: anyone. Never shown.
     expected_citizen_id: str | None = None
     required_level: str | None = None  # the least assurance level the approval must reach
+    protocol: str = "oidc"  # whose second leg answers (``crosslogin.views.init_app``'s ``resume``)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +100,8 @@ class LoginTransaction(Base):
     deny_reason: Mapped[str | None] = mapped_column(String(32))
     browser_hash: Mapped[str] = mapped_column(String(64))
     phone_hash: Mapped[str | None] = mapped_column(String(64))
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    # An OIDC client's id, or a SAML service provider's (``requester.protocol`` says which).
+    client_id: Mapped[str] = mapped_column(String(64))
     request_params: Mapped[dict[str, str]] = mapped_column(JSON)
     scope: Mapped[str] = mapped_column(String(500))
     requester: Mapped[dict[str, Any]] = mapped_column(JSON)

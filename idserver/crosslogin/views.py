@@ -1,11 +1,12 @@
 """The desktop's login page and the phone's confirmation page.
 
-The login never speaks OAuth (as in ory/hydra, whose login UI hands back to the authorize
-handler): ``oidc`` starts it with ``start_login`` and what to show about the requester; once
-the login has ended, the computer's "continue" hands it back to the requester's second leg,
-which answers the relying party. That leg is plugged in by ``create_app`` (``init_app(app,
-resume=…)``, ``oidc.views.resume``), the way Authlib's server takes hooks: continue answers in
-the same request, so the relying party sees one redirect, as before the split.
+The login never speaks OAuth or SAML (as in ory/hydra, whose login UI hands back to the
+authorize handler): ``oidc`` or ``saml`` starts it with ``start_login`` and what to show about
+the requester; once the login has ended, the computer's "continue" hands it back to the
+requester's second leg, which answers the relying party. Those legs are plugged in by
+``create_app`` (``init_app(app, resume={"oidc": …, "saml": …})``, by ``Requester.protocol``),
+the way Authlib's server takes hooks: continue answers in the same request, so the relying
+party sees one redirect (or one form post), as before the split.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint
@@ -78,9 +80,10 @@ LOGIN_COOKIE = "login-{login_id}"
 RENEW_GRACE_SECONDS = 15 * 60
 
 
-def init_app(app: Flask, *, resume: Callable[[str], Any]) -> None:
-    """``resume(login_id)``: the requester's answer once a login has ended (its second leg)."""
-    app.extensions[RESUME] = resume
+def init_app(app: Flask, *, resume: Mapping[str, Callable[[str], Any]]) -> None:
+    """``resume[protocol](login_id)``: the requester's answer once a login has ended (its second
+    leg), by the protocol that started it (``Requester.protocol``: ``oidc``, ``saml``)."""
+    app.extensions[RESUME] = dict(resume)
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -303,7 +306,7 @@ def continue_login(login_id: str) -> Any:
         return _already_logged_in_page(done)
     issuer = current_app.config["ISSUER"]
     if tx.state == "approved" or (tx.state in ENDED and tx.requesting.answers_endings):
-        return current_app.extensions[RESUME](tx.id)
+        return current_app.extensions[RESUME][tx.requesting.protocol](tx.id)
     if tx.state in ENDED:
         # Logging in to Bürger-ID itself: there is no relying party to tell.
         service.consume_denied(tx)

@@ -8,6 +8,7 @@ from .service import ALGORITHMS
 from .service import AUDIT
 from .service import ID_TOKEN
 from .service import PURPOSES
+from .service import SAML
 from .service import KeyStore
 from .service import init_app
 from .service import key_store
@@ -17,6 +18,7 @@ __all__ = [
     "AUDIT",
     "ID_TOKEN",
     "PURPOSES",
+    "SAML",
     "KeyStore",
     "KeyStoreError",
     "init_app",

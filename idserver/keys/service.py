@@ -25,6 +25,7 @@ next start.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import secrets
@@ -36,9 +37,12 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask import current_app
 from flask import request
@@ -71,9 +75,13 @@ from .sealing import key_encryption_key
 
 ID_TOKEN = "id_token"  # noqa: S105 -- a key purpose, not a secret
 AUDIT = "audit"
-PURPOSES = (ID_TOKEN, AUDIT)
+SAML = "saml"
+PURPOSES = (ID_TOKEN, AUDIT, SAML)
 # The algorithms each purpose signs with, one active key for each.
-ALGORITHMS = {ID_TOKEN: ID_TOKEN_ALGORITHMS, AUDIT: (SIGNING_ALGORITHM,)}
+ALGORITHMS = {ID_TOKEN: ID_TOKEN_ALGORITHMS, AUDIT: (SIGNING_ALGORITHM,), SAML: ("RS256",)}
+# Made when first used (the first SAML request), not at start: most deployments speak OIDC only.
+ON_FIRST_USE = (SAML,)
+SAML_CERTIFICATE_YEARS = 10
 PAIRWISE_SALT = "pairwise_salt"
 
 log = logging.getLogger(__name__)
@@ -206,6 +214,8 @@ class KeyStore:
                 self._loaded = self._read()
                 for purpose, algs in ALGORITHMS.items():
                     for alg in algs:
+                        if purpose in ON_FIRST_USE:
+                            continue
                         if (purpose, alg) not in self._loaded.active:
                             raise KeyStoreError(f"the database holds no active {purpose} {alg} key")
                 self._open_salt()
@@ -417,6 +427,34 @@ class KeyStore:
             raise KeyStoreError(f"no active {purpose} {alg} key")
         return key
 
+    def saml_credentials(self) -> tuple[bytes, bytes]:
+        """The SAML signing key (PKCS#8 PEM) and its self-signed certificate (PEM).
+
+        The key is made on first use, like the others (insert-if-absent, so instances agree).
+        The certificate is derived from the key row alone (validity from its creation, serial
+        from its kid, RSA PKCS#1 v1.5 signatures are deterministic), so every instance
+        publishes the same certificate without storing it.
+        """
+        self.prepare()
+        if (SAML, "RS256") not in self._current().active:
+            self._create_first_key(SAML, "RS256")
+            with self._lock:
+                self._loaded = self._read()
+        key = self.signing_key(SAML, "RS256")
+        with self._session() as session:
+            row = session.get(SigningKey, key.kid)
+        assert row is not None
+        private_key = key.private_key
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        return (
+            private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            _self_signed_certificate(private_key, kid=row.kid, created_at=row.created_at),
+        )
+
     def jwks(self) -> dict[str, Any]:
         """The public ID-token keys that are not retired, newest first, each with its ``alg``
         and ``use``; never an audit key."""
@@ -521,6 +559,28 @@ class KeyStore:
                 session, "key_retired", actor=actor, data={"kid": kid, "purpose": purpose}
             )
         self._loaded = None
+
+
+def _self_signed_certificate(
+    private_key: rsa.RSAPrivateKey, *, kid: str, created_at: dt.datetime
+) -> bytes:
+    """A certificate carrying the SAML key for metadata and signatures (SAML V2.0 Metadata
+    Interoperability Profile: only the key counts, the certificate is its wrapper)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Buerger-ID SAML {kid}")])
+    start = created_at.replace(microsecond=0)
+    serial = int.from_bytes(hashlib.sha256(kid.encode()).digest()[:16], "big") >> 1 or 1
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private_key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=365 * SAML_CERTIFICATE_YEARS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(private_key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def _schema_exists(engine: Engine) -> bool:

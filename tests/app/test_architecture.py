@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"clerks"},
     {"crosslogin"},
     {"oidc"},
+    {"saml"},
     {"account"},
     {"admin", "api"},
     {"", "cli", "health", "models", "phone"},

@@ -1,0 +1,73 @@
+"""The AKDB ``AuthenticationRequest`` extension of BundID AuthnRequests.
+
+Carried in the AuthnRequest's ``samlp:Extensions`` (SAML 2.0 Core §3.2.1)::
+
+    <akdb:AuthenticationRequest xmlns:akdb="https://www.akdb.de/request/2018/09" Version="2">
+      <akdb:RequestedAttributes>
+        <akdb:RequestedAttribute Name="urn:oid:2.5.4.42" RequiredAttribute="true"/>
+      </akdb:RequestedAttributes>
+      <akdb:DisplayInformation>
+        <classic-ui:Version xmlns:classic-ui="https://www.akdb.de/request/2018/09/classic-ui/v1">
+          <classic-ui:OrganizationDisplayName>Stadt Musterstadt</classic-ui:OrganizationDisplayName>
+          <classic-ui:OnlineServiceId>…</classic-ui:OnlineServiceId>
+        </classic-ui:Version>
+      </akdb:DisplayInformation>
+    </akdb:AuthenticationRequest>
+
+Only the extensions of the request element itself are read (never a nested copy), from the
+document whose signature was checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element  # noqa: S405 -- types only; parsing is defusedxml's
+
+from defusedxml.ElementTree import fromstring
+
+__all__ = ["AKDB_NS", "AkdbRequest", "read_akdb_request"]
+
+AKDB_NS = "https://www.akdb.de/request/2018/09"
+CLASSIC_UI_NS = "https://www.akdb.de/request/2018/09/classic-ui/v1"
+PROTOCOL_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
+DISPLAY_NAME_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class AkdbRequest:
+    requested: tuple[str, ...] = ()  # attribute names, in the request's order
+    required: tuple[str, ...] = ()  # those with RequiredAttribute="true"
+    organization_display_name: str = ""
+    online_service_id: str = ""
+
+
+def _text(element: Element | None) -> str:
+    return " ".join((element.text or "").split()) if element is not None else ""
+
+
+def read_akdb_request(xml: str | bytes) -> AkdbRequest:
+    """What the AKDB extension of the AuthnRequest ``xml`` asks for (empty if it has none)."""
+    root = fromstring(xml)
+    extension = root.find(f"{{{PROTOCOL_NS}}}Extensions/{{{AKDB_NS}}}AuthenticationRequest")
+    if extension is None:
+        return AkdbRequest()
+    requested: list[str] = []
+    required: list[str] = []
+    for attribute in extension.iterfind(
+        f"{{{AKDB_NS}}}RequestedAttributes/{{{AKDB_NS}}}RequestedAttribute"
+    ):
+        name = (attribute.get("Name") or "").strip()
+        if not name or name in requested:
+            continue
+        requested.append(name)
+        if (attribute.get("RequiredAttribute") or "").strip().lower() in ("true", "1"):
+            required.append(name)
+    version = extension.find(f"{{{AKDB_NS}}}DisplayInformation/{{{CLASSIC_UI_NS}}}Version")
+    display = _text(version.find(f"{{{CLASSIC_UI_NS}}}OrganizationDisplayName")) if version else ""
+    service = _text(version.find(f"{{{CLASSIC_UI_NS}}}OnlineServiceId")) if version else ""
+    return AkdbRequest(
+        requested=tuple(requested),
+        required=tuple(required),
+        organization_display_name=display[:DISPLAY_NAME_LENGTH],
+        online_service_id=service[:DISPLAY_NAME_LENGTH],
+    )

@@ -1,0 +1,398 @@
+"""SAML 2.0 identity provider over pysaml2: every XML signature is made and checked by xmlsec1.
+
+No Flask and no database: the caller passes the issuer, the registered SPs' metadata and the
+signing key, and gets pysaml2's parsed messages back, or our own errors (``saml.errors``).
+Nothing here writes XML by hand.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from defusedxml.ElementTree import fromstring
+from saml2 import BINDING_HTTP_POST
+from saml2 import BINDING_HTTP_REDIRECT
+from saml2.attribute_converter import AttributeConverter
+from saml2.config import IdPConfig
+from saml2.metadata import entity_descriptor
+from saml2.metadata import sign_entity_descriptor
+from saml2.saml import NAMEID_FORMAT_PERSISTENT
+from saml2.saml import NameID
+from saml2.sdb import SessionStorage
+from saml2.server import Server
+from saml2.sigver import security_context
+from saml2.xmldsig import DIGEST_SHA256
+from saml2.xmldsig import SIG_RSA_SHA256
+
+from .attributes import NAME_FORMAT_URI
+from .attributes import attribute_map
+from .errors import SamlRejected
+from .errors import SamlUnavailable
+from .errors import SignatureInvalid
+from .errors import UnknownServiceProvider
+from .errors import WrongDestination
+
+__all__ = [
+    "BINDINGS",
+    "IdpSettings",
+    "ParsedRequest",
+    "acs_endpoints",
+    "authn_response",
+    "error_response",
+    "identity_provider",
+    "logout_response",
+    "parse_authn_request",
+    "parse_logout_request",
+    "signed_metadata",
+    "slo_endpoints",
+    "xmlsec_binary",
+]
+
+BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+_lock = threading.Lock()
+_servers: dict[str, Server] = {}
+_workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class IdpSettings:
+    issuer: str
+    sp_metadata: tuple[str, ...]
+    key_pem: bytes
+    cert_pem: bytes
+    want_requests_signed: bool
+
+    @property
+    def entity_id(self) -> str:
+        return f"{self.issuer}/saml/metadata"
+
+    @property
+    def sso_url(self) -> str:
+        return f"{self.issuer}/saml/sso"
+
+    @property
+    def slo_url(self) -> str:
+        return f"{self.issuer}/saml/slo"
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A request whose signature (if any), version, Destination and IssueInstant format pysaml2
+    has checked."""
+
+    message: Any  # saml2.samlp.AuthnRequest or LogoutRequest
+    xml: str  # the document as received (what the AKDB extension is read from)
+    issuer: str
+    signed: bool
+
+
+def xmlsec_binary() -> str:
+    """The path of xmlsec1, or SamlUnavailable."""
+    path = shutil.which("xmlsec1")
+    if path is None:
+        raise SamlUnavailable()
+    return path
+
+
+def _files(settings: IdpSettings) -> tuple[str, str]:
+    """The key and certificate as files for xmlsec1, in a directory only this process reads."""
+    global _workdir
+    if _workdir is None:
+        _workdir = tempfile.mkdtemp(prefix="idserver-saml-")  # mode 0700
+        atexit.register(shutil.rmtree, _workdir, True)
+    digest = hashlib.sha256(settings.cert_pem).hexdigest()[:16]
+    key_file = os.path.join(_workdir, f"{digest}.key")
+    cert_file = os.path.join(_workdir, f"{digest}.crt")
+    if not os.path.exists(key_file):
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(settings.key_pem)
+        with open(cert_file, "wb") as out:
+            out.write(settings.cert_pem)
+    return key_file, cert_file
+
+
+def _config(settings: IdpSettings) -> IdPConfig:
+    key_file, cert_file = _files(settings)
+    both = [(settings.sso_url, BINDING_HTTP_REDIRECT), (settings.sso_url, BINDING_HTTP_POST)]
+    logout = [(settings.slo_url, BINDING_HTTP_REDIRECT), (settings.slo_url, BINDING_HTTP_POST)]
+    config = IdPConfig()
+    config.load(
+        {
+            "entityid": settings.entity_id,
+            "xmlsec_binary": xmlsec_binary(),
+            "key_file": key_file,
+            "cert_file": cert_file,
+            "metadata": {"inline": list(settings.sp_metadata)},
+            "signing_algorithm": SIG_RSA_SHA256,
+            "digest_algorithm": DIGEST_SHA256,
+            "accepted_time_diff": 0,
+            "service": {
+                "idp": {
+                    "name": "Bürger-ID",
+                    "endpoints": {"single_sign_on_service": both, "single_logout_service": logout},
+                    "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                    "want_authn_requests_signed": settings.want_requests_signed,
+                    "sign_response": True,
+                    "sign_assertion": True,
+                    "policy": {
+                        "default": {
+                            "lifetime": {"minutes": 5},
+                            "attribute_restrictions": None,
+                            "name_form": NAME_FORMAT_URI,
+                        }
+                    },
+                }
+            },
+        }
+    )
+    converter = AttributeConverter()
+    converter.from_dict(attribute_map())
+    config.attribute_converters = [converter]
+    return config
+
+
+class _NoSessionStorage(SessionStorage):  # type: ignore[misc]
+    """pysaml2's IdP keeps every assertion it made in a dict of the process, for ever: citizen
+    data in memory and a leak. Nothing here reads them back (logout ends the Bürger-ID session,
+    not pysaml2's), so none is kept."""
+
+    def store_assertion(self, assertion: Any, to_sign: Any) -> None:
+        return None
+
+
+def identity_provider(settings: IdpSettings) -> Server:
+    """pysaml2's IdP for these settings; built once per distinct set of settings."""
+    cache_key = hashlib.sha256(
+        repr(
+            (
+                settings.issuer,
+                settings.sp_metadata,
+                settings.cert_pem,
+                settings.want_requests_signed,
+            )
+        ).encode()
+    ).hexdigest()
+    with _lock:
+        server = _servers.get(cache_key)
+        if server is None:
+            server = Server(config=_config(settings))
+            server.session_db = _NoSessionStorage()
+            _servers.clear()  # only the current settings are kept
+            _servers[cache_key] = server
+        return server
+
+
+def signed_metadata(settings: IdpSettings) -> str:
+    """The IdP's EntityDescriptor, signed with its key (SAML 2.0 Metadata §3)."""
+    config = identity_provider(settings).config
+    descriptor = entity_descriptor(config)
+    _, xml = sign_entity_descriptor(
+        descriptor, None, security_context(config), SIG_RSA_SHA256, DIGEST_SHA256
+    )
+    return str(xml)
+
+
+def _decoded(encoded: str, binding: str) -> str:
+    """The request's XML, for reading the extensions from the very document that was checked."""
+    try:
+        raw = base64.b64decode(encoded, validate=False)
+        if binding == BINDING_HTTP_REDIRECT:
+            raw = zlib.decompress(raw, -15)
+        return raw.decode("utf-8")
+    except (ValueError, zlib.error) as exc:  # UnicodeDecodeError is a ValueError
+        raise SamlRejected() from exc
+
+
+def _issuer_of(xml: str) -> str:
+    """The Issuer of the request's root element, read whole (comments do not cut it)."""
+    try:
+        root = fromstring(xml)
+    except Exception:  # noqa: BLE001 -- unreadable: no issuer
+        return ""
+    issuer = root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer")
+    return "".join(issuer.itertext()).strip() if issuer is not None else ""
+
+
+def _parse(
+    server: Server,
+    parse: Any,
+    settings: IdpSettings,
+    *,
+    encoded: str,
+    binding: str,
+    relay_state: str | None,
+    sigalg: str | None,
+    signature: str | None,
+) -> ParsedRequest:
+    xml = _decoded(encoded, binding)
+    # Before xmlsec1 runs (a process per check): a stranger's request costs a parse only.
+    expected_issuer = _issuer_of(xml)
+    if expected_issuer not in server.metadata.keys():  # noqa: SIM118 -- no __contains__ for ids
+        raise UnknownServiceProvider()
+    try:
+        parsed = parse(
+            encoded, binding, relay_state=relay_state, sigalg=sigalg, signature=signature
+        )
+    except Exception as exc:  # pysaml2 raises many kinds; each is a refusal here
+        name = type(exc).__name__
+        if "Signed" in name or "Signature" in name or "Cert" in name:
+            raise SignatureInvalid() from exc
+        if "not destined" in str(exc).lower() or name == "OtherError":
+            raise WrongDestination() from exc
+        raise SamlRejected() from exc
+    if parsed is None or parsed.message is None:
+        raise SamlRejected()
+    message = parsed.message
+    if message.destination and message.destination not in (settings.sso_url, settings.slo_url):
+        raise WrongDestination()
+    issuer = (message.issuer.text or "").strip() if message.issuer is not None else ""
+    if issuer != expected_issuer:  # both parsers must read the same name
+        raise SamlRejected()
+    return ParsedRequest(
+        message=message,
+        xml=xml,
+        issuer=issuer,
+        signed=bool(signature) or message.signature is not None,
+    )
+
+
+def parse_authn_request(
+    settings: IdpSettings,
+    *,
+    encoded: str,
+    binding: str,
+    relay_state: str | None = None,
+    sigalg: str | None = None,
+    signature: str | None = None,
+) -> ParsedRequest:
+    """An AuthnRequest from a registered SP, its signature checked against the SP's metadata
+    when signed (and required to be with ``want_requests_signed``)."""
+    server = identity_provider(settings)
+    return _parse(
+        server,
+        server.parse_authn_request,
+        settings,
+        encoded=encoded,
+        binding=binding,
+        relay_state=relay_state,
+        sigalg=sigalg,
+        signature=signature,
+    )
+
+
+def parse_logout_request(
+    settings: IdpSettings,
+    *,
+    encoded: str,
+    binding: str,
+    relay_state: str | None = None,
+    sigalg: str | None = None,
+    signature: str | None = None,
+) -> ParsedRequest:
+    """A LogoutRequest (SAML 2.0 Core §3.7.1), checked as an AuthnRequest is."""
+    server = identity_provider(settings)
+    return _parse(
+        server,
+        server.parse_logout_request,
+        settings,
+        encoded=encoded,
+        binding=binding,
+        relay_state=relay_state,
+        sigalg=sigalg,
+        signature=signature,
+    )
+
+
+def acs_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[dict[str, Any]]:
+    """The SP's HTTP-POST AssertionConsumerServices from its metadata, in index order."""
+    metadata = identity_provider(settings).metadata
+    return list(metadata.assertion_consumer_service(sp_entity_id, BINDING_HTTP_POST))
+
+
+def slo_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[str]:
+    """The locations of the SP's HTTP-POST SingleLogoutServices from its metadata."""
+    metadata = identity_provider(settings).metadata
+    try:
+        endpoints = metadata.single_logout_service(sp_entity_id, BINDING_HTTP_POST, "spsso")
+    except Exception:  # noqa: BLE001 -- pysaml2 raises when the metadata has none
+        return []
+    return [str(endpoint["location"]) for endpoint in endpoints]
+
+
+def authn_response(
+    settings: IdpSettings,
+    *,
+    sp_entity_id: str,
+    in_response_to: str,
+    destination: str,
+    name_id: str,
+    identity: dict[str, list[str]],
+    level: str,
+    authn_instant: int,
+) -> str:
+    """A signed Response with a signed Assertion (SAML 2.0 Profiles §4.1.4.2), base64 for the
+    HTTP-POST binding."""
+    server = identity_provider(settings)
+    response = server.create_authn_response(
+        identity,
+        in_response_to=in_response_to,
+        destination=destination,
+        sp_entity_id=sp_entity_id,
+        name_id=NameID(
+            format=NAMEID_FORMAT_PERSISTENT,
+            name_qualifier=settings.entity_id,
+            sp_name_qualifier=sp_entity_id,
+            text=name_id,
+        ),
+        authn={
+            "class_ref": level,
+            "authn_auth": settings.entity_id,
+            "authn_instant": authn_instant,
+        },
+        sign_response=True,
+        sign_assertion=True,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    return base64.b64encode(str(response).encode()).decode()
+
+
+def error_response(
+    settings: IdpSettings,
+    *,
+    in_response_to: str,
+    destination: str,
+    status: str,
+    message: str,
+) -> str:
+    """A signed Response carrying only a status (``Responder`` with ``status`` below it)."""
+    server = identity_provider(settings)
+    response = server.create_error_response(
+        in_response_to,
+        destination=destination,
+        info=(status, message),
+        sign=True,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    return base64.b64encode(str(response).encode()).decode()
+
+
+def logout_response(settings: IdpSettings, *, request: ParsedRequest, binding: str) -> str:
+    """A signed LogoutResponse with status Success to the SP's SingleLogoutService for
+    ``binding`` (its Destination), base64 for the HTTP-POST binding."""
+    server = identity_provider(settings)
+    response = server.create_logout_response(
+        request.message, [binding], sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
+    )
+    return base64.b64encode(str(response).encode()).decode()

@@ -1,0 +1,207 @@
+"""A SAML service provider on pysaml2, for the suite: signs its AuthnRequests, reads answers.
+
+Independent of the server's code: it knows the IdP only by the metadata at /saml/metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import shutil
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from flask.testing import FlaskClient
+from saml2 import BINDING_HTTP_POST
+from saml2 import BINDING_HTTP_REDIRECT
+from saml2.client import Saml2Client
+from saml2.config import SPConfig
+from saml2.metadata import create_metadata_string
+from saml2.saml import NAMEID_FORMAT_PERSISTENT
+from saml2.xmldsig import DIGEST_SHA256
+from saml2.xmldsig import SIG_RSA_SHA256
+
+SP_ENTITY = "https://formulare.example.org/saml/metadata"
+SP_ACS = "https://formulare.example.org/saml/acs"
+SP_SLO = "https://formulare.example.org/saml/slo"
+IDP = "http://localhost/saml/metadata"
+SSO = "http://localhost/saml/sso"
+SLO = "http://localhost/saml/slo"
+XMLSEC = shutil.which("xmlsec1")
+
+
+def key_and_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / f"{name}.key", directory / f"{name}.crt"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@dataclass
+class SamlServiceProvider:
+    directory: Path
+    idp_metadata: str
+    entity_id: str = SP_ENTITY
+    acs: str = SP_ACS
+    requested: tuple[str, ...] = ()  # RequestedAttribute names in its metadata
+    key_name: str = "sp"
+    outstanding: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.key_file, self.cert_file = key_and_certificate(self.directory, self.key_name)
+        self.client = Saml2Client(config=self.config())
+
+    def config(self) -> SPConfig:
+        config = SPConfig()
+        config.load(
+            {
+                "entityid": self.entity_id,
+                "xmlsec_binary": XMLSEC,
+                "key_file": str(self.key_file),
+                "cert_file": str(self.cert_file),
+                "metadata": {"inline": [self.idp_metadata]} if self.idp_metadata else {},
+                "signing_algorithm": SIG_RSA_SHA256,
+                "digest_algorithm": DIGEST_SHA256,
+                "organization": {
+                    "display_name": ["Hundesteuer"],
+                    "name": ["Hundesteuer"],
+                    "url": ["https://formulare.example.org/"],
+                },
+                "service": {
+                    "sp": {
+                        "endpoints": {
+                            "assertion_consumer_service": [(self.acs, BINDING_HTTP_POST)],
+                            "single_logout_service": [(SP_SLO, BINDING_HTTP_POST)],
+                        },
+                        "authn_requests_signed": True,
+                        "want_response_signed": True,
+                        "want_assertions_signed": True,
+                        "name_id_format": NAMEID_FORMAT_PERSISTENT,
+                        "required_attributes": list(self.requested),
+                        "allow_unsolicited": False,
+                    }
+                },
+            }
+        )
+        return config
+
+    def metadata(self) -> str:
+        metadata = create_metadata_string(None, config=self.config())
+        return metadata.decode() if isinstance(metadata, bytes) else str(metadata)
+
+    def redirect_request(self, idp_entity: str, *, relay_state: str = "rs-1", **kwargs: Any) -> str:
+        """A signed AuthnRequest for the HTTP-Redirect binding; returns the /saml/sso path."""
+        request_id, info = self.client.prepare_for_authenticate(
+            entityid=idp_entity,
+            relay_state=relay_state,
+            binding=BINDING_HTTP_REDIRECT,
+            sign=True,
+            sigalg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+            **kwargs,
+        )
+        self.outstanding[request_id] = "/"
+        location = dict(info["headers"])["Location"]
+        parts = urlsplit(location)
+        return f"{parts.path}?{parts.query}"
+
+    def authn_request(
+        self, *, sign: bool = False, extensions_xml: str = "", **fields: Any
+    ) -> tuple[str, str]:
+        """(request id, AuthnRequest XML) to SSO; ``fields`` override its attributes
+        (``issue_instant``, ``destination``, ``assertion_consumer_service_url``, …); ``sign``
+        signs the XML (for the HTTP-POST binding). ``extensions_xml`` goes after the Issuer."""
+        destination = fields.pop("destination", SSO)
+        request_id, request = self.client.create_authn_request(
+            destination,
+            sign=sign and not extensions_xml,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+            **fields,
+        )
+        self.outstanding[request_id] = "/"
+        xml = str(request)
+        if extensions_xml:
+            xml = re.sub(
+                r"(</(?:saml|ns\d):Issuer>)",
+                r'\1<samlp:Extensions xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">'
+                + extensions_xml.replace("\\", "\\\\")
+                + "</samlp:Extensions>",
+                xml,
+                count=1,
+            )
+        return request_id, xml
+
+    def redirect(
+        self, xml: str, *, relay_state: str = "rs-1", sign: bool = True, path: str = SSO
+    ) -> str:
+        """The HTTP-Redirect binding's URL path for ``xml`` (signed over the query if ``sign``)."""
+        info = self.client.apply_binding(
+            BINDING_HTTP_REDIRECT,
+            xml,
+            path,
+            relay_state,
+            sign=sign,
+            sigalg=SIG_RSA_SHA256 if sign else None,
+        )
+        location = dict(info["headers"])["Location"]
+        parts = urlsplit(location)
+        return f"{parts.path}?{parts.query}"
+
+    def logout_request(self, name_id: Any) -> str:
+        """A LogoutRequest for ``name_id`` (unsigned XML; sign it over the redirect query)."""
+        _, request = self.client.create_logout_request(
+            SLO, issuer_entity_id=IDP, name_id=name_id, sign=False
+        )
+        return str(request)
+
+    def read_logout_response(self, encoded: str) -> Any:
+        return self.client.parse_logout_request_response(encoded, BINDING_HTTP_POST)
+
+    def read_response(self, encoded: str) -> Any:
+        return self.client.parse_authn_request_response(
+            encoded, BINDING_HTTP_POST, outstanding=self.outstanding
+        )
+
+
+def posted_fields(page: str) -> dict[str, str]:
+    """The hidden fields of the HTTP-POST binding's form, unescaped."""
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page)
+    return {name: html.unescape(value) for name, value in found}
+
+
+def query(location: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(location).query)
+
+
+def sso(browser: FlaskClient, path: str) -> Any:
+    return browser.get(path)
