@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import shutil
@@ -11,6 +12,8 @@ import pytest
 from harness import ISSUER
 from harness import complete_login
 from harness import desktop_status
+from saml2.saml import AuthnContextClassRef
+from saml2.samlp import RequestedAuthnContext
 from saml_sp import SLO
 from saml_sp import SP_ENTITY
 from saml_sp import SamlServiceProvider
@@ -18,6 +21,7 @@ from saml_sp import posted_fields
 from sqlalchemy import select
 
 from idserver.audit.models import AuditEvent
+from idserver.citizens.models import Citizen
 from idserver.db import db
 from idserver.saml import add_service_provider
 from idserver.saml.idp import identity_provider
@@ -216,3 +220,67 @@ def test_cli_refuses_metadata_without_a_signing_certificate(
     assert refused.exit_code == 1
     assert "signing certificate" in refused.output
     assert db_state() == before
+
+
+RAISED = {
+    "ASSURANCE_IN_PERSON": "substantial",
+    "ASSURANCE_HARDWARE_KEY": "substantial",
+    "ASSURANCE_SYNCED_PASSKEY": "substantial",
+    "ASSURANCE_APP_KEY": "substantial",
+}
+
+
+def _substantial_request() -> dict:
+    return {
+        "requested_authn_context": RequestedAuthnContext(
+            authn_context_class_ref=[AuthnContextClassRef(text="STORK-QAA-Level-3")],
+            comparison="minimum",
+        )
+    }
+
+
+def _proof_in_person(app, citizen_id: str) -> None:
+    with app.app_context():
+        citizen = db.session.get(Citizen, citizen_id)
+        citizen.proofing_document = "id_card"
+        citizen.proofed_on = dt.date(2026, 11, 2)
+        citizen.proofing_office = "Bürgerbüro Musterstadt"
+        db.session.commit()
+
+
+def test_a_raised_level_is_answered_for_a_citizen_proofed_in_person(
+    app, client, saml_sp, enrolled_phone, citizen
+):
+    """The assurance model decides the STORK level: with the operator's mapping raised, a
+    resident checked in person at the counter reaches Level-3 (substantiell)."""
+    app.config.update(RAISED)
+    _proof_in_person(app, citizen.id)
+    _, fields = saml_login(client, saml_sp, enrolled_phone, **_substantial_request())
+    response = saml_sp.read_response(fields["SAMLResponse"])
+    assert response.assertion.authn_statement[0].authn_context.authn_context_class_ref.text == (
+        "STORK-QAA-Level-3"
+    )
+    # without asking, the login's own level is named too
+    _, fields = saml_login(client, saml_sp, enrolled_phone)
+    response = saml_sp.read_response(fields["SAMLResponse"])
+    assert response.assertion.authn_statement[0].authn_context.authn_context_class_ref.text == (
+        "STORK-QAA-Level-3"
+    )
+
+
+def test_a_citizen_below_the_requested_level_is_answered_no_authn_context(
+    app, client, saml_sp, enrolled_phone
+):
+    """Level-3 can be reached under this configuration, so the login starts; the resident
+    was never checked in person, so the approval is refused and the SP gets NoAuthnContext,
+    with no assertion."""
+    app.config.update(RAISED)
+    started = client.get(saml_sp.redirect_request(IDP, **_substantial_request()))
+    assert started.status_code == 303
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    status = desktop_status(client, login_id).json
+    refused = enrolled_phone.approve(status["phone_url"], status["number"])
+    assert refused.status_code == 403 and refused.json["error"] == "level_too_low"
+    answer = client.get(desktop_status(client, login_id).json["continue_url"])
+    decoded = base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
+    assert b"status:NoAuthnContext" in decoded and b"Assertion " not in decoded
