@@ -49,6 +49,7 @@ def _run(logins: int, workdir: Path, database: str) -> tuple[int, dict[str, Any]
         # RSA key generation at start-up searches for primes at random: its cost varies by
         # hundreds of millions of instructions from run to run. Collection pauses inside it.
         "--toggle-collect=BN_generate_prime_ex2",
+        "--collect-atstart=yes",  # after --toggle-collect, which would switch it off
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
