@@ -11,6 +11,8 @@
     python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
     python -m bench profile --logins 200 --cprofile   # in-process: CPU and SQL per login step,
                                                       # a table, and a no-op request's CPU
+    python -m bench callgrind --logins 20             # instructions per login (valgrind), the
+                                                      # figure to compare on a busy machine
 
 Every scenario is bounded in time; results go to stdout and ``bench/results/*.json``.
 """
@@ -110,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     profile.add_argument("--cprofile", action="store_true", help="also print a cProfile report")
     profile.add_argument("--top", type=int, default=40, help="cProfile lines per ordering")
+    profile.add_argument(
+        "--noop-requests", type=int, default=2000, help="no-op requests timed (0: none)"
+    )
+    profile.add_argument("--json-to", help="write the result here only, print nothing")
+    callgrind = commands.add_parser(
+        "callgrind",
+        help="instructions per login under valgrind (repeatable on a busy machine)",
+    )
+    callgrind.add_argument("--logins", type=int, default=20)
+    callgrind.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     return parser
 
 
@@ -285,8 +297,13 @@ def _profile(args: argparse.Namespace) -> int:
         base_url=os.environ.get("IDSERVER_TEST_DATABASE_URL"),
         cprofile=args.cprofile,
         top=args.top,
+        noop_requests=args.noop_requests,
     )
     report = result.pop("profile", None)
+    if args.json_to:
+        with open(args.json_to, "w") as out:
+            json.dump(result, out, indent=2, ensure_ascii=False)
+        return 0
     result["machine"] = machine()
     print(json.dumps(result, indent=2, ensure_ascii=False))
     print()
@@ -294,6 +311,25 @@ def _profile(args: argparse.Namespace) -> int:
     print("written to", write_results(f"profile-{args.database}", result))
     if report:
         print(report)
+    return 0
+
+
+def _callgrind(args: argparse.Namespace) -> int:
+    from .callgrind import count_instructions
+
+    result = count_instructions(logins=args.logins, database=args.database)
+    result["machine"] = machine()
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print()
+    print(f"{'step':<18} {'SQL':>5} {'commits':>7}")
+    for step, row in result["steps"].items():
+        print(f"{step:<18} {row['sql']:>5g} {row['commits']:>7g}")
+    print(
+        f"login: {result['instructions_per_login_millions']:.2f} M instructions, "
+        f"{result['sql_statements_per_login']:g} SQL statements, "
+        f"{result['commits_per_login']:g} commits"
+    )
+    print("written to", write_results(f"callgrind-{args.database}", result))
     return 0
 
 
@@ -306,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return _seed(args)
     if args.command == "profile":
         return _profile(args)
+    if args.command == "callgrind":
+        return _callgrind(args)
     return _run(args)
 
 

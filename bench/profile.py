@@ -187,7 +187,7 @@ def noop_cpu_ms(app: Flask, requests: int = 2000) -> float:
     """Server CPU of a request that does nothing (GET /jwks.json), in-process: what every
     request pays for the hooks around its view (headers, logs, metrics, input checks)."""
     client = app.test_client()
-    for _ in range(200):  # warm-up
+    for _ in range(min(200, requests)):  # warm-up
         client.get("/jwks.json")
     started = time.process_time()
     for _ in range(requests):
@@ -239,7 +239,13 @@ def _by_package(stats: pstats.Stats) -> dict[str, float]:
 
 
 def profile_logins(
-    *, logins: int, database: str, base_url: str | None, cprofile: bool, top: int
+    *,
+    logins: int,
+    database: str,
+    base_url: str | None,
+    cprofile: bool,
+    top: int,
+    noop_requests: int = 2000,
 ) -> dict[str, Any]:
     """Run ``logins`` complete logins in-process; CPU, statements and commits per step."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
@@ -272,7 +278,7 @@ def profile_logins(
         if profiler:
             profiler.disable()
         total_ms = (time.process_time() - started) * 1000
-        noop_ms = noop_cpu_ms(app)
+        noop_ms = noop_cpu_ms(app, noop_requests) if noop_requests else None
         steps = list(runs[0].cpu)
         result: dict[str, Any] = {
             "database": database,

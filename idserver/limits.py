@@ -216,7 +216,8 @@ class DatabaseStorage(Storage):
         with self._engine().begin() as connection:
             for key, expires_at in slots:
                 same = (table.c.key == key) & (table.c.expires_at == expires_at)
-                connection.execute(delete(table).where(same, table.c.count <= 1))
+                if connection.execute(delete(table).where(same, table.c.count <= 1)).rowcount:
+                    continue  # the counter held only this slot (the usual case)
                 connection.execute(
                     update(table).where(same, table.c.count > 1).values(count=table.c.count - 1)
                 )

@@ -59,10 +59,11 @@ def transition(
             raise ValueError(f"{model.__name__}: no such transition {sorted(undeclared)}")
     if announce:
         values["version"] = model.version + 1
+    # The table, not the mapped class: the ORM's bulk-update machinery costs more than the
+    # statement here, and there is nothing in the session to synchronise.
     result = db.session.execute(
-        update(model)
+        update(model.__table__)
         .where(model.id == row_id, model.state.in_(tuple(from_states)), *where)
         .values(**values)
-        .execution_options(synchronize_session=False)  # callers use what they know has won
     )
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

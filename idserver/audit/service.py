@@ -19,11 +19,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from typing import cast
 
 from flask import current_app
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import Table
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
@@ -106,13 +109,17 @@ def _entry_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + _canonical(body)).hexdigest()
 
 
+_EVENTS = cast(Table, AuditEvent.__table__)
+_HEAD = select(_EVENTS.c.hash).order_by(_EVENTS.c.id.desc()).limit(1)
+
+
 def _lock_chain(session: Session) -> None:
     """Serialise appends until the caller's transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     else:
         # Any write statement takes SQLite's single writer lock for the rest of the transaction.
-        session.execute(update(AuditEvent).where(text("0")).values(event="lock"))
+        session.execute(update(_EVENTS).where(text("0")).values(event="lock"))
 
 
 def record_event(event: str, *, actor: str, subject: str | None = None, **data: Any) -> AuditEvent:
@@ -132,12 +139,25 @@ def append_event(
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
     _lock_chain(session)
-    head = session.scalars(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    head = session.execute(_HEAD).scalar()
     entry = AuditEvent(at=utcnow(), event=event, actor=actor, subject=subject, data=data or {})
     entry.prev_hash = head or GENESIS
     entry.hash = _entry_hash(entry.prev_hash, entry)
-    session.add(entry)
-    session.flush()
+    # Core, not the unit of work: an append is on every login's path, and nothing reads the
+    # entry back through the session (the returned object is not attached to it).
+    entry.id = session.execute(
+        insert(_EVENTS)
+        .values(
+            at=entry.at,
+            event=entry.event,
+            actor=entry.actor,
+            subject=entry.subject,
+            data=entry.data,
+            prev_hash=entry.prev_hash,
+            hash=entry.hash,
+        )
+        .returning(_EVENTS.c.id)
+    ).scalar_one()
     every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
     if every and entry.id % every == 0:
         _sign_checkpoint(session, entry)

@@ -17,10 +17,13 @@ import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from typing import cast
 
 from blinker import Namespace
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
@@ -171,10 +174,18 @@ def find_credential(credential_id: bytes) -> Credential | None:
     ).first()
 
 
+_CREDENTIALS = cast(Table, Credential.__table__)
+_OWNER = (
+    select(_CREDENTIALS.c.citizen_id)
+    .where(_CREDENTIALS.c.credential_id == bindparam("credential_id"))
+    .limit(1)
+)
+
+
 def credential_owner(credential_id: bytes) -> str | None:
-    """The citizen this credential id is registered to, if any."""
-    stored = find_credential(credential_id)
-    return stored.citizen_id if stored is not None else None
+    """The citizen this credential id is registered to, if any (one column: it runs before
+    every approval, for the rate limit's key, and needs no object)."""
+    return db.session.execute(_OWNER, {"credential_id": credential_id}).scalar()
 
 
 def record_assertion(credential: Credential, verified: VerifiedAssertion) -> None:
