@@ -45,6 +45,16 @@ EVENT_LABELS: dict[str, LazyString] = {
     "key_rotated": _l("Signing key rotated"),
     "key_retired": _l("Signing key retired"),
     "residents_purged": _l("Deleted residents erased"),
+    "token_revoked": _l("Token revoked"),
+    "refresh_token_reused": _l("Refresh token used twice"),
+    "logout_delivered": _l("Logout delivered to a service"),
+    "logout_delivery_failed": _l("Logout not delivered"),
+    "device_grants_ended": _l("Device's sessions and tokens ended"),
+    "saml_sp_added": _l("SAML service registered"),
+    "saml_sp_removed": _l("SAML service removed"),
+    "saml_assertion_issued": _l("SAML login answered"),
+    "keys_imported": _l("Signing keys imported"),
+    "maintenance_purged": _l("Expired data purged"),
     "audit_checkpoint": _l("Audit checkpoint"),
 }
 
@@ -87,6 +97,24 @@ EVENT_SENTENCES: dict[str, LazyString] = {
         "%(count)s deleted residents were erased after the retention period of %(retention_days)s "
         "days."
     ),
+    "token_revoked": _l("A token of %(client_id)s was revoked."),
+    "refresh_token_reused": _l(
+        "A used refresh token of %(client_id)s was presented again; its whole family was revoked."
+    ),
+    "logout_delivered": _l("The logout was delivered to %(client_id)s (attempt %(attempts)s)."),
+    "logout_delivery_failed": _l(
+        "The logout could not be delivered to %(client_id)s after %(attempts)s attempts."
+    ),
+    "device_grants_ended": _l(
+        "The sessions and tokens of the resident's devices were ended (%(reason)s)."
+    ),
+    "saml_sp_added": _l("The SAML service %(entity_id)s was registered."),
+    "saml_sp_removed": _l("The SAML service %(entity_id)s was removed."),
+    "saml_assertion_issued": _l("A signed SAML answer was sent to service no. %(sp_id)s."),
+    "keys_imported": _l("Signing keys were imported from files."),
+    "maintenance_purged": _l(
+        "Expired data were deleted (kept %(purge_after_hours)s hours after they ended)."
+    ),
     "audit_checkpoint": _l("A checkpoint of the audit log was signed."),
 }
 
@@ -108,6 +136,7 @@ DENY_REASONS = {
     DenyReason.WRONG_NUMBER: _l("wrong number typed"),
     DenyReason.OTHER_NETWORK: _l("phone and computer in different networks"),
     DenyReason.LEVEL_TOO_LOW: _l("assurance level too low for the service"),
+    DenyReason.OTHER_ACCOUNT: _l("confirmed by another resident than the service named"),
 }
 DEVICE_KINDS = {"app": _l("Bürger-ID app"), "passkey": _l("passkey")}
 

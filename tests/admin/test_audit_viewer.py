@@ -130,3 +130,23 @@ def test_the_audit_viewer_speaks_german(app, runner, tmp_path, citizen):
     assert "Personen gesucht (Name): 1 gefunden." in sentences
     assert not [s for s in sentences if "clerk_action" in s or "{" in s]
     assert "Rohdaten" in [s.words for s in page.find("summary")][0]
+
+
+def test_every_audit_event_and_denial_reason_has_words_in_both_languages(app):
+    """No raw event name reaches the clerk: each kind the audit log can hold has a label for the
+    filter and a sentence, and each has a German translation."""
+    from idserver.admin.events import DENY_REASONS
+    from idserver.admin.events import EVENT_LABELS
+    from idserver.admin.events import EVENT_SENTENCES
+    from idserver.audit.service import EVENTS
+    from idserver.crosslogin.models import DenyReason
+
+    assert set(EVENT_LABELS) == EVENTS
+    assert set(EVENT_SENTENCES) == EVENTS - {"clerk_action"}  # its actions have their own
+    assert set(DENY_REASONS) == set(DenyReason)
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        from flask_babel import force_locale
+
+        with force_locale("de"):
+            for text in [*EVENT_LABELS.values(), *EVENT_SENTENCES.values()]:
+                assert str(text) != text._args[0], text._args[0]  # translated

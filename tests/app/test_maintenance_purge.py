@@ -52,6 +52,7 @@ from idserver.oidc.models import RefreshToken
 from idserver.oidc.models import Token
 from idserver.oidc.models import UsedAssertion
 from idserver.passkeys.models import Challenge
+from idserver.saml.models import SamlRequest
 from idserver.sessions import SELF_CLIENT_ID
 from idserver.sessions import BrowserSession
 
@@ -148,6 +149,11 @@ def _rows_ending(citizen_id: str, client_id: str, at: dt.datetime, tag: str) -> 
             request_uri_hash=secrets.token_hex(32),
             client_id=client_id,
             params={"client_id": client_id},
+            expires_at=at,
+        ),
+        "saml_requests": SamlRequest(
+            sp_id=secrets.token_hex(8),
+            request_id=f"_{tag}-{secrets.token_hex(8)}",
             expires_at=at,
         ),
         "logout_deliveries": LogoutDelivery(
@@ -262,6 +268,7 @@ def test_purge_deletes_each_kind_once_ended_long_enough_and_keeps_the_rest(
         "refresh_tokens": 1,
         "activation_attempts": 1,
         "rate_limit_counters": 1,
+        "saml_requests": 1,
         "activation_codes": 2,
         "tokens": 0,
         "residents": 1,
