@@ -74,16 +74,27 @@ class SamlServiceProvider:
     acs: str = SP_ACS
     requested: tuple[str, ...] = ()  # RequestedAttribute names in its metadata
     key_name: str = "sp"
+    encrypting: bool = False  # publishes an encryption key and wants assertions encrypted
     outstanding: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.key_file, self.cert_file = key_and_certificate(self.directory, self.key_name)
+        self.encryption_files = (
+            key_and_certificate(self.directory, f"{self.key_name}-encryption")
+            if self.encrypting
+            else None
+        )
         self.client = Saml2Client(config=self.config())
 
     def config(self) -> SPConfig:
         config = SPConfig()
+        encryption: dict[str, Any] = {}
+        if self.encryption_files:
+            key, cert = self.encryption_files
+            encryption = {"encryption_keypairs": [{"key_file": str(key), "cert_file": str(cert)}]}
         config.load(
             {
+                **encryption,
                 "entityid": self.entity_id,
                 "xmlsec_binary": XMLSEC,
                 "key_file": str(self.key_file),

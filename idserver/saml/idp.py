@@ -329,6 +329,29 @@ def slo_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[str]:
     return [str(endpoint["location"]) for endpoint in endpoints]
 
 
+def encryption_certificate(settings: IdpSettings, sp_entity_id: str) -> str | None:
+    """The certificate (base64 DER) of the SP's first KeyDescriptor marked
+    ``use="encryption"``, or None.
+
+    Only an explicit encryption key asks for encrypted assertions: a KeyDescriptor without
+    ``use`` (signing and encryption, SAML 2.0 Metadata §2.4.1.1) is taken for signing only, so an
+    SP that never configured decryption still reads its answers.
+    """
+    metadata = identity_provider(settings).metadata
+    try:
+        descriptors = metadata[sp_entity_id]["spsso_descriptor"]
+    except (KeyError, TypeError):
+        return None
+    for descriptor in descriptors:
+        for key in descriptor.get("key_descriptor", []):
+            if key.get("use") != "encryption":
+                continue
+            for data in key["key_info"]["x509_data"]:
+                # base64 DER, as pysaml2 puts it into the EncryptedKey's X509Certificate
+                return "".join(str(data["x509_certificate"]["text"]).split())
+    return None
+
+
 def authn_response(
     settings: IdpSettings,
     *,
@@ -341,8 +364,10 @@ def authn_response(
     authn_instant: int,
 ) -> str:
     """A signed Response with a signed Assertion (SAML 2.0 Profiles §4.1.4.2), base64 for the
-    HTTP-POST binding."""
+    HTTP-POST binding. The signed Assertion is encrypted to the SP (an EncryptedAssertion, SAML
+    2.0 Core §2.3.4) when its metadata publishes an encryption key."""
     server = identity_provider(settings)
+    encrypt_to = encryption_certificate(settings, sp_entity_id)
     response = server.create_authn_response(
         identity,
         in_response_to=in_response_to,
@@ -361,6 +386,9 @@ def authn_response(
         },
         sign_response=True,
         sign_assertion=True,
+        encrypt_assertion=encrypt_to is not None,
+        encrypt_assertion_self_contained=True,  # the Assertion keeps its own signature inside
+        encrypt_cert_assertion=encrypt_to,
         sign_alg=SIG_RSA_SHA256,
         digest_alg=DIGEST_SHA256,
     )
