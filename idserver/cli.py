@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import glob
 import json
@@ -17,6 +18,7 @@ from flask import current_app
 from flask.cli import FlaskGroup
 from flask.cli import with_appcontext
 
+from .citizens.models import PROOFING_DOCUMENTS
 from .config import ID_TOKEN_ALGORITHMS
 from .errors import IdServerError
 
@@ -256,13 +258,44 @@ def citizen_group() -> None:
 @click.option("--postcode", required=True)
 @click.option("--city", required=True)
 @click.option("--email", default=None)
+@click.option(
+    "--proofing-document",
+    type=click.Choice(PROOFING_DOCUMENTS),
+    default=None,
+    help="The identity document a clerk checked in person (with --proofed-on); raises the "
+    "resident's assurance level as IDSERVER_ASSURANCE_IN_PERSON says.",
+)
+@click.option(
+    "--proofed-on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="YYYY-MM-DD: the day of that check.",
+)
+@click.option(
+    "--proofing-office",
+    default=None,
+    help="Where it was checked (default: IDSERVER_OFFICE_NAME).",
+)
 @with_appcontext
-def citizen_add(**fields: Any) -> None:
-    """Register a resident."""
+def citizen_add(
+    proofing_document: str | None,
+    proofed_on: dt.datetime | None,
+    proofing_office: str | None,
+    **fields: Any,
+) -> None:
+    """Register a resident; with --proofing-document and --proofed-on if a clerk checked an
+    identity document in person."""
     from .citizens.service import register_citizen
 
+    proofing: dict[str, Any] = {}
+    if proofing_document is not None or proofed_on is not None:
+        proofing = {
+            "proofing_document": proofing_document,
+            "proofed_on": proofed_on.date() if proofed_on else None,
+            "proofing_office": proofing_office or current_app.config["OFFICE_NAME"],
+        }
     try:
-        citizen = register_citizen(**fields)
+        citizen = register_citizen(**fields, **proofing)
     except IdServerError as exc:
         _fail(exc)
     _print({"id": citizen.id, "given_name": citizen.given_name, "family_name": citizen.family_name})

@@ -148,6 +148,22 @@ def has_residents(session: Session) -> bool:
     return session.scalars(select(Citizen.id).limit(1)).first() is not None
 
 
+def _imported_proofing(row: dict[str, Any]) -> dict[str, Any]:
+    """The optional ``proofing_document``, ``proofed_on`` (YYYY-MM-DD) and ``proofing_office``
+    of an imported row; empty cells (CSV) count as absent."""
+    document, on, office = (
+        (str(row.get(name) or "").strip() or None)
+        for name in ("proofing_document", "proofed_on", "proofing_office")
+    )
+    try:
+        day = dt.date.fromisoformat(on) if on else None
+    except ValueError as exc:
+        raise InvalidCitizen(f"proofed_on must be YYYY-MM-DD, got {on!r}") from exc
+    if document is None and day is None and office is not None:
+        raise InvalidCitizen("proofing_office without proofing_document and proofed_on")
+    return _clean_proofing(document, day, office)
+
+
 def _clean_proofing(document: str | None, on: dt.date | None, office: str | None) -> dict[str, Any]:
     """Identity proofing in person (``idserver.assurance``): all three, or none recorded."""
     if document is None and on is None:
@@ -189,7 +205,7 @@ def import_citizens(text: str, *, fmt: str) -> list[Citizen]:
     citizens = []
     for number, row in enumerate(rows, start=1):
         try:
-            citizens.append(Citizen(**_clean_citizen(row)))
+            citizens.append(Citizen(**_clean_citizen(row), **_imported_proofing(row)))
         except IdServerError as exc:
             raise type(exc)(f"row {number}: {exc.description}") from exc
     db.session.add_all(citizens)

@@ -414,3 +414,94 @@ def test_idserver_offers_only_its_own_commands():
     assert "limiter" not in shown.output
     refused = runner.invoke(main, ["limiter", "config"])
     assert refused.exit_code == 2 and "No such command 'limiter'" in refused.output
+
+
+RESIDENT = [
+    "--given-name",
+    "Max",
+    "--family-name",
+    "Mustermann",
+    "--birthdate",
+    "1990-01-31",
+    "--street",
+    "Kreuzstraße 5",
+    "--postcode",
+    "44139",
+    "--city",
+    "Dortmund",
+]
+
+
+def _proofing(app, citizen_id):
+    from idserver.citizens.models import Citizen
+    from idserver.db import db
+
+    with app.app_context():
+        citizen = db.session.get(Citizen, citizen_id)
+        return citizen.proofing_document, str(citizen.proofed_on), citizen.proofing_office
+
+
+def test_citizen_add_records_an_identity_check_in_person(app, runner):
+    """The operator's way to say how a resident was identified (assurance levels): the
+    document, the day and the office (default IDSERVER_OFFICE_NAME)."""
+    code, citizen = _run(
+        runner, "citizen", "add", *RESIDENT, "--proofing-document", "passport",
+        "--proofed-on", "2026-11-30",
+    )  # fmt: skip
+    assert code == 0
+    assert _proofing(app, citizen["id"]) == ("passport", "2026-11-30", app.config["OFFICE_NAME"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--proofing-document", "passport"],  # no day
+        ["--proofed-on", "2026-11-30"],  # no document
+        ["--proofing-document", "passport", "--proofed-on", "2999-01-01"],  # in the future
+        ["--proofing-document", "library_card", "--proofed-on", "2026-11-30"],
+    ],
+)
+def test_citizen_add_refuses_an_incomplete_or_impossible_identity_check(
+    app, runner, db_state, options
+):
+    before = db_state()
+    result = runner.invoke(args=["citizen", "add", *RESIDENT, *options])
+    assert result.exit_code != 0
+    assert db_state() == before
+
+
+def test_citizen_import_records_identity_checks_and_refuses_half_ones(app, runner, tmp_path):
+    row = {
+        "given_name": "Anna",
+        "family_name": "Schmidt",
+        "birthdate": "1970-02-03",
+        "street": "Hohe Straße 1",
+        "postcode": "44139",
+        "city": "Dortmund",
+    }
+    checked = {
+        **row,
+        "proofing_document": "id_card",
+        "proofed_on": "2026-11-02",
+        "proofing_office": "Bürgerbüro Mitte",
+    }
+    half = {**row, "given_name": "Ben", "proofing_office": "Bürgerbüro Mitte"}
+    path = tmp_path / "half.json"
+    path.write_text(json.dumps([checked, half]))
+    code, error = _run(runner, "citizen", "import", str(path))
+    assert code == 1 and "row 2" in error["error_description"]
+    assert citizen_count(app) == 0
+    path.write_text(json.dumps([checked, row]))
+    code, result = _run(runner, "citizen", "import", str(path))
+    assert code == 0 and result["imported"] == 2
+    from idserver.citizens.models import Citizen
+    from idserver.db import db
+
+    with app.app_context():
+        anna, ben = sorted(db.session.query(Citizen).all(), key=lambda c: c.given_name)
+        assert (anna.proofing_document, str(anna.proofed_on), anna.proofing_office) == (
+            "id_card",
+            "2026-11-02",
+            "Bürgerbüro Mitte",
+        )
+        assert ben.proofing_document is None and ben.proofed_on is None
