@@ -22,7 +22,9 @@ FIELD = "csrf_token"
 SESSION_KEY = "csrf"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Server-to-server, without cookies: the signed logout token is the proof (demo_portal.backchannel).
-EXEMPT_ENDPOINTS = frozenset({"backchannel.logout"})
+# Posted by Bürger-ID's page to the SAML portal: the signed SAML message is the proof, and
+# the answer to a login is found by its RelayState (demo_portal.saml_account).
+EXEMPT_ENDPOINTS = frozenset({"backchannel.logout", "account.acs", "account.slo"})
 
 
 def csrf_token() -> str:
