@@ -152,7 +152,7 @@ def acs() -> Any:
         raise failed from exc
     used = db.session.execute(delete(table).where(table.c.relay_state_hash == _hash(relay_state)))
     db.session.commit()
-    if used.rowcount != 1:  # a concurrent replay of the same answer
+    if used.rowcount != 1:  # type: ignore[attr-defined]  # a concurrent replay
         clear_session()
         raise failed
     claims: dict[str, Any] = {"sub": answer.name_id, **answer.attributes}

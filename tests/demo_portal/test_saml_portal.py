@@ -109,6 +109,50 @@ def test_resident_signs_in_and_the_form_is_prefilled(browser, dogtax, erika, por
     assert len(rows) == 1 and "Erika Mustermann" in rows[0]
 
 
+def test_the_pages_speak_german_and_english(dogtax):
+    client = dogtax.test_client()
+    english = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="en">' in english and "Register a dog for the dog tax" in english
+    german = client.get("/", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert '<html lang="de">' in german and "Hund zur Hundesteuer anmelden" in german
+    assert "<script" not in german  # no inline (or any) script on the portal's pages
+
+
+def test_publishes_its_metadata_with_its_own_certificate(dogtax):
+    xml = dogtax.test_client().get("/saml/metadata").get_data(as_text=True)
+    assert f'entityID="{DOGTAX}/saml/metadata"' in xml
+    assert f'Location="{DOGTAX}/saml/acs"' in xml and "X509Certificate" in xml
+    key = Path(dogtax.instance_path) / "saml" / "sp.key"
+    assert key.stat().st_mode & 0o077 == 0  # the private key is the portal's alone
+
+
+INCOMPLETE = (
+    {"dog_name": "", "breed": "Dackel", "kept_since": "2024-05-01"},
+    {"dog_name": "Bello", "breed": "x" * 61, "kept_since": "2024-05-01"},
+    {"dog_name": "Bello", "breed": "Dackel", "kept_since": "2999-01-01"},
+    {"dog_name": "Bello", "breed": "Dackel", "kept_since": "gestern"},
+)
+
+
+def test_rejects_an_incomplete_dog_registration(browser, dogtax, erika, portal_rows):
+    page = sign_in(browser, dogtax, erika.phone)  # once: a login takes a second
+    before = portal_rows(dogtax)
+    for fields in INCOMPLETE:
+        answer = browser.post(f"{DOGTAX}/register", {"csrf_token": page.csrf_token(), **fields})
+        assert answer.status == 422 and 'class="field-error"' in answer.text, fields
+        assert portal_rows(dogtax) == before
+
+
+def test_rejects_a_dog_registration_without_csrf_token(browser, dogtax, erika, portal_rows):
+    sign_in(browser, dogtax, erika.phone)
+    before = portal_rows(dogtax)
+    answer = browser.post(
+        f"{DOGTAX}/register", {"dog_name": "Bello", "breed": "Dackel", "kept_since": "2024-05-01"}
+    )
+    assert answer.status == 400 and 'data-error="csrf_rejected"' in answer.text
+    assert portal_rows(dogtax) == before
+
+
 def test_about_page_shows_the_attributes_and_level(browser, dogtax, erika):
     sign_in(browser, dogtax, erika.phone)
     about = browser.get(f"{DOGTAX}/about")
