@@ -87,6 +87,16 @@ def test_authn_request_speaks_bundid(browser, dogtax):
         assert f'Name="urn:oid:{oid}"' in xml
 
 
+def test_the_phone_shows_the_service_and_the_attributes(browser, dogtax, erika):
+    browser.open(dogtax)
+    login_url, _page = browser.follow(browser.get(f"{DOGTAX}/login"))
+    assert login_url
+    view = erika.phone.scan(browser.status(login_url)["phone_url"])
+    shown = str(view.context)
+    assert "Stadt Dortmund – Hundesteuer" in shown
+    assert "birthdate" in shown and "address" in shown and "email" not in shown
+
+
 def test_resident_signs_in_and_the_form_is_prefilled(browser, dogtax, erika, portal_rows):
     page = sign_in(browser, dogtax, erika.phone)
     assert page.status == 200
