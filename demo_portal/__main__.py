@@ -13,8 +13,11 @@ from .launcher import run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m demo_portal",
-        description="Run Bürger-ID and the two demo portals on localhost until Ctrl-C.",
-        epilog="Ports: DEMO_IDP_PORT (5000), DEMO_PARKING_PORT (5001), DEMO_JOBS_PORT (5002).",
+        description="Run Bürger-ID and the three demo portals on localhost until Ctrl-C.",
+        epilog=(
+            "Ports: DEMO_IDP_PORT (5000), DEMO_PARKING_PORT (5001), DEMO_JOBS_PORT (5002), "
+            "DEMO_DOGTAX_PORT (5003)."
+        ),
     )
     parser.add_argument(
         "--check",

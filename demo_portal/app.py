@@ -30,7 +30,8 @@ def load_portal(kind: str) -> Portal:
 
 
 def create_portal(kind: str, config: Mapping[str, Any] | None = None) -> Flask:
-    """Build portal ``kind`` ("parking" or "jobs"); ``config`` overrides ``PORTAL_<KIND>_*``."""
+    """Build portal ``kind`` ("parking", "jobs" or "dogtax"); ``config`` overrides
+    ``PORTAL_<KIND>_*``."""
     values = load_config(kind)
     if config:
         values.update(config)
@@ -63,11 +64,16 @@ def create_portal(kind: str, config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     csrf.init_app(app)
     db.init_app(app, portal.metadata)
-    oidc.init_app(app, scope=portal.scope)
+    if portal.protocol == "saml":
+        from . import saml_account
+
+        saml_account.init_app(app)
+        app.register_blueprint(saml_account.bp)
+    else:
+        oidc.init_app(app, scope=portal.scope)
+        app.register_blueprint(account.bp)
+        app.register_blueprint(backchannel.bp)
     if portal.init_app is not None:
         portal.init_app(app)
-
-    app.register_blueprint(account.bp)
-    app.register_blueprint(backchannel.bp)
     app.register_blueprint(portal.blueprint)
     return app

@@ -1,8 +1,10 @@
 """Every setting of a demo portal, its default and its meaning.
 
 Each portal reads ``PORTAL_<KIND>_<NAME>`` from the environment (``PORTAL_PARKING_ISSUER``,
-``PORTAL_JOBS_CLIENT_ID`` …); a dict given to ``create_portal`` overrides those. The two
-portals share no setting: each is its own relying party with its own client registration.
+``PORTAL_JOBS_CLIENT_ID`` …); a dict given to ``create_portal`` overrides those. The
+portals share no setting: each is its own relying party with its own registration. The OpenID
+Connect portals (``KINDS``) need a client; the SAML portal (``SAML_KINDS``) needs none: it
+signs with its own key and Bürger-ID knows it by its metadata.
 """
 
 from __future__ import annotations
@@ -14,10 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PORTS", "KINDS", "SETTINGS", "ConfigError", "load_config", "validate_config"]
+__all__ = [
+    "ALL_KINDS",
+    "DEFAULT_PORTS",
+    "KINDS",
+    "SAML_KINDS",
+    "SETTINGS",
+    "ConfigError",
+    "load_config",
+    "validate_config",
+]
 
-KINDS = ("parking", "jobs")
-DEFAULT_PORTS = {"parking": 5001, "jobs": 5002}
+KINDS = ("parking", "jobs")  # OpenID Connect
+SAML_KINDS = ("dogtax",)
+ALL_KINDS = KINDS + SAML_KINDS
+DEFAULT_PORTS = {"parking": 5001, "jobs": 5002, "dogtax": 5003}
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -52,8 +65,8 @@ def prefix(kind: str) -> str:
 
 def load_config(kind: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every setting of portal ``kind`` from ``environ`` (default: the process environment)."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown portal {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in ALL_KINDS:
+        raise ConfigError(f"unknown portal {kind!r}; choose one of {', '.join(ALL_KINDS)}")
     environ = os.environ if environ is None else environ
     return {s.name: environ.get(prefix(kind) + s.name, s.default) for s in SETTINGS}
 
@@ -92,6 +105,8 @@ def validate_config(config: Mapping[str, Any], kind: str) -> None:
         raise ConfigError(
             f"{prefix(kind)}TIMEZONE must be an IANA time zone such as Europe/Berlin"
         ) from exc
+    if kind in SAML_KINDS:
+        return  # a SAML service provider has no client registration
     for name in ("CLIENT_ID", "CLIENT_SECRET"):
         if not config[name]:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""Where the local demo lives: its working folder and the three ports (no Bürger-ID code here).
+"""Where the local demo lives: its working folder and the four ports (no Bürger-ID code here).
 
 Shared by the operator set-up (``setup_idp``), the process supervisor (``launcher``) and the
 scripted walk-through (``walkthrough``), so none of them needs to import another.
@@ -15,8 +15,13 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_PORTS", "PORT_VARIABLES", "DemoError", "DemoSettings", "Letter", "free_ports"]
 
-PORT_VARIABLES = {"idp": "DEMO_IDP_PORT", "parking": "DEMO_PARKING_PORT", "jobs": "DEMO_JOBS_PORT"}
-DEFAULT_PORTS = {"idp": 5000, "parking": 5001, "jobs": 5002}
+PORT_VARIABLES = {
+    "idp": "DEMO_IDP_PORT",
+    "parking": "DEMO_PARKING_PORT",
+    "jobs": "DEMO_JOBS_PORT",
+    "dogtax": "DEMO_DOGTAX_PORT",
+}
+DEFAULT_PORTS = {"idp": 5000, "parking": 5001, "jobs": 5002, "dogtax": 5003}
 
 
 class DemoError(RuntimeError):
@@ -49,7 +54,7 @@ class DemoSettings:
                 raise DemoError(f"{variable} must be a port number, not {raw!r}")
             ports[name] = int(raw)
         if len(set(ports.values())) != len(ports):
-            raise DemoError("DEMO_IDP_PORT, DEMO_PARKING_PORT and DEMO_JOBS_PORT must differ")
+            raise DemoError(f"{', '.join(PORT_VARIABLES.values())} must differ")
         return cls(root=root.resolve(), ports=ports)
 
     @classmethod

@@ -1,11 +1,12 @@
-"""``python -m demo_portal``: Bürger-ID and both portals on localhost, ready to try.
+"""``python -m demo_portal``: Bürger-ID and the three portals on localhost, ready to try.
 
 Process supervision only; what is done *at* Bürger-ID lives in ``setup_idp`` (operator set-up).
 
 1. prepare: ``setup_idp.prepare`` (schema, clients, demo residents, fresh activation codes),
-   then each portal's tables and keys;
+   then each portal's tables and keys; the SAML portal's metadata is written to
+   ``instance/dogtax/saml/metadata.xml`` and registered with ``idserver saml-sp add``;
 2. start ``idserver serve`` and one gunicorn per portal as child processes (logs in
-   ``instance/logs/``), and wait until all three answer;
+   ``instance/logs/``), and wait until all of them answer;
 3. print the URLs, the activation letters and the soft-phone commands;
 4. on Ctrl-C or SIGTERM terminate the children and wait for them.
 
@@ -33,7 +34,8 @@ from typing import TextIO
 import requests
 
 from .app import create_portal
-from .config import KINDS
+from .config import ALL_KINDS
+from .config import SAML_KINDS
 from .config import prefix
 from .db import db as portal_db
 from .demo_settings import PORT_VARIABLES
@@ -45,6 +47,7 @@ from .setup_idp import check_idp_settings
 from .setup_idp import idp_environment
 from .setup_idp import idp_serve_command
 from .setup_idp import prepare
+from .setup_idp import register_saml_portal
 from .walkthrough import run_walkthrough
 
 __all__ = ["run"]
@@ -56,21 +59,31 @@ STOP_TIMEOUT_SECONDS = 10
 
 
 def prepare_portals(settings: DemoSettings, clients: dict[str, dict[str, str]]) -> None:
-    """Create each portal once here, so its tables and keys exist before workers start."""
-    for kind in KINDS:
-        app = create_portal(kind, portal_config(settings, kind, clients[kind]))
+    """Create each portal once here, so its tables and keys exist before workers start; the
+    SAML portal's metadata (with its new key's certificate) is registered at Bürger-ID."""
+    for kind in ALL_KINDS:
+        app = create_portal(kind, portal_config(settings, kind, clients.get(kind)))
         with app.app_context():
             portal_db.engine.dispose()
+        if kind in SAML_KINDS:
+            metadata = app.test_client().get("/saml/metadata")
+            if metadata.status_code != 200:
+                raise DemoError(f"{kind} published no SAML metadata")
+            metadata_file = Path(app.instance_path) / "saml" / "metadata.xml"
+            metadata_file.write_bytes(metadata.get_data())
+            register_saml_portal(settings, kind, metadata_file)
 
 
-def portal_config(settings: DemoSettings, kind: str, client: dict[str, str]) -> dict[str, str]:
+def portal_config(
+    settings: DemoSettings, kind: str, client: dict[str, str] | None
+) -> dict[str, str]:
     config = {
         "ISSUER": settings.issuer,
-        "CLIENT_ID": client["client_id"],
-        "CLIENT_SECRET": client["client_secret"],
         "BASE_URL": settings.portal_url(kind),
         "INSTANCE_PATH": str(settings.instance / kind),
     }
+    if client is not None:  # an OpenID Connect portal; the SAML one has its metadata instead
+        config.update(CLIENT_ID=client["client_id"], CLIENT_SECRET=client["client_secret"])
     if settings.isolated:  # database and cookie key in the scratch folder, whatever PORTAL_* say
         config.update(DATABASE_URL="", SECRET_KEY="")
     return config
@@ -137,7 +150,7 @@ def _gunicorn_command(settings: DemoSettings, kind: str) -> list[str]:
 
 
 def start(settings: DemoSettings, clients: dict[str, dict[str, str]]) -> list[Child]:
-    """Start Bürger-ID and both portals; returns once all three answer."""
+    """Start Bürger-ID and the portals; returns once all of them answer."""
     check_ports_free(settings)
     children: list[Child] = []
     try:
@@ -146,8 +159,8 @@ def start(settings: DemoSettings, clients: dict[str, dict[str, str]]) -> list[Ch
         )
         discovery = f"{settings.issuer}/.well-known/openid-configuration"
         children.append(Child("idserver", process, log, discovery))
-        for kind in KINDS:
-            config = portal_config(settings, kind, clients[kind])
+        for kind in ALL_KINDS:
+            config = portal_config(settings, kind, clients.get(kind))
             env = {
                 **os.environ,
                 **{prefix(kind) + name: value for name, value in config.items()},
@@ -225,6 +238,7 @@ def print_instructions(settings: DemoSettings, letters: list[Letter], out: TextI
         f"  Bürger-ID (identity provider)      {settings.issuer}",
         f"  Bewohnerparkausweis (parking)      {settings.portal_url('parking')}",
         f"  Bewerberportal (jobs)              {settings.portal_url('jobs')}",
+        f"  Hundesteuer-Anmeldung (SAML)       {settings.portal_url('dogtax')}",
         "",
         "Demo residents, each with a fresh activation code:",
     ]
@@ -302,7 +316,7 @@ def run(root: Path, *, check: bool = False, out: TextIO = sys.stdout) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if children:
-            out.write("Bürger-ID and both portals have stopped.\n")
+            out.write("Bürger-ID and the portals have stopped.\n")
         out.flush()
         if scratch is not None:
             scratch.cleanup()

@@ -1,4 +1,8 @@
-"""What makes one demo portal: its name, the scope it asks for, its views and its tables."""
+"""What makes one demo portal: its name, the scope it asks for, its views and its tables.
+
+``protocol`` is how it speaks to Bürger-ID: "oidc" (``scope`` is the OIDC scope) or "saml"
+(``scope`` names the attributes it asks for, as the about page shows them).
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,5 @@ class Portal:
     blueprint: Blueprint
     metadata: MetaData
     init_app: Callable[[Flask], None] | None = None
+    protocol: str = "oidc"
+    display_name: str = ""  # SAML: the AKDB OrganizationDisplayName the phone shows

@@ -2,9 +2,11 @@
 
 The only module of ``demo_portal`` that touches Bürger-ID's own code, because it *operates*
 the identity provider rather than relying on it: create or upgrade its schema (``idserver db
-upgrade``), register both portals as clients (kept in ``instance/demo-clients.json``, mode
-0600), register two demo residents and issue each a fresh activation code. The portals
-themselves speak only HTTP/OpenID Connect to Bürger-ID.
+upgrade``), register both OIDC portals as clients (kept in ``instance/demo-clients.json``, mode
+0600), register two demo residents and issue each a fresh activation code, and register the
+SAML portal from its metadata file with ``idserver saml-sp add --metadata FILE``, the command
+a municipal operator runs. The portals themselves speak only HTTP/OpenID Connect/SAML to
+Bürger-ID.
 
 Running it again keeps all data; only the activation codes are new.
 """
@@ -48,6 +50,7 @@ __all__ = [
     "idp_environment",
     "idp_serve_command",
     "prepare",
+    "register_saml_portal",
 ]
 
 BIN = Path(sys.executable).parent
@@ -55,6 +58,7 @@ BIN = Path(sys.executable).parent
 ISOLATED: dict[str, str | int] = {"REDIS_URL": ""}
 
 CLIENT_NAMES = {"parking": "Bewohnerparkausweis (Demo)", "jobs": "Bewerberportal (Demo)"}
+SAML_NAMES = {"dogtax": "Hundesteuer-Anmeldung (Demo)"}
 
 DEMO_RESIDENTS: tuple[dict[str, str], ...] = (
     {
@@ -177,6 +181,29 @@ def upgrade_schema(settings: DemoSettings) -> None:
     )
     if result.returncode != 0:
         raise DemoError(f"idserver db upgrade failed:\n{result.stdout}{result.stderr}")
+
+
+def register_saml_portal(settings: DemoSettings, kind: str, metadata_file: Path) -> None:
+    """``idserver saml-sp add --metadata FILE``: register (or refresh) a SAML portal."""
+    result = subprocess.run(  # noqa: S603 -- our own console script, fixed arguments
+        [
+            *_idserver_command(),
+            "saml-sp",
+            "add",
+            "--metadata",
+            str(metadata_file),
+            "--name",
+            SAML_NAMES[kind],
+        ],
+        env=idp_environment(settings),
+        cwd=settings.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"idserver saml-sp add failed:\n{result.stdout}{result.stderr}")
 
 
 # -- clients and residents --------------------------------------------------------------------

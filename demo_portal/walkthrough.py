@@ -135,14 +135,44 @@ class Browser:
         )
         return back
 
+    def post_back(self, page: requests.Response) -> requests.Response:
+        """What the browser does on Bürger-ID's SAML HTTP-POST page: send its form on."""
+        form = Page(page.text).with_attribute("data-auto-submit")
+        _expect(form is not None, f"no SAML form on {page.url}")
+        assert form is not None
+        fields = {
+            k: v for k, v in Page(page.text).fields.items() if k.startswith(("SAML", "Relay"))
+        }
+        return self.session.post(form.attrs["action"], data=fields, timeout=TIMEOUT)
+
+    def saml_sign_in(self, portal_url: str, phone: SoftPhone) -> requests.Response:
+        """The SAML portal → Bürger-ID's QR page; the phone approves; the Response posted back."""
+        qr_page = self.get(f"{portal_url}/login")
+        _expect(
+            qr_page.url.startswith(f"{self.issuer}/login/"),
+            f"expected Bürger-ID's QR page, got {qr_page.status_code} {qr_page.url}",
+        )
+        status = self.login_status(qr_page.url)
+        phone.approve(status["phone_url"], status["number"])
+        status = self.login_status(qr_page.url)
+        _expect(status.get("status") == "approved", f"login not approved: {status}")
+        back = self.post_back(self.get(status["continue_url"]))
+        _expect(
+            back.status_code == 200 and back.url.startswith(portal_url),
+            f"expected the portal after login, got {back.status_code} {back.url}",
+        )
+        return back
+
     def sub_at(self, portal_url: str) -> str:
         return _element(self.get(f"{portal_url}/about"), "sub").text.strip()
 
 
 def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextIO) -> bool:
-    """Enrol, sign in to both portals, get a permit, apply for a job, compare subs, sign out."""
+    """Enrol, sign in to both portals, get a permit, apply for a job, compare subs, sign out;
+    then register a dog at the SAML portal and sign out there (SAML Single Logout)."""
     parking = settings.portal_url("parking")
     jobs = settings.portal_url("jobs")
+    dogtax = settings.portal_url("dogtax")
     letter = {item.key: item for item in letters}
     with tempfile.TemporaryDirectory(prefix="demo-phones-") as phones:
         erika_phone = SoftPhone(settings.issuer, Path(phones) / "erika.json")
@@ -228,6 +258,28 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
             _expect(again.url.startswith(f"{settings.issuer}/login/"), "still signed in")
             return "Erika signed out of the parking portal and of Bürger-ID"
 
+        def dog_registered() -> str:
+            page = erika.saml_sign_in(dogtax, erika_phone)
+            prefilled = _element(page, "owner-family_name").attrs.get("value")
+            _expect(prefilled == "Mustermann", f"the form is not prefilled: {prefilled!r}")
+            page = erika.submit(
+                page,
+                f"{dogtax}/register",
+                dog_name="Bello",
+                breed="Dackel",
+                kept_since="2024-05-01",
+            )
+            _element(page, "my-dogs")
+            return "Erika signed in to the dog tax portal over SAML and registered Bello"
+
+        def saml_sign_out() -> str:
+            page = erika.get(f"{dogtax}/")
+            done = erika.post_back(erika.submit(page, f"{dogtax}/logout"))
+            _element(done, "logout-confirmed")
+            again = erika.get(f"{dogtax}/about")
+            _expect(again.url.startswith(f"{settings.issuer}/login/"), "still signed in")
+            return "Erika signed out of the dog tax portal and of Bürger-ID (SAML Single Logout)"
+
         steps: list[Callable[[], str]] = [
             enrol_both,
             erika_eligible,
@@ -239,8 +291,10 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
             subs_differ,
             cancel_permit,
             sign_out,
+            dog_registered,
+            saml_sign_out,
         ]
-        out.write(f"\nWalk-through against {settings.issuer}, {parking} and {jobs}:\n")
+        out.write(f"\nWalk-through against {settings.issuer}, {parking}, {jobs} and {dogtax}:\n")
         try:
             for number, step in enumerate(steps, start=1):
                 try:

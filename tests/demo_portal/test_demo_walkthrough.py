@@ -55,6 +55,7 @@ def _environment(ports: list[int]) -> dict[str, str]:
         DEMO_IDP_PORT=str(ports[0]),
         DEMO_PARKING_PORT=str(ports[1]),
         DEMO_JOBS_PORT=str(ports[2]),
+        DEMO_DOGTAX_PORT=str(ports[3]),
         PYTHONPATH=os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p),
     )
     return env
@@ -88,7 +89,7 @@ def _fingerprint(directory: Path) -> dict[str, str]:
 
 
 def test_check_runs_beside_a_running_demo_without_touching_it(tmp_path):
-    ports = _ports(3)
+    ports = _ports(4)
     env = _environment(ports)
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo_portal"],
@@ -164,7 +165,7 @@ def test_the_demo_office_is_in_its_residents_city(tmp_path, monkeypatch):
 
 
 def test_demo_fails_cleanly_when_a_port_is_taken(tmp_path):
-    ports = _ports(3)
+    ports = _ports(4)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports[1]))
         taken.listen()
