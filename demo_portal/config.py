@@ -10,6 +10,7 @@ signs with its own key and Bürger-ID knows it by its metadata.
 from __future__ import annotations
 
 import os
+import shutil
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,14 +25,25 @@ __all__ = [
     "SETTINGS",
     "ConfigError",
     "load_config",
+    "started_kinds",
     "validate_config",
 ]
 
 KINDS = ("parking", "jobs")  # OpenID Connect
 SAML_KINDS = ("dogtax",)
 ALL_KINDS = KINDS + SAML_KINDS
+NO_XMLSEC = (
+    "xmlsec1 not found: the SAML portal (Hundesteuer-Anmeldung) is not started; "
+    "install it to see SAML too (Debian/Ubuntu: apt-get install xmlsec1)"
+)
 DEFAULT_PORTS = {"parking": 5001, "jobs": 5002, "dogtax": 5003}
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def started_kinds() -> tuple[str, ...]:
+    """The portals the demo runs: the SAML one only where xmlsec1, which pysaml2 signs and
+    checks signatures with, is installed (``make demo`` needs nothing but Python and make)."""
+    return ALL_KINDS if shutil.which("xmlsec1") else KINDS
 
 
 class ConfigError(ValueError):

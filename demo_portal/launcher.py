@@ -34,9 +34,10 @@ from typing import TextIO
 import requests
 
 from .app import create_portal
-from .config import ALL_KINDS
+from .config import NO_XMLSEC
 from .config import SAML_KINDS
 from .config import prefix
+from .config import started_kinds
 from .db import db as portal_db
 from .demo_settings import PORT_VARIABLES
 from .demo_settings import DemoError
@@ -61,7 +62,7 @@ STOP_TIMEOUT_SECONDS = 10
 def prepare_portals(settings: DemoSettings, clients: dict[str, dict[str, str]]) -> None:
     """Create each portal once here, so its tables and keys exist before workers start; the
     SAML portal's metadata (with its new key's certificate) is registered at Bürger-ID."""
-    for kind in ALL_KINDS:
+    for kind in started_kinds():
         app = create_portal(kind, portal_config(settings, kind, clients.get(kind)))
         with app.app_context():
             portal_db.engine.dispose()
@@ -159,7 +160,7 @@ def start(settings: DemoSettings, clients: dict[str, dict[str, str]]) -> list[Ch
         )
         discovery = f"{settings.issuer}/.well-known/openid-configuration"
         children.append(Child("idserver", process, log, discovery))
-        for kind in ALL_KINDS:
+        for kind in started_kinds():
             config = portal_config(settings, kind, clients.get(kind))
             env = {
                 **os.environ,
@@ -238,7 +239,11 @@ def print_instructions(settings: DemoSettings, letters: list[Letter], out: TextI
         f"  Bürger-ID (identity provider)      {settings.issuer}",
         f"  Bewohnerparkausweis (parking)      {settings.portal_url('parking')}",
         f"  Bewerberportal (jobs)              {settings.portal_url('jobs')}",
-        f"  Hundesteuer-Anmeldung (SAML)       {settings.portal_url('dogtax')}",
+        *(
+            [f"  Hundesteuer-Anmeldung (SAML)       {settings.portal_url('dogtax')}"]
+            if "dogtax" in started_kinds()
+            else [f"  ({NO_XMLSEC})"]
+        ),
         "",
         "Demo residents, each with a fresh activation code:",
     ]
@@ -273,6 +278,8 @@ def _serve(settings: DemoSettings, children: list[Child], out: TextIO, *, check:
     check_idp_settings(settings)
     check_ports_free(settings)  # before any work, so a clash is reported at once
     out.write("Preparing Bürger-ID and the portals …\n")
+    if set(SAML_KINDS) - set(started_kinds()):
+        out.write(NO_XMLSEC + "\n")
     out.flush()
     preparation = prepare(settings)
     prepare_portals(settings, preparation.clients)

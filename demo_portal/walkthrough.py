@@ -20,6 +20,7 @@ from typing import TextIO
 
 import requests
 
+from .config import started_kinds
 from .demo_settings import DemoSettings
 from .demo_settings import Letter
 from .page import Element
@@ -291,10 +292,14 @@ def run_walkthrough(settings: DemoSettings, letters: list[Letter], *, out: TextI
             subs_differ,
             cancel_permit,
             sign_out,
-            dog_registered,
-            saml_sign_out,
         ]
-        out.write(f"\nWalk-through against {settings.issuer}, {parking}, {jobs} and {dogtax}:\n")
+        if "dogtax" in started_kinds():
+            steps += [dog_registered, saml_sign_out]
+            out.write(
+                f"\nWalk-through against {settings.issuer}, {parking}, {jobs} and {dogtax}:\n"
+            )
+        else:
+            out.write(f"\nWalk-through against {settings.issuer}, {parking} and {jobs}:\n")
         try:
             for number, step in enumerate(steps, start=1):
                 try:
