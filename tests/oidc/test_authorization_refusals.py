@@ -141,7 +141,7 @@ def test_rejects_code_for_another_client(app, client, relying_party, enrolled_ph
 
 
 def test_pairwise_sub_differs_between_relying_parties(app, client, relying_party, enrolled_phone):
-    from conftest import RelyingParty
+    from harness import RelyingParty
 
     from idserver.oidc.clients import register_client
 
