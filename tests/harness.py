@@ -306,3 +306,17 @@ def refresh(
 
 
 OFFLINE = {"scope": "openid profile offline_access", "prompt": "consent"}
+
+
+def proof_in_person(app: Any, citizen_id: str) -> None:
+    """Record that a clerk checked the resident's ID card in person (assurance levels)."""
+    import datetime as dt
+
+    from idserver.citizens.models import Citizen
+
+    with app.app_context():
+        citizen = db.session.get(Citizen, citizen_id)
+        citizen.proofing_document = "id_card"
+        citizen.proofed_on = dt.date(2026, 11, 2)
+        citizen.proofing_office = "Bürgerbüro Musterstadt"
+        db.session.commit()

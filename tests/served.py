@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from typing import Any
 
 import pytest
 import requests
+from flask import Flask
+from werkzeug.serving import make_server
 
 BIN = Path(sys.executable).parent
 
@@ -154,3 +157,27 @@ def served_idserver(
         yield served
     finally:
         served.stop(stop_signal)
+
+
+class LiveServer:
+    """A WSGI app on a free loopback port; the port is known before the app is built."""
+
+    def __init__(self) -> None:
+        self.app: Flask | None = None
+        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
+        self.url = f"http://localhost:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
+        assert self.app is not None
+        return self.app(environ, start_response)
+
+    def start(self, app: Flask) -> None:
+        self.app = app
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+        self._server.server_close()

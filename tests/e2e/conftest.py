@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
@@ -32,9 +31,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from portals import ERIKA  # the resident inside a parking zone, as in tests/demo_portal
+from served import LiveServer
 from sqlalchemy import func
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from demo_portal import create_portal
 from demo_portal.jobs import PORTAL as JOBS
@@ -88,30 +87,6 @@ VIRTUAL_AUTHENTICATOR = {
 
 
 # -- servers --------------------------------------------------------------------------------
-class LiveServer:
-    """A WSGI app on a free loopback port; the port is known before the app is built."""
-
-    def __init__(self) -> None:
-        self.app: Flask | None = None
-        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://localhost:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
-        assert self.app is not None
-        return self.app(environ, start_response)
-
-    def start(self, app: Flask) -> None:
-        self.app = app
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        self._server.server_close()
-
-
 @dataclass(frozen=True)
 class Letter:
     """What the citizens' office mails: the activation link and the code."""

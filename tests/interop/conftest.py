@@ -10,7 +10,6 @@ the number the desktop shows and signs with its passkey.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
+from served import LiveServer
 
 from idserver import create_app
 from idserver.citizens.service import activation_url
@@ -32,30 +31,6 @@ from idserver.oidc.clients import register_client
 from idserver.phone.client import PhoneClient
 
 TIMEOUT = 15
-
-
-class LiveServer:
-    """A WSGI app on a free loopback port; the port is known before the app is built."""
-
-    def __init__(self) -> None:
-        self.app: Flask | None = None
-        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://localhost:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
-        assert self.app is not None
-        return self.app(environ, start_response)
-
-    def start(self, app: Flask) -> None:
-        self.app = app
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        self._server.server_close()
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 
 import pytest
 from harness import complete_login
+from harness import proof_in_person
 from sqlalchemy import select
 
 from idserver import assurance
-from idserver.citizens.models import Citizen
 from idserver.config import SETTINGS
 from idserver.config import config_problems
 from idserver.crosslogin.models import LoginTransaction
@@ -115,21 +115,12 @@ def test_discovery_lists_exactly_the_issuable_acr_values(app, client):
     ]
 
 
-def _proof_in_person(app, citizen_id: str) -> None:
-    with app.app_context():
-        citizen = db.session.get(Citizen, citizen_id)
-        citizen.proofing_document = "id_card"
-        citizen.proofed_on = dt.date(2026, 11, 2)
-        citizen.proofing_office = "Bürgerbüro Musterstadt"
-        db.session.commit()
-
-
 def test_id_token_acr_is_the_achieved_level(app, client, relying_party, enrolled_phone, citizen):
     claims = relying_party.verify_id_token(
         client, complete_login(client, relying_party, enrolled_phone)["id_token"]
     )
     assert claims["acr"] == "urn:buergerid:loa:low"
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     app.config.update(RAISED)
     tokens = complete_login(
         client, relying_party, enrolled_phone, acr_values="urn:buergerid:loa:substantial"
@@ -171,7 +162,7 @@ def test_an_essential_acr_claim_is_honoured_like_acr_values(
     params = relying_party.authorize_params(claims=json.dumps(essential))
     refused = client.get("/authorize?" + urlencode(params))
     assert "error=unmet_authentication_requirements" in refused.headers["Location"]
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     app.config.update(RAISED)
     tokens = complete_login(client, relying_party, enrolled_phone, claims=json.dumps(essential))
     claims = relying_party.verify_id_token(client, tokens["id_token"])

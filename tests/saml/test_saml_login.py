@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import re
 import shutil
@@ -12,6 +11,7 @@ import pytest
 from harness import ISSUER
 from harness import complete_login
 from harness import desktop_status
+from harness import proof_in_person
 from saml2.saml import AuthnContextClassRef
 from saml2.samlp import RequestedAuthnContext
 from saml_sp import SLO
@@ -21,7 +21,6 @@ from saml_sp import posted_fields
 from sqlalchemy import select
 
 from idserver.audit.models import AuditEvent
-from idserver.citizens.models import Citizen
 from idserver.db import db
 from idserver.saml import add_service_provider
 from idserver.saml.idp import identity_provider
@@ -239,22 +238,13 @@ def _substantial_request() -> dict:
     }
 
 
-def _proof_in_person(app, citizen_id: str) -> None:
-    with app.app_context():
-        citizen = db.session.get(Citizen, citizen_id)
-        citizen.proofing_document = "id_card"
-        citizen.proofed_on = dt.date(2026, 11, 2)
-        citizen.proofing_office = "Bürgerbüro Musterstadt"
-        db.session.commit()
-
-
 def test_a_raised_level_is_answered_for_a_citizen_proofed_in_person(
     app, client, saml_sp, enrolled_phone, citizen
 ):
     """The assurance model decides the STORK level: with the operator's mapping raised, a
     resident checked in person at the counter reaches Level-3 (substantiell)."""
     app.config.update(RAISED)
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     _, fields = saml_login(client, saml_sp, enrolled_phone, **_substantial_request())
     response = saml_sp.read_response(fields["SAMLResponse"])
     assert response.assertion.authn_statement[0].authn_context.authn_context_class_ref.text == (
