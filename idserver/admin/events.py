@@ -110,7 +110,10 @@ EVENT_SENTENCES: dict[str, LazyString] = {
     ),
     "saml_sp_added": _l("The SAML service %(entity_id)s was registered."),
     "saml_sp_removed": _l("The SAML service %(entity_id)s was removed."),
-    "saml_assertion_issued": _l("A signed SAML answer was sent to service no. %(sp_id)s."),
+    "saml_assertion_issued": _l(
+        "A signed SAML answer was sent to service no. %(sp_id)s (online service "
+        "%(online_service_id)s)."
+    ),
     "keys_imported": _l("Signing keys were imported from files."),
     "maintenance_purged": _l(
         "Expired data were deleted (kept %(purge_after_hours)s hours after they ended)."

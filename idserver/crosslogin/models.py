@@ -64,6 +64,9 @@ class Requester:
     expected_citizen_id: str | None = None
     required_level: str | None = None  # the least assurance level the approval must reach
     protocol: str = "oidc"  # whose second leg answers (``crosslogin.views.init_app``'s ``resume``)
+    # SAML (BundID): the SP's online service the login is for (AKDB OnlineServiceId), for the
+    # audit log; never shown, as no display name for it exists. "": none named.
+    online_service_id: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {

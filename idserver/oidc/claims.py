@@ -68,11 +68,17 @@ def claim_names(scope: str | None) -> list[str]:
 @dataclass(frozen=True)
 class ClaimsRequest:
     """A validated ``claims`` parameter: per target (``id_token``, ``userinfo``) the claim
-    names asked for and which of them are essential; only names the client may get."""
+    names asked for and which of them are essential; only names the client may get.
+
+    ``verified_userinfo`` holds the names asked for in ``userinfo.verified_claims``
+    (``oidc.verified_claims``), kept with the tokens so that userinfo can answer them; the
+    ``id_token`` member's are read from the login's request when the ID token is made.
+    """
 
     id_token: tuple[str, ...] = ()
     userinfo: tuple[str, ...] = ()
     essential: tuple[str, ...] = ()
+    verified_userinfo: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -80,18 +86,20 @@ class ClaimsRequest:
         return list(dict.fromkeys((*self.id_token, *self.userinfo)))
 
     def as_json(self) -> dict[str, list[str]]:
-        return {
+        stored = {
             "id_token": list(self.id_token),
             "userinfo": list(self.userinfo),
             "essential": list(self.essential),
         }
+        if self.verified_userinfo:  # rows stored before it existed have no such member
+            stored["verified_userinfo"] = list(self.verified_userinfo)
+        return stored
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ClaimsRequest:
         data = data or {}
-        return cls(
-            **{field: tuple(data.get(field) or ()) for field in (*CLAIMS_TARGETS, "essential")}
-        )
+        fields = (*CLAIMS_TARGETS, "essential", "verified_userinfo")
+        return cls(**{field: tuple(data.get(field) or ()) for field in fields})
 
 
 def requested_claims(raw: str | None, *, allowed_scope: str | None) -> ClaimsRequest:

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from typing import cast
 
@@ -298,9 +299,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 def claims_request_of(client: Client, raw: str | None) -> dict[str, Any] | None:
     """The request's ``claims`` parameter as stored, limited to what ``client`` may get (the
-    login checked it already: a request replayed from a login is valid)."""
+    login checked it already: a request replayed from a login is valid), with the claims asked
+    for in ``userinfo.verified_claims`` (what the scope does not release is dropped when they
+    are answered, ``verified_claims_for``)."""
     wanted = requested_claims(raw, allowed_scope=client.scope)
-    return wanted.as_json() if wanted.names else None
+    verified = requested_verified_claims(raw, target="userinfo") or []
+    wanted = replace(wanted, verified_userinfo=tuple(verified))
+    return wanted.as_json() if wanted.names or wanted.verified_userinfo else None
 
 
 def revoke_tokens_of_code(code_id: int) -> None:
@@ -687,7 +692,18 @@ class UserInfoView(UserInfoEndpoint):
     def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
         token = self.resource_protector.acquire_token("openid")
         wanted = ClaimsRequest.from_json(token.claims_request)
-        return claims_for_scope(user, scope, client_id=token.client_id, also=wanted.userinfo)
+        info = claims_for_scope(user, scope, client_id=token.client_id, also=wanted.userinfo)
+        if wanted.verified_userinfo:  # Identity Assurance 1.0 §5: asked for at userinfo
+            verified = verified_claims_for(
+                user,
+                list(wanted.verified_userinfo),
+                scope=scope,
+                client_id=token.client_id,
+                trust_framework=current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"],
+            )
+            if verified is not None:
+                info["verified_claims"] = verified
+        return info
 
     def resolve_private_key(self) -> Any:
         return key_store().signing_key()

@@ -1,7 +1,8 @@
-"""``verified_claims`` in the ID token: OpenID Connect for Identity Assurance 1.0.
+"""``verified_claims`` in the ID token and at userinfo: OpenID Connect for Identity Assurance 1.0.
 
 A relying party asks through the ``claims`` parameter (OIDC Core 1.0 §5.5), in its
-``id_token`` member::
+``id_token`` or ``userinfo`` member (Identity Assurance 1.0 §5; each member is answered where it
+was asked, as for every other claim)::
 
     {"id_token": {"verified_claims": {"verification": {"trust_framework": null},
                                       "claims": {"given_name": null, "birthdate": null}}}}
@@ -49,9 +50,9 @@ DOCUMENT_TYPES = {
 CHECK_METHOD = "vpip"  # IA predefined values: physical document verified in person
 
 
-def _id_token_member(claims_param: str | None) -> dict[str, Any]:
-    """``claims.id_token`` (OIDC Core 1.0 §5.5), or {}; ``ValueError`` for a ``claims`` value
-    that is not a JSON object."""
+def _member(claims_param: str | None, target: str) -> dict[str, Any]:
+    """``claims.<target>`` (``id_token`` or ``userinfo``, OIDC Core 1.0 §5.5), or {};
+    ``ValueError`` for a ``claims`` value that is not a JSON object."""
     if not claims_param:
         return {}
     try:
@@ -60,13 +61,13 @@ def _id_token_member(claims_param: str | None) -> dict[str, Any]:
         raise ValueError("'claims' is not JSON") from exc
     if not isinstance(claims, dict):
         raise ValueError("'claims' is not a JSON object")
-    id_token = claims.get("id_token")
-    return id_token if isinstance(id_token, dict) else {}
+    member = claims.get(target)
+    return member if isinstance(member, dict) else {}
 
 
 def essential_acr_values(claims_param: str | None) -> list[str]:
     """The values of an essential ``acr`` claim request (OIDC Core 1.0 §5.5.1.1), or []."""
-    request = _id_token_member(claims_param).get("acr")
+    request = _member(claims_param, "id_token").get("acr")
     if not isinstance(request, dict) or request.get("essential") is not True:
         return []
     values = request.get("values", [request.get("value")])
@@ -75,10 +76,12 @@ def essential_acr_values(claims_param: str | None) -> list[str]:
     return [value for value in values if isinstance(value, str)]
 
 
-def requested_verified_claims(claims_param: str | None) -> list[str] | None:
-    """The claim names asked for in ``claims.id_token.verified_claims``, or None if it is not
+def requested_verified_claims(
+    claims_param: str | None, *, target: str = "id_token"
+) -> list[str] | None:
+    """The claim names asked for in ``claims.<target>.verified_claims``, or None if it is not
     asked for. Raises ``ValueError`` for a ``claims`` value that is not a JSON object."""
-    request = _id_token_member(claims_param).get("verified_claims")
+    request = _member(claims_param, target).get("verified_claims")
     if not isinstance(request, dict) or not isinstance(request.get("claims"), dict):
         return None
     return [name for name in VERIFIABLE_CLAIMS if name in request["claims"]]

@@ -66,6 +66,7 @@ from ..web import CSP
 from ..web import SUPPORTED_LANGUAGES
 from ..web import ui_language
 from ..web import use_language
+from .claims import CLAIMS_TARGETS
 from .claims import SCOPE_CLAIMS
 from .claims import SCOPES
 from .claims import claim_names
@@ -406,8 +407,8 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
     """
     wanted = requested_claims(params.get("claims"), allowed_scope=client.scope)
     by_scope = claim_names(client.get_allowed_scope(params.get("scope", "")))
-    if current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] and requested_verified_claims(
-        params.get("claims")
+    if current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] and any(
+        requested_verified_claims(params.get("claims"), target=target) for target in CLAIMS_TARGETS
     ):
         by_scope.append("verified_claims")  # the phone says how the identity was checked
     return Requester(

@@ -154,6 +154,7 @@ class AcceptedRequest:
     levels: tuple[str, ...]  # RequestedAuthnContext class refs
     comparison: str | None
     display_name: str  # AKDB OrganizationDisplayName, else the SP's name
+    online_service_id: str  # AKDB OnlineServiceId as sent (checked by the caller), or ""
 
 
 def _check_issue_instant(issue_instant: str | None) -> dt.datetime:
@@ -242,6 +243,7 @@ def accept_authn_request(parsed: idp.ParsedRequest, settings: idp.IdpSettings) -
         levels=levels,
         comparison=comparison,
         display_name=akdb.organization_display_name or sp.name,
+        online_service_id=akdb.online_service_id,
     )
 
 

@@ -23,6 +23,7 @@ from flask import request
 from saml2.samlp import STATUS_NO_AUTHN_CONTEXT
 from saml2.samlp import STATUS_NO_PASSIVE
 from saml2.samlp import STATUS_REQUEST_DENIED
+from saml2.samlp import STATUS_REQUEST_UNSUPPORTED
 
 from ..audit import record_event
 from ..citizens.models import Citizen
@@ -39,6 +40,7 @@ from ..sessions import start_session
 from ..web import CSP
 from . import idp
 from . import levels
+from .akdb import online_service_id_valid
 from .attributes import attribute_values
 from .attributes import claims_for
 from .errors import SamlRejected
@@ -122,8 +124,11 @@ def sso() -> Any:
 
 def _refusal(message: Any, accepted: AcceptedRequest) -> tuple[str, str] | None:
     """What a trusted request asks that no login here can give (SAML 2.0 Core §3.2.2.2):
-    ``IsPassive`` (every login is the citizen's act on the phone), or a level no login under
-    this configuration reaches (``levels.answerable``). None: the login may start."""
+    ``IsPassive`` (every login is the citizen's act on the phone), a level no login under
+    this configuration reaches (``levels.answerable``), or an AKDB ``OnlineServiceId`` that is
+    no identifier (``akdb.online_service_id_valid``). None: the login may start."""
+    if not online_service_id_valid(accepted.online_service_id):
+        return STATUS_REQUEST_UNSUPPORTED, "The OnlineServiceId is not a valid identifier."
     if str(message.is_passive).lower() in ("true", "1"):
         return STATUS_NO_PASSIVE, "Every Bürger-ID login needs the citizen's phone."
     if not levels.answerable(accepted.levels, accepted.comparison, current_app.config):
@@ -140,12 +145,18 @@ def _requester(accepted: AcceptedRequest) -> Requester:
         form_origin=_origin(accepted.acs_url),
         answers_endings=True,
         protocol="saml",
+        online_service_id=accepted.online_service_id,
         required_level=(
             levels.answerable(accepted.levels, accepted.comparison, current_app.config)[0]
             if accepted.levels
             else None
         ),
     )
+
+
+def _online_service(online_service_id: str) -> dict[str, str]:
+    """The audit field, only when the request named a service (the viewer shows a dash else)."""
+    return {"online_service_id": online_service_id} if online_service_id else {}
 
 
 def _origin(url: str) -> str:
@@ -211,6 +222,8 @@ def resume(login_id: str) -> Any:
             sp_id=tx.client_id,
             login_id=tx.id,
             attributes=list(names),
+            # which of the SP's online services the login was for (AKDB OnlineServiceId)
+            **_online_service(tx.requesting.online_service_id),
         )
         db.session.commit()
         response = _post_to(params["acs_url"], answer, params["relay_state"])

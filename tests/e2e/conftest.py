@@ -1,7 +1,8 @@
 """Real servers and a real browser: what the end-to-end tests stand on.
 
-Bürger-ID and both demo portals run once per module behind werkzeug's threaded server, each
-at ``http://localhost:PORT`` (WebAuthn does not accept an IP address as RP ID). Every test
+Bürger-ID and the demo portals (the two OIDC ones, and the SAML one where xmlsec1 is
+installed) run once per module behind werkzeug's threaded server, each at
+``http://localhost:PORT`` (WebAuthn does not accept an IP address as RP ID). Every test
 gets its own residents and two fresh browser contexts of one Chromium: a ``desktop`` and a
 ``phone`` (a Pixel 7 profile). Each has one page with its own Chrome DevTools virtual
 authenticator – the stand-in for the phone's secure element or the computer's platform
@@ -48,6 +49,7 @@ from idserver.clerks import add_clerk
 from idserver.db import db
 from idserver.oidc.clients import register_client
 from idserver.passkeys.models import Credential
+from idserver.saml import add_service_provider
 
 from .chromium import launch_chromium
 
@@ -65,6 +67,7 @@ RUN_AXE = """async (tags) => {
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TIMEOUT_MS = 15_000
 PORTALS = {"parking": (PARKING, "Bewohnerparkausweis"), "jobs": (JOBS, "Bewerberportal")}
+SAML_PORTAL = "dogtax"  # known to Bürger-ID by its metadata; needs xmlsec1
 GERMAN = {
     "locale": "de-DE",
     "timezone_id": "Europe/Berlin",
@@ -103,7 +106,7 @@ class Letter:
 
 @dataclass
 class Stack:
-    """Bürger-ID and the two portals, served."""
+    """Bürger-ID and the portals, served (``dogtax`` only where xmlsec1 is installed)."""
 
     idp: Flask
     issuer: str
@@ -144,6 +147,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("e2e-stack")
     idp_server = LiveServer()
     portal_servers = {kind: LiveServer() for kind in PORTALS}
+    if shutil.which("xmlsec1") is not None:
+        portal_servers[SAML_PORTAL] = LiveServer()
     idp = create_app(
         {
             "ISSUER": idp_server.url,
@@ -161,6 +166,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         db.create_all()
     idp_server.start(idp)
     for kind, server in portal_servers.items():
+        if kind == SAML_PORTAL:
+            server.start(_saml_portal(idp, idp_server.url, server.url, folder))
+            continue
         portal, client_name = PORTALS[kind]
         with idp.app_context():
             client, secret = register_client(
@@ -186,6 +194,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         server.stop()
     with idp.app_context():
         db.engine.dispose()
+
+
+def _saml_portal(idp: Flask, issuer: str, base_url: str, folder: Path) -> Flask:
+    """The Hundesteuer-Anmeldung, registered with Bürger-ID by the metadata it publishes."""
+    app = create_portal(
+        SAML_PORTAL,
+        {
+            "ISSUER": issuer,
+            "BASE_URL": base_url,
+            "INSTANCE_PATH": str(folder / SAML_PORTAL),
+            "SECRET_KEY": f"e2e-{SAML_PORTAL}-" + "y" * 32,
+        },
+    )
+    metadata = app.test_client().get("/saml/metadata").get_data(as_text=True)
+    with idp.app_context():
+        add_service_provider(metadata, source="e2e")
+    return app
 
 
 # -- the browser ----------------------------------------------------------------------------

@@ -257,3 +257,45 @@ def test_every_page_meets_wcag_21_aa(stack: Stack, device: Device, language: str
     device.shoot("console-audit")
 
     assert len(device.checked) >= 30, device.checked
+
+
+def test_the_saml_portal_meets_wcag_21_aa(stack: Stack, device: Device) -> None:
+    """The Hundesteuer-Anmeldung (SAML): its start page, the Bürger-ID login it leads to, the
+    form prefilled from the SAML attributes (empty, refused, accepted), and the page after the
+    Single Logout."""
+    if "dogtax" not in stack.portals:
+        pytest.skip("the SAML portal needs xmlsec1")
+    page = device.page
+    portal = stack.portals["dogtax"]
+    page.goto(portal + "/")
+    device.shoot("dogtax-start")
+
+    letter = stack.add_resident(**ERIKA)
+    page.goto(letter.activation_url)
+    page.fill("#code", letter.code)
+    page.fill("#device-name", "Erikas Gerät")
+    page.click("#activate-form button[type=submit]")
+    expect(page.locator("#done")).to_be_visible(timeout=TIMEOUT_MS)
+
+    page.goto(portal + "/")
+    page.locator("main a.button[href^='/login']").first.click()
+    page.wait_for_url(re.compile(re.escape(stack.issuer) + r"/login/[^/?]+$"))
+    expect(page.locator("#qr svg")).to_be_visible(timeout=TIMEOUT_MS)
+    device.shoot("dogtax-login")
+    page.click("#passkey-button")
+    page.wait_for_url(portal + "/")  # Bürger-ID's page posted the SAML answer to the ACS
+    expect(page.locator("#owner-given_name")).to_have_value(ERIKA["given_name"])
+    device.shoot("dogtax-form")
+    page.locator("#dog-form button[type=submit]").click()
+    expect(page.locator("#dog_name-error")).to_be_visible()
+    device.shoot("dogtax-form-refused")
+    page.fill("#dog_name", "Bello")
+    page.fill("#breed", "Dackel")
+    page.fill("#kept_since", "2024-05-01")
+    page.locator("#dog-form button[type=submit]").click()
+    expect(page.locator("#my-dogs")).to_be_visible()
+    device.shoot("dogtax-registered")
+    page.locator("form[action$='/logout'] button").click()
+    page.wait_for_url(portal + "/saml/slo")  # Bürger-ID's LogoutResponse, posted back
+    device.shoot("dogtax-logged-out")
+    assert len(device.checked) >= 6, device.checked

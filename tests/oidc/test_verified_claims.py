@@ -1,4 +1,5 @@
-"""``verified_claims`` (OpenID Connect for Identity Assurance 1.0; issue 17 item 4)."""
+"""``verified_claims`` (OpenID Connect for Identity Assurance 1.0; issue 17 item 4), in the ID
+token and at userinfo (§5: each where the ``claims`` parameter asked for them)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,37 @@ REQUEST = json.dumps(
 )
 
 
+AT_USERINFO = json.dumps(
+    {
+        "userinfo": {
+            "verified_claims": {
+                "verification": {"trust_framework": None},
+                "claims": {"given_name": None, "family_name": None, "birthdate": None},
+            }
+        }
+    }
+)
+EXPECTED = {
+    "verification": {
+        "trust_framework": "de_aml",
+        "evidence": [
+            {
+                "type": "document",
+                "check_details": [
+                    {
+                        "check_method": "vpip",
+                        "organization": "Bürgerbüro Musterstadt",
+                        "time": "2026-11-02",
+                    }
+                ],
+                "document_details": {"type": "idcard"},
+            }
+        ],
+    },
+    "claims": {"given_name": "Erika", "family_name": "Mustermann", "birthdate": "1984-08-12"},
+}
+
+
 def _proof_in_person(app, citizen_id: str, document: str = "id_card") -> None:
     with app.app_context():
         citizen = db.session.get(Citizen, citizen_id)
@@ -39,6 +71,12 @@ def _proof_in_person(app, citizen_id: str, document: str = "id_card") -> None:
 def _id_token(client, relying_party, phone, **params):
     tokens = complete_login(client, relying_party, phone, **params)
     return relying_party.verify_id_token(client, tokens["id_token"])
+
+
+def _userinfo(client, access_token: str) -> dict:
+    response = client.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
 
 
 def test_verified_claims_of_a_resident_checked_in_person(
@@ -126,3 +164,61 @@ def test_rejects_a_claims_parameter_that_is_no_json_object(client, relying_party
     assert response.status_code == 303
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["invalid_request"]
     assert db_state() == before
+
+
+def test_verified_claims_at_userinfo_when_asked_for_there(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    _proof_in_person(app, citizen.id)
+    relying_party.scope = "openid profile birthdate"
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
+    assert _userinfo(client, tokens["access_token"])["verified_claims"] == EXPECTED
+    id_token = relying_party.verify_id_token(client, tokens["id_token"])
+    assert "verified_claims" not in id_token  # asked for at userinfo only
+
+
+def test_verified_claims_asked_for_in_the_id_token_are_not_at_userinfo(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    _proof_in_person(app, citizen.id)
+    relying_party.scope = "openid profile birthdate"
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=REQUEST)
+    id_token = relying_party.verify_id_token(client, tokens["id_token"])
+    assert id_token["verified_claims"] == EXPECTED
+    assert "verified_claims" not in _userinfo(client, tokens["access_token"])
+
+
+def test_only_claims_the_scope_releases_are_verified_at_userinfo(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    _proof_in_person(app, citizen.id, "residence_permit")
+    relying_party.scope = "openid profile"  # no birthdate scope: no verified birthdate either
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
+    info = _userinfo(client, tokens["access_token"])
+    assert info["verified_claims"]["claims"] == {"given_name": "Erika", "family_name": "Mustermann"}
+    evidence = info["verified_claims"]["verification"]["evidence"][0]
+    assert evidence["document_details"] == {"type": "residence_permit"}
+    assert "birthdate" not in info
+
+
+def test_no_verified_claims_at_userinfo_without_a_check_in_person_or_a_request(
+    app, client, relying_party, enrolled_phone, citizen
+):
+    relying_party.scope = "openid profile birthdate"
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
+    assert "verified_claims" not in _userinfo(client, tokens["access_token"])
+    _proof_in_person(app, citizen.id)
+    tokens = complete_login(client, relying_party, enrolled_phone)
+    assert "verified_claims" not in _userinfo(client, tokens["access_token"])
+    tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
+    app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] = ""  # the operator switched them off
+    assert "verified_claims" not in _userinfo(client, tokens["access_token"])
+
+
+def test_the_phone_lists_the_identity_check_asked_for_at_userinfo(
+    client, relying_party, enrolled_phone
+):
+    login_id = relying_party.start_login(client, claims=AT_USERINFO)
+    status = desktop_status(client, login_id).json
+    _, scanned = enrolled_phone.scan(status["phone_url"])
+    assert "verified_claims" in scanned.json["context"]["claims"]

@@ -8,6 +8,7 @@ import re
 import shutil
 
 import pytest
+from flask_babel import force_locale
 from harness import ISSUER
 from harness import complete_login
 from harness import desktop_status
@@ -20,6 +21,7 @@ from saml_sp import SamlServiceProvider
 from saml_sp import posted_fields
 from sqlalchemy import select
 
+from idserver.admin.events import describe_event
 from idserver.audit.models import AuditEvent
 from idserver.db import db
 from idserver.saml import add_service_provider
@@ -274,3 +276,83 @@ def test_a_citizen_below_the_requested_level_is_answered_no_authn_context(
     answer = client.get(desktop_status(client, login_id).json["continue_url"])
     decoded = base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
     assert b"status:NoAuthnContext" in decoded and b"Assertion " not in decoded
+
+
+def _akdb_for_service(online_service_id: str) -> str:
+    return (
+        '<akdb:AuthenticationRequest xmlns:akdb="https://www.akdb.de/request/2018/09" Version="2">'
+        "<akdb:DisplayInformation>"
+        '<classic-ui:Version xmlns:classic-ui="https://www.akdb.de/request/2018/09/classic-ui/v1">'
+        "<classic-ui:OrganizationDisplayName>Stadt Dortmund</classic-ui:OrganizationDisplayName>"
+        f"<classic-ui:OnlineServiceId>{online_service_id}</classic-ui:OnlineServiceId>"
+        "</classic-ui:Version>"
+        "</akdb:DisplayInformation>"
+        "</akdb:AuthenticationRequest>"
+    )
+
+
+def test_the_online_service_is_recorded_in_the_audit_log_and_not_shown_to_the_citizen(
+    app, client, saml_sp, enrolled_phone
+):
+    """AKDB OnlineServiceId: a municipality sees which of its online services a login was for;
+    the citizen sees the organisation's name only (no display name exists for the id)."""
+
+    def start() -> tuple[str, dict]:
+        _, xml = saml_sp.authn_request(extensions_xml=_akdb_for_service(" BMI-4711 "))
+        started = client.get(saml_sp.redirect(xml))
+        assert started.status_code == 303, started.get_data(as_text=True)
+        login_id = started.headers["Location"].rsplit("/", 1)[-1]
+        return login_id, desktop_status(client, login_id).json
+
+    login_id, status = start()
+    _, scanned = enrolled_phone.scan(status["phone_url"])
+    assert "Stadt Dortmund" in str(scanned.json) and "4711" not in str(scanned.json)
+    assert "4711" not in client.get(f"/login/{login_id}").get_data(as_text=True)
+    login_id, status = start()
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    answer = client.get(desktop_status(client, login_id).json["continue_url"])
+    assert "SAMLResponse" in posted_fields(answer.get_data(as_text=True))
+    with app.app_context():
+        (event,) = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "saml_assertion_issued")
+        ).all()
+        assert event.data["online_service_id"] == "BMI-4711"
+
+        with app.test_request_context(), force_locale("en"):
+            sentence = describe_event(event)
+    assert sentence == (
+        f"A signed SAML answer was sent to service no. {event.data['sp_id']} "
+        "(online service BMI-4711)."
+    )
+
+
+def test_a_login_without_an_online_service_reads_with_a_dash(app, client, saml_sp, enrolled_phone):
+    saml_login(client, saml_sp, enrolled_phone)
+    with app.app_context():
+        (event,) = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "saml_assertion_issued")
+        ).all()
+        assert "online_service_id" not in event.data
+
+        with app.test_request_context(), force_locale("de"):
+            sentence = describe_event(event)
+    assert sentence.endswith("gesendet (Onlinedienst –).")
+
+
+@pytest.mark.parametrize(
+    "online_service_id",
+    ["B" * 65, "BMI 4711", "-4711", "Hundesteuer/Dortmund", "Straße", "<x/>", "&lt;b&gt;"],
+)
+def test_rejects_an_online_service_id_that_is_no_identifier(
+    client, saml_sp, db_state, online_service_id
+):
+    """Answered to the SP's registered ACS with a SAML status; no login, no request ID kept."""
+    request_id, xml = saml_sp.authn_request(extensions_xml=_akdb_for_service(online_service_id))
+    before = db_state()
+    answer = client.get(saml_sp.redirect(xml))
+    assert answer.status_code == 200
+    assert db_state() == before
+    decoded = base64.b64decode(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
+    assert b"urn:oasis:names:tc:SAML:2.0:status:RequestUnsupported" in decoded
+    assert b"OnlineServiceId" in decoded
+    assert f'InResponseTo="{request_id}"'.encode() in decoded
