@@ -7,7 +7,8 @@ with one login and once with ``1 + logins``, and reports the difference per logi
 seeding and the warm-up cancel out. Only the main thread is counted (the requests run there); a
 helper thread's polling grows with wall-clock time, and so with the machine's load. The start-up's
 RSA key generation and key check (random prime search, random witnesses) are not counted: with
-them two runs of the same code differed by 371 M instructions, without them by about 14 M (0.1 %). ``PYTHONHASHSEED`` is fixed.
+them two runs of the same code differed by 371 M instructions, without them by about 14 M (0.1 %).
+``PYTHONHASHSEED`` is fixed.
 
 It also reports the SQL statements and commits per login and per step (from the longer run), and
 writes everything to ``bench/results/<time>-callgrind-<database>.json``.
@@ -69,7 +70,12 @@ def _run(logins: int, workdir: Path, database: str) -> tuple[int, dict[str, Any]
         str(report),
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603 -- our own command line
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603 -- our own command line
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(
+            f"bench profile under valgrind failed ({done.returncode}):\n" + "\n".join(tail)
+        )
     return _instructions(out), json.loads(report.read_text())
 
 
