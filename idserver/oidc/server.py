@@ -50,6 +50,7 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
 from flask import current_app
 from flask import g
+from flask import has_request_context
 from flask import request  # only for RFC 6750 §2.2 body tokens, which Authlib does not read
 from joserfc import jws
 from joserfc import jwt
@@ -78,11 +79,13 @@ from .claims import claims_for_scope
 from .claims import pairwise_subject
 from .claims import requested_claims
 from .claims import session_identifier
+from .clients import active_client
 from .errors import BearerTokenMissing
 from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import OFFLINE_ACCESS
 from .models import PUSHED_AUTHORIZATION
+from .models import ActiveClient
 from .models import AuthorizationCode
 from .models import Client
 from .models import RefreshToken
@@ -164,10 +167,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
             raise ClientGone()
         return super().create_authorization_response(request, grant_user, grant)
 
-    def authenticate_pushing_client(self, request: OAuth2Request) -> Client:
+    def authenticate_pushing_client(self, request: OAuth2Request) -> ActiveClient:
         """The client pushing to /par, authenticated as at the token endpoint (RFC 9126 §2)."""
         _refuse_two_client_auth_methods(request)
-        client: Client = self.authenticate_client(request, list(AUTH_METHODS), PUSHED_AUTHORIZATION)
+        client: ActiveClient = self.authenticate_client(
+            request, list(AUTH_METHODS), PUSHED_AUTHORIZATION
+        )
         return client
 
     def create_token_response(self, request: Any = None) -> Any:
@@ -210,7 +215,7 @@ class S256Challenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-def granted_scope(client: Client, scope: str | None, *, prompt: str | None) -> str:
+def granted_scope(client: ActiveClient, scope: str | None, *, prompt: str | None) -> str:
     """The requested scope the client is registered for; ``offline_access`` only with
     ``prompt=consent`` (OIDC Core §11: otherwise it is ignored, not an error)."""
     granted = scope_to_list(client.get_allowed_scope(scope or "")) or []
@@ -254,7 +259,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.add(record)
         db.session.commit()
 
-    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+    def query_authorization_code(self, code: str, client: ActiveClient) -> AuthorizationCode | None:
         record = db.session.scalars(
             select(AuthorizationCode).where(AuthorizationCode.code_hash == hash_secret(code))
         ).first()
@@ -296,7 +301,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Nothing to do: the code was burned in ``authenticate_user`` and is kept as evidence."""
 
 
-def claims_request_of(client: Client, raw: str | None) -> dict[str, Any] | None:
+def claims_request_of(client: ActiveClient, raw: str | None) -> dict[str, Any] | None:
     """The request's ``claims`` parameter as stored, limited to what ``client`` may get (the
     login checked it already: a request replayed from a login is valid)."""
     wanted = requested_claims(raw, allowed_scope=client.scope)
@@ -506,17 +511,17 @@ class IdToken(OpenIDCode):
         ).first()
         return found is not None
 
-    def resolve_client_private_key(self, client: Client) -> Any:
+    def resolve_client_private_key(self, client: ActiveClient) -> Any:
         return key_store().signing_key(ID_TOKEN, client.id_token_signed_response_alg)
 
-    def get_client_algorithm(self, client: Client) -> str:
+    def get_client_algorithm(self, client: ActiveClient) -> str:
         return client.id_token_signed_response_alg
 
-    def get_encode_header(self, client: Client) -> dict[str, str]:
+    def get_encode_header(self, client: ActiveClient) -> dict[str, str]:
         alg = client.id_token_signed_response_alg
         return {"alg": alg, "kid": key_store().signing_key(ID_TOKEN, alg).kid or "", "typ": "JWT"}
 
-    def get_client_claims(self, client: Client) -> dict[str, Any]:
+    def get_client_claims(self, client: ActiveClient) -> dict[str, Any]:
         now = int(time.time())
         return {
             "iss": current_app.config["ISSUER"],
@@ -620,7 +625,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             return False
         return True
 
-    def resolve_client_public_key(self, client: Client) -> KeySet:
+    def resolve_client_public_key(self, client: ActiveClient) -> KeySet:
         if client.jwks:
             return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
         if client.jwks_uri:
@@ -752,7 +757,7 @@ class Introspection(IntrospectionEndpoint):
         return _query_token(token_string, token_type_hint)
 
     def check_permission(
-        self, token: Token | RefreshToken, client: Client, request: OAuth2Request
+        self, token: Token | RefreshToken, client: ActiveClient, request: OAuth2Request
     ) -> bool:
         return token.check_client(client)
 
@@ -778,14 +783,30 @@ class RFC9207(IssuerParameter):
         return current_app.config["ISSUER"]
 
 
-def _query_client(client_id: Any) -> Client | None:
+CLIENTS_READ = "oidc_clients_read"  # ``g``: the clients this request has read
+
+
+def _query_client(client_id: Any) -> ActiveClient | None:
+    """The active client ``client_id``: a disabled or deleted one is unknown to every endpoint
+    (oidc.clients). Read once per request (Authlib asks up to three times), never kept beyond
+    it, so a client disabled or changed counts from the next request on, in every process."""
     if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None  # NUL: no such client, and PostgreSQL could not even look it up
-    client = db.session.get(Client, client_id)
-    if client is None or client.status != "active":
-        return None  # disabled or deleted: unknown to every endpoint (oidc.clients)
-    note_client(client.client_id)
+    read: dict[str, ActiveClient | None] | None = (
+        g.setdefault(CLIENTS_READ, {}) if has_request_context() else None
+    )
+    if read is not None and client_id in read:
+        return read[client_id]
+    client = active_client(client_id)
+    if read is not None:
+        read[client_id] = client
+    if client is not None:
+        note_client(client.client_id)
     return client
+
+
+def _forget_clients_read(_exc: BaseException | None) -> None:
+    g.pop(CLIENTS_READ, None)  # a test's app context may outlive its requests
 
 
 def _save_refresh_token(
@@ -894,3 +915,4 @@ def init_app(app: Flask) -> None:
     authorization.register_endpoint(EndSession())
     protector.register_token_validator(AccessTokenValidator(realm=USERINFO_REALM))
     app.extensions["idserver.oidc"] = authorization
+    app.teardown_request(_forget_clients_read)

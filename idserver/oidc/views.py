@@ -80,7 +80,7 @@ from .logout import record_session_client
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import OFFLINE_ACCESS
-from .models import Client
+from .models import ActiveClient
 from .pushed_requests import REQUEST_URI_PREFIX
 from .pushed_requests import push_authorization_request
 from .pushed_requests import take_pushed_request
@@ -257,7 +257,7 @@ def _authorize_pushed(values: Any) -> Any:
     return begin_login(client, params)
 
 
-def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict[str, str]]:
+def validated_request(values: Any, *, request: Any = None) -> tuple[ActiveClient, dict[str, str]]:
     """The client and parameters of a valid authorization request: what /authorize checks
     before a login starts, and /par before it stores a request.
 
@@ -267,7 +267,7 @@ def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict
     input.
     """
     grant = authorization().get_consent_grant(request=request, end_user=None)
-    client: Client = grant.client
+    client: ActiveClient = grant.client
     # Discovery says request_parameter_supported/request_uri_parameter_supported are false: a
     # request object is refused, not silently ignored (OIDC Core 1.0 §6.1, §6.2).
     for name, unsupported in (
@@ -317,7 +317,7 @@ def _refused(error: OAuth2Error | ValueError, values: Any) -> Any:
     ), 400
 
 
-def pushed_requests_required(client: Client) -> bool:
+def pushed_requests_required(client: ActiveClient) -> bool:
     """Must ``client`` push its requests to /par (RFC 9126 §5, §6)? Bürger-ID's own login
     pages never pass through /authorize."""
     return bool(
@@ -380,7 +380,7 @@ def _level_refusal(params: dict[str, str]) -> OAuth2Error | None:
     return None
 
 
-def _claims_refusal(client: Client, params: dict[str, str]) -> OAuth2Error | None:
+def _claims_refusal(client: ActiveClient, params: dict[str, str]) -> OAuth2Error | None:
     """A ``claims`` parameter that is not a JSON object of objects (OIDC Core §5.5)."""
     try:
         requested_claims(params.get("claims"), allowed_scope=client.scope)
@@ -389,14 +389,14 @@ def _claims_refusal(client: Client, params: dict[str, str]) -> OAuth2Error | Non
     return None
 
 
-def begin_login(client: Client, params: dict[str, str]) -> Any:
+def begin_login(client: ActiveClient, params: dict[str, str]) -> Any:
     """The first leg's end: a QR-code login for a validated request, told who asks."""
     scope = client.get_allowed_scope(params.get("scope", ""))
     requester = requester_for(client, params)
     return start_login(client_id=client.client_id, params=params, scope=scope, requester=requester)
 
 
-def requester_for(client: Client, params: dict[str, str]) -> Requester:
+def requester_for(client: ActiveClient, params: dict[str, str]) -> Requester:
     """Everything the login pages and the phone show or enforce about ``client`` for this
     request, given once when the login starts: the login never looks the client up.
 
@@ -426,7 +426,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
     )
 
 
-def _site_url(client: Client) -> str:
+def _site_url(client: ActiveClient) -> str:
     """Where "back" leads without an answer: the client's first redirect URI's origin."""
     if client.client_id == SELF_CLIENT_ID:
         return f"{current_app.config['ISSUER']}/account"
@@ -635,7 +635,7 @@ def pushed_authorization_request() -> Response:
     return response
 
 
-def _pushed_params(client: Client) -> dict[str, str]:
+def _pushed_params(client: ActiveClient) -> dict[str, str]:
     """The authorization request in a /par body (form-encoded, RFC 9126 §2.1), without the
     client authentication; ``client_id`` is the authenticated client's."""
     form = request.form
