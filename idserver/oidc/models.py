@@ -153,7 +153,30 @@ class ActiveClient(ClientRules):
     status = "active"  # ``active_client`` reads no other
 
 
-class AuthorizationCode(Base, OIDCCodeMixin):
+class CodeRules(OIDCCodeMixin):
+    """What Authlib asks of an authorization code (OIDC Core ``AuthorizationCodeMixin``):
+    shared by the mapped ``AuthorizationCode`` and ``IssuedCode``, the row /token reads."""
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr or [])
+
+
+class AuthorizationCode(Base, CodeRules):
     __tablename__ = "authorization_codes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -186,23 +209,29 @@ class AuthorizationCode(Base, OIDCCodeMixin):
         Index("ix_authorization_codes_credential", "credential_pk"),
     )
 
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
 
-    def get_scope(self) -> str:
-        return self.scope
+@dataclass(frozen=True)
+class IssuedCode(CodeRules):
+    """An authorization code as /token reads it (``oidc.server``): one plain row, no ORM
+    object. Read-only; its single use is a conditional UPDATE of the table."""
 
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return self.auth_time
-
-    def get_acr(self) -> str | None:
-        return self.acr
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr or [])
+    id: int
+    client_id: str
+    citizen_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    auth_time: int
+    acr: str | None
+    amr: list[str]
+    login_id: str | None
+    claims_request: dict[str, Any] | None
+    credential_pk: int | None
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
 class Token(Base, TokenMixin):

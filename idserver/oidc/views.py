@@ -21,6 +21,7 @@ import base64
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
@@ -47,7 +48,6 @@ from ..assurance import at_least
 from ..assurance import issuable_acr_values
 from ..assurance import issuable_levels
 from ..assurance import required_level
-from ..citizens.models import Citizen
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
@@ -56,7 +56,6 @@ from ..crosslogin.models import Requester
 from ..crosslogin.views import browser_login
 from ..crosslogin.views import forget_browser
 from ..crosslogin.views import start_login
-from ..db import db
 from ..keys import key_store
 from ..sessions import SELF_CLIENT_ID
 from ..sessions import end_session
@@ -476,15 +475,16 @@ def resume(login_id: str) -> Any:
 def _grant(tx: LoginTransaction) -> Any:
     """The authorization response for a login just consumed; then the browser's session.
 
-    OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code is stored before the session
-    starts: a worker that dies in between leaves a consumed login and no session, which the
-    login page reports as ended (never as logged in).
+    OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code, the session and the client
+    it logged in to are one transaction, committed after the login's consume (crosslogin
+    commits that first, so a login is answered once): a worker that dies in between leaves a
+    consumed login with neither code nor session, which the login page reports as ended
+    (never as logged in).
     """
-    citizen = db.session.get(Citizen, tx.citizen_id)
-    if citizen is None or tx.approved_at is None:
-        raise LoginEnded()
+    if tx.citizen_id is None or tx.approved_at is None:
+        raise LoginEnded()  # a citizen removed since (the login's reference is set NULL)
     auth = Authentication(
-        citizen=citizen,
+        citizen_id=tx.citizen_id,
         auth_time=int(tx.approved_at.timestamp()),
         amr=list(tx.amr or []),
         acr=acr_for(tx.level or "low", requested_acr_values(tx.request_params)),
@@ -509,10 +509,18 @@ def _grant(tx: LoginTransaction) -> Any:
             redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
         )
     forget_browser(response, tx.id)
-    session_id = _start_session(auth, method=tx.acr)
-    record_session_client(
-        session_id=session_id, client_id=tx.client_id, citizen_id=auth.citizen.id, login_id=tx.id
-    )
+
+    def record_client(session_id: str) -> None:
+        record_session_client(
+            session_id=session_id,
+            client_id=tx.client_id,
+            citizen_id=auth.citizen_id,
+            login_id=tx.id,
+        )
+
+    # One commit: the code (stored, not yet committed, by the grant), the session and the
+    # client it logged in to, after the login was consumed.
+    _start_session(auth, method=tx.acr, also=record_client)
     return response
 
 
@@ -522,14 +530,18 @@ def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
-def _start_session(auth: Authentication, *, method: str | None) -> str:
-    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in."""
+def _start_session(
+    auth: Authentication, *, method: str | None, also: Callable[[str], None] | None = None
+) -> str:
+    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in.
+    ``also(session_id)`` runs in the same transaction (``sessions.start_session``)."""
     return start_session(
-        citizen_id=auth.citizen.id,
+        citizen_id=auth.citizen_id,
         acr=method or crosslogin.ACR_PHONE,
         amr=auth.amr,
         login_id=auth.login_id,
         credential_pk=auth.credential_pk,
+        also=also,
     )
 
 
