@@ -120,13 +120,21 @@ def safe_next(value: object) -> str:
 
 
 def start_session(
-    *, citizen_id: str, acr: str, amr: list[str], login_id: str | None, credential_pk: int | None
+    *,
+    citizen_id: str,
+    acr: str,
+    amr: list[str],
+    login_id: str | None,
+    credential_pk: int | None,
+    also: Callable[[str], None] | None = None,
 ) -> str:
     """A fresh session after a login approved by ``credential_pk``; the old cookie content is
     dropped (session rotation).
 
     The browser's earlier session ends: taken over by the new one if it is the same citizen's
-    (``ended(…, successor=…)``), logged out otherwise.
+    (``ended(…, successor=…)``), logged out otherwise. ``also(session_id)`` writes what else
+    the login leaves behind (oidc: the client the session logged in to) in the same
+    transaction, which commits once.
     """
     previous = session.get(SESSION_KEY)
     session.clear()
@@ -152,6 +160,8 @@ def start_session(
         if ended:
             same_citizen = ended[0].citizen_id == citizen_id
             _rules().ended([previous], successor=record.id if same_citizen else None)
+    if also is not None:
+        also(record.id)
     db.session.commit()
     session[SESSION_KEY] = record.id
     session[SEEN_KEY] = int(time.time())

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlencode
 
 import requests
@@ -31,6 +32,8 @@ from flask import current_app
 from flask import g
 from flask import has_request_context
 from joserfc import jwt
+from sqlalchemy import Table
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -75,16 +78,25 @@ class FrontChannelLogout:
     origin: str
 
 
+_SESSION_CLIENTS = cast(Table, SessionClient.__table__)
+_RECORD_SESSION_CLIENT = insert(_SESSION_CLIENTS)
+
+
 def record_session_client(
     *, session_id: str, client_id: str, citizen_id: str, login_id: str
 ) -> None:
-    """Remember that ``session_id`` issued a code to ``client_id`` (committed)."""
-    db.session.add(
-        SessionClient(
-            session_id=session_id, client_id=client_id, citizen_id=citizen_id, login_id=login_id
-        )
+    """Remember that ``session_id`` issued a code to ``client_id``, in the caller's transaction
+    (the one that starts the session and stores the code; the caller commits)."""
+    db.session.execute(
+        _RECORD_SESSION_CLIENT,
+        {
+            "session_id": session_id,
+            "client_id": client_id,
+            "citizen_id": citizen_id,
+            "login_id": login_id,
+            "created_at": utcnow(),
+        },
     )
-    db.session.commit()
 
 
 def sessions_ended(session_ids: Collection[str], *, successor: str | None = None) -> None:

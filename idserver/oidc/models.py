@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -40,7 +41,49 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-class Client(Base, ClientMixin):
+class ClientRules(ClientMixin):
+    """What Authlib asks of a client (RFC 6749 ``ClientMixin``), answered from its registration:
+    shared by the mapped ``Client`` and ``ActiveClient``, the plain row a login reads."""
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris or [])}
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return None  # OIDC Core §3.1.2.1: redirect_uri is always required
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = set(scope_to_list(self.scope))
+        if self.check_grant_type("refresh_token"):
+            allowed.add(OFFLINE_ACCESS)
+        return " ".join(s for s in scope_to_list(scope) or [] if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # RFC 9700 §4.1.3: exact string match
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.client_secret_hash:
+            return False
+        return hmac.compare_digest(hash_secret(client_secret), self.client_secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        # Revocation, introspection and PAR take the token endpoint's client authentication
+        # (RFC 7009 §2.1, RFC 7662 §2.1, RFC 9126 §2).
+        if endpoint in ("token", "revocation", "introspection", PUSHED_AUTHORIZATION):
+            return method == self.token_endpoint_auth_method
+        return True
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in (self.grant_types or ["authorization_code"])
+
+
+class Client(Base, ClientRules):
     __tablename__ = "clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -84,45 +127,56 @@ class Client(Base, ClientMixin):
             return "deleted"
         return "disabled" if self.disabled_at is not None else "active"
 
-    @property
-    def client_metadata(self) -> dict[str, Any]:
-        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris or [])}
 
-    def get_client_id(self) -> str:
-        return self.client_id
+@dataclass(frozen=True)
+class ActiveClient(ClientRules):
+    """An active client's registration as one plain row (``oidc.clients.active_client``): what
+    the endpoints of a login read, without an ORM object. Read-only; changes go through
+    ``oidc.clients`` on the mapped ``Client``."""
 
-    def get_default_redirect_uri(self) -> str | None:
-        return None  # OIDC Core §3.1.2.1: redirect_uri is always required
+    client_id: str
+    client_secret_hash: str | None
+    name: str
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    scope: str
+    token_endpoint_auth_method: str
+    jwks_uri: str | None
+    jwks: dict[str, Any] | None
+    proximity_policy: str | None
+    id_token_signed_response_alg: str
+    grant_types: list[str]
+    backchannel_logout_uri: str | None
+    frontchannel_logout_uri: str | None
+    require_pushed_authorization_requests: bool
 
-    def get_allowed_scope(self, scope: str) -> str:
-        allowed = set(scope_to_list(self.scope))
-        if self.check_grant_type("refresh_token"):
-            allowed.add(OFFLINE_ACCESS)
-        return " ".join(s for s in scope_to_list(scope) or [] if s in allowed)
-
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris  # RFC 9700 §4.1.3: exact string match
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        if not self.client_secret_hash:
-            return False
-        return hmac.compare_digest(hash_secret(client_secret), self.client_secret_hash)
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        # Revocation, introspection and PAR take the token endpoint's client authentication
-        # (RFC 7009 §2.1, RFC 7662 §2.1, RFC 9126 §2).
-        if endpoint in ("token", "revocation", "introspection", PUSHED_AUTHORIZATION):
-            return method == self.token_endpoint_auth_method
-        return True
-
-    def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code"
-
-    def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in (self.grant_types or ["authorization_code"])
+    status = "active"  # ``active_client`` reads no other
 
 
-class AuthorizationCode(Base, OIDCCodeMixin):
+class CodeRules(OIDCCodeMixin):
+    """What Authlib asks of an authorization code (OIDC Core ``AuthorizationCodeMixin``):
+    shared by the mapped ``AuthorizationCode`` and ``IssuedCode``, the row /token reads."""
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr or [])
+
+
+class AuthorizationCode(Base, CodeRules):
     __tablename__ = "authorization_codes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -155,23 +209,29 @@ class AuthorizationCode(Base, OIDCCodeMixin):
         Index("ix_authorization_codes_credential", "credential_pk"),
     )
 
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
 
-    def get_scope(self) -> str:
-        return self.scope
+@dataclass(frozen=True)
+class IssuedCode(CodeRules):
+    """An authorization code as /token reads it (``oidc.server``): one plain row, no ORM
+    object. Read-only; its single use is a conditional UPDATE of the table."""
 
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return self.auth_time
-
-    def get_acr(self) -> str | None:
-        return self.acr
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr or [])
+    id: int
+    client_id: str
+    citizen_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    auth_time: int
+    acr: str | None
+    amr: list[str]
+    login_id: str | None
+    claims_request: dict[str, Any] | None
+    credential_pk: int | None
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
 class Token(Base, TokenMixin):
@@ -206,7 +266,7 @@ class Token(Base, TokenMixin):
         Index("ix_tokens_client_citizen", "client_id", "citizen_id"),
     )
 
-    def check_client(self, client: Client) -> bool:
+    def check_client(self, client: ClientRules) -> bool:
         return self.client_id == client.get_client_id()
 
     def get_scope(self) -> str:
@@ -263,7 +323,7 @@ class RefreshToken(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    def check_client(self, client: Client) -> bool:
+    def check_client(self, client: ClientRules) -> bool:
         return self.client_id == client.get_client_id()
 
     def get_scope(self) -> str:

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from dataclasses import fields
 from dataclasses import replace
 from typing import Any
 from typing import cast
@@ -51,11 +52,15 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
 from flask import current_app
 from flask import g
+from flask import has_request_context
 from flask import request  # only for RFC 6750 §2.2 body tokens, which Authlib does not read
 from joserfc import jws
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -79,13 +84,16 @@ from .claims import claims_for_scope
 from .claims import pairwise_subject
 from .claims import requested_claims
 from .claims import session_identifier
+from .clients import active_client
 from .errors import BearerTokenMissing
 from .errors import ClientGone
 from .models import AUTH_METHODS
 from .models import OFFLINE_ACCESS
 from .models import PUSHED_AUTHORIZATION
+from .models import ActiveClient
 from .models import AuthorizationCode
 from .models import Client
+from .models import IssuedCode
 from .models import RefreshToken
 from .models import Token
 from .models import UsedAssertion
@@ -113,7 +121,7 @@ USERINFO_REALM = "userinfo"  # RFC 6750 §3: the protection space of the bearer-
 class Authentication:
     """Who approved a login, how and when: the ``grant_user`` of an authorization."""
 
-    citizen: Citizen
+    citizen_id: str
     auth_time: int
     amr: list[str]
     acr: str
@@ -165,10 +173,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
             raise ClientGone()
         return super().create_authorization_response(request, grant_user, grant)
 
-    def authenticate_pushing_client(self, request: OAuth2Request) -> Client:
+    def authenticate_pushing_client(self, request: OAuth2Request) -> ActiveClient:
         """The client pushing to /par, authenticated as at the token endpoint (RFC 9126 §2)."""
         _refuse_two_client_auth_methods(request)
-        client: Client = self.authenticate_client(request, list(AUTH_METHODS), PUSHED_AUTHORIZATION)
+        client: ActiveClient = self.authenticate_client(
+            request, list(AUTH_METHODS), PUSHED_AUTHORIZATION
+        )
         return client
 
     def create_token_response(self, request: Any = None) -> Any:
@@ -211,13 +221,36 @@ class S256Challenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-def granted_scope(client: Client, scope: str | None, *, prompt: str | None) -> str:
+def granted_scope(client: ActiveClient, scope: str | None, *, prompt: str | None) -> str:
     """The requested scope the client is registered for; ``offline_access`` only with
     ``prompt=consent`` (OIDC Core §11: otherwise it is ignored, not an error)."""
     granted = scope_to_list(client.get_allowed_scope(scope or "")) or []
     if "consent" not in (prompt or "").split():
         granted = [item for item in granted if item != OFFLINE_ACCESS]
     return " ".join(granted)
+
+
+_CODES = cast(Table, AuthorizationCode.__table__)
+_INSERT_CODE = insert(_CODES)
+_CODE_BY_HASH = select(*(_CODES.c[field.name] for field in fields(IssuedCode))).where(
+    _CODES.c.code_hash == bindparam("code_hash")
+)
+# Single use: of two redemptions exactly one changes the row (GUIDE rule 3).
+_BURN_CODE = (
+    update(_CODES)
+    .where(
+        _CODES.c.id == bindparam("code_id"),
+        _CODES.c.used_at.is_(None),
+        _CODES.c.revoked_at.is_(None),
+        usable_device(_CODES.c.credential_pk),
+    )
+    .values(used_at=bindparam("now"))
+)
+_NONCE_USED = (
+    select(_CODES.c.id)
+    .where(_CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce"))
+    .limit(1)
+)
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
@@ -232,34 +265,41 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return super().generate_token(*args, **kwargs)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        """Store the code (hashed) in the caller's transaction: ``views._grant`` commits it
+        together with the browser's session, once."""
         auth: Authentication = request.user
         data = request.payload.data
         ttl = current_app.config["AUTH_CODE_TTL_SECONDS"]
-        record = AuthorizationCode(
-            code_hash=hash_secret(code),
-            client_id=request.client.get_client_id(),
-            citizen_id=auth.citizen.id,
-            redirect_uri=request.payload.redirect_uri,
-            scope=granted_scope(request.client, request.payload.scope, prompt=data.get("prompt")),
-            nonce=data.get("nonce"),
-            code_challenge=data["code_challenge"],
-            code_challenge_method=data["code_challenge_method"],
-            auth_time=auth.auth_time,
-            acr=auth.acr,
-            amr=auth.amr,
-            login_id=auth.login_id,
-            claims_request=claims_request_of(request.client, data.get("claims")),
-            credential_pk=auth.credential_pk,
-            expires_at=utcnow() + dt.timedelta(seconds=ttl),
+        db.session.execute(
+            _INSERT_CODE,
+            {
+                "code_hash": hash_secret(code),
+                "client_id": request.client.get_client_id(),
+                "citizen_id": auth.citizen_id,
+                "redirect_uri": request.payload.redirect_uri,
+                "scope": granted_scope(
+                    request.client, request.payload.scope, prompt=data.get("prompt")
+                ),
+                "nonce": data.get("nonce"),
+                "code_challenge": data["code_challenge"],
+                "code_challenge_method": data["code_challenge_method"],
+                "auth_time": auth.auth_time,
+                "acr": auth.acr,
+                "amr": auth.amr,
+                "login_id": auth.login_id,
+                "claims_request": claims_request_of(request.client, data.get("claims")),
+                "credential_pk": auth.credential_pk,
+                "created_at": utcnow(),
+                "expires_at": utcnow() + dt.timedelta(seconds=ttl),
+            },
         )
-        db.session.add(record)
-        db.session.commit()
 
-    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        record = db.session.scalars(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == hash_secret(code))
-        ).first()
-        if record is None or record.client_id != client.client_id:
+    def query_authorization_code(self, code: str, client: ActiveClient) -> IssuedCode | None:
+        row = db.session.execute(_CODE_BY_HASH, {"code_hash": hash_secret(code)}).first()
+        if row is None:
+            return None
+        record = IssuedCode(*row)
+        if record.client_id != client.client_id:
             return None
         if record.used_at is not None:
             # RFC 6749 §4.1.2: a reused code revokes what it issued.
@@ -270,20 +310,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         return record
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
+    def authenticate_user(self, authorization_code: IssuedCode) -> Citizen | None:
         # Runs after PKCE passed: now burn the code, exactly once, in the database, and only
         # while it is not voided and the device that approved its login is still usable.
         session = db.session
-        burned = session.execute(
-            update(AuthorizationCode)
-            .where(
-                AuthorizationCode.id == authorization_code.id,
-                AuthorizationCode.used_at.is_(None),
-                AuthorizationCode.revoked_at.is_(None),
-                usable_device(AuthorizationCode.credential_pk),
-            )
-            .values(used_at=utcnow())
-        )
+        burned = session.execute(_BURN_CODE, {"code_id": authorization_code.id, "now": utcnow()})
         if burned.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             raise InvalidGrantError("Invalid 'code' in request.")
@@ -293,11 +324,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         return citizen
 
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+    def delete_authorization_code(self, authorization_code: IssuedCode) -> None:
         """Nothing to do: the code was burned in ``authenticate_user`` and is kept as evidence."""
 
 
-def claims_request_of(client: Client, raw: str | None) -> dict[str, Any] | None:
+def claims_request_of(client: ActiveClient, raw: str | None) -> dict[str, Any] | None:
     """The request's ``claims`` parameter as stored, limited to what ``client`` may get (the
     login checked it already: a request replayed from a login is valid), with the claims asked
     for in ``userinfo.verified_claims`` (what the scope does not release is dropped when they
@@ -503,25 +534,24 @@ class IdToken(OpenIDCode):
     key and its ``kid``, claims by scope, pairwise ``sub``, ``azp`` and the session's ``sid``."""
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
-        found = db.session.scalars(
-            select(AuthorizationCode.id).where(
-                AuthorizationCode.client_id == request.payload.client_id,
-                AuthorizationCode.nonce == nonce,
-            )
+        """Has this client had a code for ``nonce`` (OIDC Core §3.1.2.1, replay)? An index
+        lookup (``ix_authorization_codes_client_nonce``) by a statement built once."""
+        found = db.session.execute(
+            _NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce}
         ).first()
         return found is not None
 
-    def resolve_client_private_key(self, client: Client) -> Any:
+    def resolve_client_private_key(self, client: ActiveClient) -> Any:
         return key_store().signing_key(ID_TOKEN, client.id_token_signed_response_alg)
 
-    def get_client_algorithm(self, client: Client) -> str:
+    def get_client_algorithm(self, client: ActiveClient) -> str:
         return client.id_token_signed_response_alg
 
-    def get_encode_header(self, client: Client) -> dict[str, str]:
+    def get_encode_header(self, client: ActiveClient) -> dict[str, str]:
         alg = client.id_token_signed_response_alg
         return {"alg": alg, "kid": key_store().signing_key(ID_TOKEN, alg).kid or "", "typ": "JWT"}
 
-    def get_client_claims(self, client: Client) -> dict[str, Any]:
+    def get_client_claims(self, client: ActiveClient) -> dict[str, Any]:
         now = int(time.time())
         return {
             "iss": current_app.config["ISSUER"],
@@ -552,19 +582,36 @@ class IdToken(OpenIDCode):
         return super().process_token(grant, response)
 
 
-def _verified_claims(code: AuthorizationCode) -> dict[str, Any] | None:
-    """``verified_claims`` for the ID token of ``code``, if its request asked for them."""
-    login = db.session.get(LoginTransaction, code.login_id)
-    requested = requested_verified_claims(login.request_params.get("claims")) if login else None
+_LOGINS = cast(Table, LoginTransaction.__table__)
+_LOGIN_PARAMS = select(_LOGINS.c.request_params).where(_LOGINS.c.id == bindparam("login_id"))
+
+
+def _verified_claims(code: IssuedCode) -> dict[str, Any] | None:
+    """``verified_claims`` for the ID token of ``code``, if its request asked for them.
+
+    Only a citizen identified in person can have them, and only where a trust framework is
+    configured; only then is the login's request read (its ``claims`` parameter). The citizen
+    is the one ``authenticate_user`` loaded (the session's identity map: no second read).
+    """
+    trust_framework = current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"]
     citizen = db.session.get(Citizen, code.citizen_id)
-    if not requested or citizen is None:
+    if (
+        not trust_framework
+        or citizen is None
+        or not citizen.proofing_document
+        or citizen.proofed_on is None
+    ):
+        return None
+    params = db.session.execute(_LOGIN_PARAMS, {"login_id": code.login_id}).scalar()
+    requested = requested_verified_claims(params.get("claims")) if params else None
+    if not requested:
         return None
     return verified_claims_for(
         citizen,
         requested,
         scope=code.scope,
         client_id=code.client_id,
-        trust_framework=current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"],
+        trust_framework=trust_framework,
     )
 
 
@@ -625,7 +672,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             return False
         return True
 
-    def resolve_client_public_key(self, client: Client) -> KeySet:
+    def resolve_client_public_key(self, client: ActiveClient) -> KeySet:
         if client.jwks:
             return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
         if client.jwks_uri:
@@ -768,7 +815,7 @@ class Introspection(IntrospectionEndpoint):
         return _query_token(token_string, token_type_hint)
 
     def check_permission(
-        self, token: Token | RefreshToken, client: Client, request: OAuth2Request
+        self, token: Token | RefreshToken, client: ActiveClient, request: OAuth2Request
     ) -> bool:
         return token.check_client(client)
 
@@ -794,14 +841,30 @@ class RFC9207(IssuerParameter):
         return current_app.config["ISSUER"]
 
 
-def _query_client(client_id: Any) -> Client | None:
+CLIENTS_READ = "oidc_clients_read"  # ``g``: the clients this request has read
+
+
+def _query_client(client_id: Any) -> ActiveClient | None:
+    """The active client ``client_id``: a disabled or deleted one is unknown to every endpoint
+    (oidc.clients). Read once per request (Authlib asks up to three times), never kept beyond
+    it, so a client disabled or changed counts from the next request on, in every process."""
     if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None  # NUL: no such client, and PostgreSQL could not even look it up
-    client = db.session.get(Client, client_id)
-    if client is None or client.status != "active":
-        return None  # disabled or deleted: unknown to every endpoint (oidc.clients)
-    note_client(client.client_id)
+    read: dict[str, ActiveClient | None] | None = (
+        g.setdefault(CLIENTS_READ, {}) if has_request_context() else None
+    )
+    if read is not None and client_id in read:
+        return read[client_id]
+    client = active_client(client_id)
+    if read is not None:
+        read[client_id] = client
+    if client is not None:
+        note_client(client.client_id)
     return client
+
+
+def _forget_clients_read(_exc: BaseException | None) -> None:
+    g.pop(CLIENTS_READ, None)  # a test's app context may outlive its requests
 
 
 def _save_refresh_token(
@@ -811,7 +874,7 @@ def _save_refresh_token(
     and absolute expiry; a new idle expiry, never beyond the absolute one."""
     config = current_app.config
     now = utcnow()
-    code: AuthorizationCode | None = request.authorization_code
+    code: IssuedCode | None = request.authorization_code
     if parent is not None:
         family, expires = parent.family_id, parent.expires_at
         credential_pk, scope = parent.credential_pk, parent.scope
@@ -838,8 +901,12 @@ def _save_refresh_token(
     return record
 
 
+_TOKENS = cast(Table, Token.__table__)
+_INSERT_TOKEN = insert(_TOKENS).returning(_TOKENS.c.id)
+
+
 def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
-    code: AuthorizationCode | None = request.authorization_code
+    code: IssuedCode | None = request.authorization_code
     parent: RefreshToken | None = getattr(request, "refresh_token", None)
     now = utcnow()
     scope = token.get("scope", "")
@@ -852,32 +919,35 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         credential_pk = code.credential_pk if code is not None else None
         claims_request = code.claims_request if code is not None else None
     wanted = ClaimsRequest.from_json(claims_request)
-    record = Token(
-        access_token_hash=hash_secret(token["access_token"]),
-        client_id=request.client.get_client_id(),
-        citizen_id=request.user.id,
-        scope=scope,
-        claims=list(dict.fromkeys((*claim_names(scope), *wanted.names))),
-        claims_request=claims_request,
-        code_id=code.id if code is not None else None,
-        credential_pk=credential_pk,
-        refresh_family=family,
-        issued_at=now,
-        expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
-    )
-    db.session.add(record)
-    db.session.flush()
+    client_id, citizen_id = request.client.get_client_id(), request.user.id
+    claims = list(dict.fromkeys((*claim_names(scope), *wanted.names)))
+    token_id = db.session.execute(
+        _INSERT_TOKEN,
+        {
+            "access_token_hash": hash_secret(token["access_token"]),
+            "client_id": client_id,
+            "citizen_id": citizen_id,
+            "scope": scope,
+            "claims": claims,
+            "claims_request": claims_request,
+            "code_id": code.id if code is not None else None,
+            "credential_pk": credential_pk,
+            "refresh_family": family,
+            "issued_at": now,
+            "expires_at": now + dt.timedelta(seconds=int(token["expires_in"])),
+        },
+    ).scalar_one()
     record_event(
         "token_issued",
-        actor=f"client:{record.client_id}",
-        subject=record.citizen_id,
-        client_id=record.client_id,
-        token_id=record.id,
-        claims=record.claims,
+        actor=f"client:{client_id}",
+        subject=citizen_id,
+        client_id=client_id,
+        token_id=token_id,
+        claims=claims,
         acr=code.acr if code is not None else None,
     )
     db.session.commit()
-    TOKEN_GRANTS.labels(record.client_id, request.payload.grant_type).inc()
+    TOKEN_GRANTS.labels(client_id, request.payload.grant_type).inc()
 
 
 def _generate_token(**_kwargs: Any) -> str:
@@ -910,3 +980,4 @@ def init_app(app: Flask) -> None:
     authorization.register_endpoint(EndSession())
     protector.register_token_validator(AccessTokenValidator(realm=USERINFO_REALM))
     app.extensions["idserver.oidc"] = authorization
+    app.teardown_request(_forget_clients_read)

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
@@ -47,7 +48,6 @@ from ..assurance import at_least
 from ..assurance import issuable_acr_values
 from ..assurance import issuable_levels
 from ..assurance import required_level
-from ..citizens.models import Citizen
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
@@ -56,7 +56,6 @@ from ..crosslogin.models import Requester
 from ..crosslogin.views import browser_login
 from ..crosslogin.views import forget_browser
 from ..crosslogin.views import start_login
-from ..db import db
 from ..keys import key_store
 from ..sessions import SELF_CLIENT_ID
 from ..sessions import end_session
@@ -81,7 +80,7 @@ from .logout import record_session_client
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import OFFLINE_ACCESS
-from .models import Client
+from .models import ActiveClient
 from .pushed_requests import REQUEST_URI_PREFIX
 from .pushed_requests import push_authorization_request
 from .pushed_requests import take_pushed_request
@@ -258,7 +257,7 @@ def _authorize_pushed(values: Any) -> Any:
     return begin_login(client, params)
 
 
-def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict[str, str]]:
+def validated_request(values: Any, *, request: Any = None) -> tuple[ActiveClient, dict[str, str]]:
     """The client and parameters of a valid authorization request: what /authorize checks
     before a login starts, and /par before it stores a request.
 
@@ -268,7 +267,7 @@ def validated_request(values: Any, *, request: Any = None) -> tuple[Client, dict
     input.
     """
     grant = authorization().get_consent_grant(request=request, end_user=None)
-    client: Client = grant.client
+    client: ActiveClient = grant.client
     # Discovery says request_parameter_supported/request_uri_parameter_supported are false: a
     # request object is refused, not silently ignored (OIDC Core 1.0 §6.1, §6.2).
     for name, unsupported in (
@@ -318,7 +317,7 @@ def _refused(error: OAuth2Error | ValueError, values: Any) -> Any:
     ), 400
 
 
-def pushed_requests_required(client: Client) -> bool:
+def pushed_requests_required(client: ActiveClient) -> bool:
     """Must ``client`` push its requests to /par (RFC 9126 §5, §6)? Bürger-ID's own login
     pages never pass through /authorize."""
     return bool(
@@ -381,7 +380,7 @@ def _level_refusal(params: dict[str, str]) -> OAuth2Error | None:
     return None
 
 
-def _claims_refusal(client: Client, params: dict[str, str]) -> OAuth2Error | None:
+def _claims_refusal(client: ActiveClient, params: dict[str, str]) -> OAuth2Error | None:
     """A ``claims`` parameter that is not a JSON object of objects (OIDC Core §5.5)."""
     try:
         requested_claims(params.get("claims"), allowed_scope=client.scope)
@@ -390,14 +389,14 @@ def _claims_refusal(client: Client, params: dict[str, str]) -> OAuth2Error | Non
     return None
 
 
-def begin_login(client: Client, params: dict[str, str]) -> Any:
+def begin_login(client: ActiveClient, params: dict[str, str]) -> Any:
     """The first leg's end: a QR-code login for a validated request, told who asks."""
     scope = client.get_allowed_scope(params.get("scope", ""))
     requester = requester_for(client, params)
     return start_login(client_id=client.client_id, params=params, scope=scope, requester=requester)
 
 
-def requester_for(client: Client, params: dict[str, str]) -> Requester:
+def requester_for(client: ActiveClient, params: dict[str, str]) -> Requester:
     """Everything the login pages and the phone show or enforce about ``client`` for this
     request, given once when the login starts: the login never looks the client up.
 
@@ -427,7 +426,7 @@ def requester_for(client: Client, params: dict[str, str]) -> Requester:
     )
 
 
-def _site_url(client: Client) -> str:
+def _site_url(client: ActiveClient) -> str:
     """Where "back" leads without an answer: the client's first redirect URI's origin."""
     if client.client_id == SELF_CLIENT_ID:
         return f"{current_app.config['ISSUER']}/account"
@@ -477,15 +476,16 @@ def resume(login_id: str) -> Any:
 def _grant(tx: LoginTransaction) -> Any:
     """The authorization response for a login just consumed; then the browser's session.
 
-    OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code is stored before the session
-    starts: a worker that dies in between leaves a consumed login and no session, which the
-    login page reports as ended (never as logged in).
+    OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code, the session and the client
+    it logged in to are one transaction, committed after the login's consume (crosslogin
+    commits that first, so a login is answered once): a worker that dies in between leaves a
+    consumed login with neither code nor session, which the login page reports as ended
+    (never as logged in).
     """
-    citizen = db.session.get(Citizen, tx.citizen_id)
-    if citizen is None or tx.approved_at is None:
-        raise LoginEnded()
+    if tx.citizen_id is None or tx.approved_at is None:
+        raise LoginEnded()  # a citizen removed since (the login's reference is set NULL)
     auth = Authentication(
-        citizen=citizen,
+        citizen_id=tx.citizen_id,
         auth_time=int(tx.approved_at.timestamp()),
         amr=list(tx.amr or []),
         acr=acr_for(tx.level or "low", requested_acr_values(tx.request_params)),
@@ -510,10 +510,18 @@ def _grant(tx: LoginTransaction) -> Any:
             redirect_uri, _added_params(response.headers["Location"], redirect_uri), "form_post"
         )
     forget_browser(response, tx.id)
-    session_id = _start_session(auth, method=tx.acr)
-    record_session_client(
-        session_id=session_id, client_id=tx.client_id, citizen_id=auth.citizen.id, login_id=tx.id
-    )
+
+    def record_client(session_id: str) -> None:
+        record_session_client(
+            session_id=session_id,
+            client_id=tx.client_id,
+            citizen_id=auth.citizen_id,
+            login_id=tx.id,
+        )
+
+    # One commit: the code (stored, not yet committed, by the grant), the session and the
+    # client it logged in to, after the login was consumed.
+    _start_session(auth, method=tx.acr, also=record_client)
     return response
 
 
@@ -523,14 +531,18 @@ def _added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(location).query, keep_blank_values=True)[own:]
 
 
-def _start_session(auth: Authentication, *, method: str | None) -> str:
-    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in."""
+def _start_session(
+    auth: Authentication, *, method: str | None, also: Callable[[str], None] | None = None
+) -> str:
+    """The browser's session at Bürger-ID; its ``acr`` names how the citizen logged in.
+    ``also(session_id)`` runs in the same transaction (``sessions.start_session``)."""
     return start_session(
-        citizen_id=auth.citizen.id,
+        citizen_id=auth.citizen_id,
         acr=method or crosslogin.ACR_PHONE,
         amr=auth.amr,
         login_id=auth.login_id,
         credential_pk=auth.credential_pk,
+        also=also,
     )
 
 
@@ -636,7 +648,7 @@ def pushed_authorization_request() -> Response:
     return response
 
 
-def _pushed_params(client: Client) -> dict[str, str]:
+def _pushed_params(client: ActiveClient) -> dict[str, str]:
     """The authorization request in a /par body (form-encoded, RFC 9126 §2.1), without the
     client authentication; ``client_id`` is the authenticated client's."""
     form = request.form
