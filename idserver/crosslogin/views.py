@@ -52,7 +52,7 @@ from . import qr
 from . import service
 from .errors import LoginEnded
 from .errors import LoginNotFound
-from .models import LoginTransaction
+from .models import Login
 from .models import Requester
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def start_login(*, client_id: str, params: dict[str, str], scope: str, requester
     return response
 
 
-def browser_login(login_id: str) -> LoginTransaction:
+def browser_login(login_id: str) -> Login:
     """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``);
     its pages speak the language the requester asked for (the phone chooses its own)."""
     tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
@@ -154,7 +154,7 @@ def forget_browser(response: Any, login_id: str) -> Any:
     return response
 
 
-def _logged_in_by(login_id: str) -> LoginTransaction | None:
+def _logged_in_by(login_id: str) -> Login | None:
     """The login that started this browser's live session, if it is ``login_id``.
 
     A successful login drops its browser cookie; the back button then finds the session.
@@ -162,10 +162,10 @@ def _logged_in_by(login_id: str) -> LoginTransaction | None:
     record = current_session()
     if record is None or record.login_id != login_id:
         return None
-    return db.session.get(LoginTransaction, login_id)
+    return service.read_login(login_id)
 
 
-def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
+def _status(tx: Login | Row[Any]) -> dict[str, Any]:
     """The desktop's view of its login (from the row or from ``STATUS_COLUMNS``)."""
     issuer = current_app.config["ISSUER"]
     key = qr.login_key(current_app.config["SECRET_KEY"], tx.id)
@@ -238,7 +238,7 @@ def on_phone(user_agent: str) -> bool:
     return PHONE_USER_AGENT.search(user_agent[:500]) is not None
 
 
-def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
+def _status_after_change(tx: Login, seen: int) -> Iterator[bytes]:
     """The long poll: the status once the login has changed, ended or the hold is over.
 
     The request is held until then (up to ``LONG_POLL_SECONDS``, never past the login's
@@ -326,7 +326,7 @@ def continue_login(login_id: str) -> Any:
 ENDED = ("denied", "expired")  # ended without approval, not yet answered
 
 
-def _ended_message(tx: LoginTransaction) -> Any:
+def _ended_message(tx: Login) -> Any:
     """What the person at the computer is told about a login that ended without approval."""
     if tx.state == "expired":
         return _l("The time for this login has run out. Please start again.")
@@ -360,11 +360,11 @@ def _ended_message(tx: LoginTransaction) -> Any:
     return _l("The login was cancelled on the phone.")
 
 
-def _client_name(tx: LoginTransaction) -> str:
+def _client_name(tx: Login) -> str:
     return tx.requesting.name
 
 
-def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
+def _ended_page(tx: Login, *, reason: Any) -> Any:
     """A login that has ended: why, a fresh code for the same request, and the way back."""
     page = render_template(
         "login/ended.html",
@@ -376,7 +376,7 @@ def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
     return Response(page, status=400, headers={"Cache-Control": "no-store"})
 
 
-def _already_logged_in_page(tx: LoginTransaction) -> Any:
+def _already_logged_in_page(tx: Login) -> Any:
     """The back button after a successful login: no error, a link onward."""
     page = render_template(
         "login/already.html", client_name=_client_name(tx), onward_url=_relying_party_site(tx)
@@ -384,7 +384,7 @@ def _already_logged_in_page(tx: LoginTransaction) -> Any:
     return Response(page, headers={"Cache-Control": "no-store"})
 
 
-def _relying_party_site(tx: LoginTransaction) -> str:
+def _relying_party_site(tx: Login) -> str:
     """Where "back" leads without an answer: the requester's site, else our start page."""
     return tx.requesting.site_url or f"{current_app.config['ISSUER']}/"
 
