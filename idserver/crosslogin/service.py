@@ -43,12 +43,16 @@ import json
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from typing import cast
 
 from flask import current_app
+from flask import g
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
+from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -57,7 +61,7 @@ from ..assurance import at_least
 from ..assurance import login_level
 from ..audit import record_event
 from ..citizens.models import Citizen
-from ..citizens.service import user_handle
+from ..citizens.service import user_handle_of
 from ..config import ACR_PASSKEY
 from ..config import ACR_PHONE
 from ..db import db
@@ -72,7 +76,6 @@ from ..passkeys.models import Credential
 from ..passkeys.models import usable_device
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
-from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
 from ..states import transition
@@ -116,6 +119,7 @@ __all__ = [
     "consume_denied",
     "create_transaction",
     "deny",
+    "device_owner",
     "display_context",
     "for_browser",
     "for_phone",
@@ -640,7 +644,7 @@ def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, An
 
 def _approve(
     tx: Login,
-    stored: Credential,
+    stored: ApprovingDevice,
     *,
     from_states: tuple[str, ...],
     acr: str,
@@ -657,8 +661,7 @@ def _approve(
     expected = tx.requesting.expected_citizen_id
     if expected is not None and not hmac.compare_digest(stored.citizen_id, expected):
         _refuse_other_account(tx, stored, from_states=from_states, audit_data=audit_data)
-    citizen = db.session.get(Citizen, stored.citizen_id)
-    level = login_level(citizen, stored, current_app.config) if citizen else "low"
+    level = login_level(stored.owner, stored, current_app.config)
     required = tx.requesting.required_level
     if required and not at_least(level, required):
         reason = DenyReason.LEVEL_TOO_LOW
@@ -708,7 +711,7 @@ def _approve(
 
 def _refuse_other_account(
     tx: Login,
-    stored: Credential,
+    stored: ApprovingDevice,
     *,
     from_states: tuple[str, ...],
     audit_data: dict[str, Any] | None,
@@ -736,7 +739,7 @@ def _refuse_other_account(
     raise OtherAccount()
 
 
-def _amr(stored: Credential) -> list[str]:
+def _amr(stored: ApprovingDevice) -> list[str]:
     """RFC 8176 §2: possession of a key plus user verification (UV is always required).
 
     ``hwk`` only where attestation proved a hardware-bound key at enrolment (and the key cannot
@@ -746,16 +749,104 @@ def _amr(stored: Credential) -> list[str]:
     return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
-def _verify(credential: Any, challenge: bytes) -> Credential:
+@dataclass(frozen=True)
+class Proofing:
+    """The approving device's owner, as far as the approval needs them (``assurance``)."""
+
+    citizen_id: str
+    deleted_at: dt.datetime | None
+    proofing_document: str | None
+    proofed_on: dt.date | None
+
+
+@dataclass(frozen=True)
+class ApprovingDevice:
+    """A presented credential and its owner, read in one statement (``DEVICE_ROW``).
+
+    The approval's rate limit names the owner (``device_owner``) before the view runs, and the
+    view verifies the assertion with the same row: one read of the credential per approval, and
+    no mapped objects. The signature counter is taken as read; ``record_assertion`` advances it
+    only if it is still that value, so a stale read refuses, never lets two assertions pass.
+    """
+
+    id: int
+    credential_id: bytes
+    citizen_id: str
+    kind: str
+    public_key: bytes
+    sign_count: int
+    backup_eligible: bool
+    hardware_attested: bool
+    revoked_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    owner: Proofing
+
+    @property
+    def usable(self) -> bool:
+        """Neither the device is revoked or suspended nor its owner deleted."""
+        return self.revoked_at is None and self.suspended_at is None and self.owner_active
+
+    @property
+    def owner_active(self) -> bool:
+        return self.owner.deleted_at is None
+
+
+_CREDENTIALS = cast(Table, Credential.__table__)
+_CITIZENS = cast(Table, Citizen.__table__)
+_DEVICE_FIELDS = [name for name in ApprovingDevice.__dataclass_fields__ if name != "owner"]
+DEVICE_ROW = (
+    select(
+        *(_CREDENTIALS.c[name] for name in _DEVICE_FIELDS),
+        _CITIZENS.c.deleted_at,
+        _CITIZENS.c.proofing_document,
+        _CITIZENS.c.proofed_on,
+    )
+    .join(_CITIZENS, _CITIZENS.c.id == _CREDENTIALS.c.citizen_id)
+    .where(_CREDENTIALS.c.credential_id == bindparam("credential_id"))
+    .limit(1)
+)
+_READ_DEVICES = "idserver.crosslogin.devices"
+
+
+def approving_device(credential_id: bytes) -> ApprovingDevice | None:
+    """The device registered under ``credential_id`` with its owner, read once per request."""
+    read: dict[bytes, ApprovingDevice | None] = g.setdefault(_READ_DEVICES, {})
+    if credential_id not in read:
+        found = (
+            db.session.connection()
+            .execute(DEVICE_ROW, {"credential_id": credential_id})
+            .mappings()
+            .first()
+        )
+        read[credential_id] = None if found is None else _device(found)
+    return read[credential_id]
+
+
+def _device(row: Any) -> ApprovingDevice:
+    owner = Proofing(
+        row["citizen_id"], row["deleted_at"], row["proofing_document"], row["proofed_on"]
+    )
+    return ApprovingDevice(**{name: row[name] for name in _DEVICE_FIELDS}, owner=owner)
+
+
+def forget_devices() -> None:
+    """Drop what ``approving_device`` read (at the end of each request)."""
+    g.pop(_READ_DEVICES, None)
+
+
+def device_owner(credential_id: bytes) -> str | None:
+    """The citizen a presented credential id belongs to (the approval rate limit's key)."""
+    device = approving_device(credential_id)
+    return device.citizen_id if device is not None else None
+
+
+def _verify(credential: Any, challenge: bytes) -> ApprovingDevice:
     try:
         raw_id = ceremonies.credential_id_of(credential)
     except PasskeyRejected as exc:
         raise LoginRejected(exc.description, error=exc.error) from exc
-    stored = find_credential(raw_id)
+    stored = approving_device(raw_id)
     if stored is None or not stored.usable:
-        raise UnknownDevice()
-    citizen = db.session.get(Citizen, stored.citizen_id)
-    if citizen is None or not citizen.active:
         raise UnknownDevice()
     try:
         verified = ceremonies.verify_assertion(
@@ -770,7 +861,7 @@ def _verify(credential: Any, challenge: bytes) -> Credential:
     # WebAuthn L3 §7.2 step 6: a discoverable login (no allowCredentials) must name its user,
     # and that user must own the credential.
     if verified.user_handle is None or not hmac.compare_digest(
-        verified.user_handle, user_handle(citizen)
+        verified.user_handle, user_handle_of(stored.citizen_id)
     ):
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
     record_assertion(stored, verified)

@@ -25,6 +25,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -78,12 +79,20 @@ CLAIM_LABELS = {
 
 LOGIN_COOKIE = "login-{login_id}"
 RENEW_GRACE_SECONDS = 15 * 60
+# The login ``continue`` has just read, handed to the second leg it calls in the same request.
+HANDED_OVER = "idserver.crosslogin.handed_over"
 
 
 def init_app(app: Flask, *, resume: Mapping[str, Callable[[str], Any]]) -> None:
     """``resume[protocol](login_id)``: the requester's answer once a login has ended (its second
     leg), by the protocol that started it (``Requester.protocol``: ``oidc``, ``saml``)."""
     app.extensions[RESUME] = dict(resume)
+
+    @app.teardown_request
+    def _forget_reads(_exc: BaseException | None) -> None:
+        # What a request read is good for that request only (tests may share an app context).
+        g.pop(HANDED_OVER, None)
+        service.forget_devices()
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -142,7 +151,11 @@ def start_login(*, client_id: str, params: dict[str, str], scope: str, requester
 def browser_login(login_id: str) -> Login:
     """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``);
     its pages speak the language the requester asked for (the phone chooses its own)."""
-    tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+    handed: Login | None = g.pop(HANDED_OVER, None)
+    if handed is not None and handed.id == login_id:
+        tx = handed  # read by ``continue`` a moment ago in this request, for this browser
+    else:
+        tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
     use_language(tx.requesting.language)
     return tx
 
@@ -306,6 +319,8 @@ def continue_login(login_id: str) -> Any:
         return _already_logged_in_page(done)
     issuer = current_app.config["ISSUER"]
     if tx.state == "approved" or (tx.state in ENDED and tx.requesting.answers_endings):
+        # Nothing is written between this read and the second leg's: it need not read again.
+        setattr(g, HANDED_OVER, tx)
         return current_app.extensions[RESUME][tx.requesting.protocol](tx.id)
     if tx.state in ENDED:
         # Logging in to Bürger-ID itself: there is no relying party to tell.
