@@ -39,6 +39,7 @@ from sqlalchemy import event
 from idserver.crosslogin import qr
 from idserver.db import db
 
+from .logins import derived_request_options
 from .logins import parse_desktop_page
 from .seed import REDIRECT_URI
 from .seed import SCOPE
@@ -136,22 +137,21 @@ class _Login:
             assert reply.status_code == 200
             return reply.get_json()  # type: ignore[no-any-return]
 
+        # As the reference phone: the scan hands out the challenge's inputs, the phone derives
+        # the challenge from them and the typed number (no /challenge request).
         scanned = self._call(
-            "scan", phone, "POST", f"{base}/scan", json={"t": t_h["t"][0], "h": t_h["h"][0]}
+            "scan",
+            phone,
+            "POST",
+            f"{base}/scan",
+            json={"t": t_h["t"][0], "h": t_h["h"][0], "with_challenge": True},
         )
         assert scanned.status_code == 200, scanned.get_data(as_text=True)
         version = poll()["version"]
         binding = scanned.get_json()["binding"]
         number = shown["number"]
-        issued = self._call(
-            "challenge",
-            phone,
-            "POST",
-            f"{base}/challenge",
-            json={"binding": binding, "number": number},
-        )
-        assert issued.status_code == 200, issued.get_data(as_text=True)
-        credential = self.phone.get_assertion(issued.get_json()["options"], origin=ISSUER)
+        options = derived_request_options(scanned.get_json(), number)
+        credential = self.phone.get_assertion(options, origin=ISSUER)
         approved = self._call(
             "approve",
             phone,

@@ -19,7 +19,6 @@ STEPS = (
     "authorize",
     "desktop_page",
     "scan",
-    "challenge",
     "phone_sign",
     "approve",
     "continue",
