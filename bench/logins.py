@@ -6,9 +6,9 @@ One login, as production traffic has it::
     desktop  GET  /login/<id>                    → QR page; the browser derives QR frames from
                                                    its data-qr-key, as desktop-login.js does
     desktop  GET  /login/<id>?seen=<v> (JSON)    ⟲ long poll until the status is "approved"
-    phone    POST /api/v1/logins/<id>/scan       (the scanned frame's t and h, with_challenge)
-    phone         derive the challenge from the scan's nonce, context and the typed number,
-                  soft-authenticator assertion (client CPU), as the reference phone does
+    phone    POST /api/v1/logins/<id>/scan       (the scanned frame's t and h)
+    phone    POST /api/v1/logins/<id>/challenge  (the typed number)
+    phone         soft-authenticator assertion (client CPU)
     phone    POST /api/v1/logins/<id>/approve
     desktop  GET  /login/<id>/continue           → 303 redirect_uri?code=…&state=…&iss=…
     RP       POST /token                         (client_secret_basic, PKCE verifier)
@@ -39,7 +39,6 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from idserver.crosslogin import qr
-from idserver.phone.client import expected_approval_challenge
 
 from .seed import REDIRECT_URI
 from .seed import SCOPE
@@ -151,16 +150,16 @@ class PhoneDevice:
         frame = parse_qs(parts.query)
         base = f"/api/v1/logins/{login_id}"
         t = time.perf_counter()
-        scanned = self.agent.post(
-            f"{base}/scan",
-            json={"t": frame["t"][0], "h": frame["h"][0], "with_challenge": True},
-        )
+        scanned = self.agent.post(f"{base}/scan", json={"t": frame["t"][0], "h": frame["h"][0]})
         steps["scan"] = (time.perf_counter() - t) * 1000
         _expect(scanned, 200, "scan")
         binding = scanned.json()["binding"]
         t = time.perf_counter()
-        options = derived_request_options(scanned.json(), number)
-        credential = self.authenticator.get_assertion(options, origin=self.origin)
+        issued = self.agent.post(f"{base}/challenge", json={"binding": binding, "number": number})
+        steps["challenge"] = (time.perf_counter() - t) * 1000
+        _expect(issued, 200, "challenge")
+        t = time.perf_counter()
+        credential = self.authenticator.get_assertion(issued.json()["options"], origin=self.origin)
         steps["phone_sign"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         approved = self.agent.post(
@@ -185,15 +184,6 @@ class PhoneDevice:
 
     def stop(self) -> None:
         self.inbox.put(None)
-
-
-def derived_request_options(scanned: dict[str, Any], number: str) -> dict[str, Any]:
-    """The scan's request options with the challenge a phone derives from the scan's nonce and
-    context and the typed number (``idserver.phone.client``, docs/phone-api.md)."""
-    inputs = scanned["challenge_inputs"]
-    nonce = base64.urlsafe_b64decode(inputs["nonce"] + "=" * (-len(inputs["nonce"]) % 4))
-    challenge = expected_approval_challenge(nonce, inputs["context"], number)
-    return {**scanned["options"], "challenge": _b64(challenge)}
 
 
 class VirtualUser(threading.Thread):

@@ -39,7 +39,6 @@ from sqlalchemy import event
 from idserver.crosslogin import qr
 from idserver.db import db
 
-from .logins import derived_request_options
 from .logins import parse_desktop_page
 from .seed import REDIRECT_URI
 from .seed import SCOPE
@@ -137,21 +136,22 @@ class _Login:
             assert reply.status_code == 200
             return reply.get_json()  # type: ignore[no-any-return]
 
-        # As the reference phone: the scan hands out the challenge's inputs, the phone derives
-        # the challenge from them and the typed number (no /challenge request).
         scanned = self._call(
-            "scan",
-            phone,
-            "POST",
-            f"{base}/scan",
-            json={"t": t_h["t"][0], "h": t_h["h"][0], "with_challenge": True},
+            "scan", phone, "POST", f"{base}/scan", json={"t": t_h["t"][0], "h": t_h["h"][0]}
         )
         assert scanned.status_code == 200, scanned.get_data(as_text=True)
         version = poll()["version"]
         binding = scanned.get_json()["binding"]
         number = shown["number"]
-        options = derived_request_options(scanned.get_json(), number)
-        credential = self.phone.get_assertion(options, origin=ISSUER)
+        issued = self._call(
+            "challenge",
+            phone,
+            "POST",
+            f"{base}/challenge",
+            json={"binding": binding, "number": number},
+        )
+        assert issued.status_code == 200, issued.get_data(as_text=True)
+        credential = self.phone.get_assertion(issued.get_json()["options"], origin=ISSUER)
         approved = self._call(
             "approve",
             phone,

@@ -19,6 +19,7 @@ STEPS = (
     "authorize",
     "desktop_page",
     "scan",
+    "challenge",
     "phone_sign",
     "approve",
     "continue",

@@ -62,30 +62,23 @@ def finish_enrolment(enrolment_id: str) -> Response:
 
 @bp.post("/logins/<login_id>/scan")
 def scan(login_id: str) -> Response:
-    """Open a login from a scanned QR frame; the first phone gets the binding, and with
-    ``with_challenge`` also what it needs to sign (no ``/challenge`` call)."""
+    """Open a login from a scanned QR frame; the first phone gets the binding."""
     body = _body()
-    with_challenge = body.get("with_challenge", False)
-    if not isinstance(with_challenge, bool):
-        raise IdServerError(_l("with_challenge must be true or false."))
     tx, binding = crosslogin.mark_scanned(
         login_id,
         t=body.get("t"),
         h=body.get("h"),
         binding=body.get("binding"),
         phone_ip=client_address(),
-        with_challenge=with_challenge,
     )
-    context = crosslogin.display_context(tx)
-    answer: dict[str, Any] = {
-        "binding": binding,
-        "status": tx.state,
-        "context": context,
-        "warnings": crosslogin.phone_warnings(tx),
-    }
-    if with_challenge:
-        answer.update(crosslogin.phone_challenge(tx, context) or {})
-    return no_store(jsonify(answer))
+    return no_store(
+        jsonify(
+            binding=binding,
+            status=tx.state,
+            context=crosslogin.display_context(tx),
+            warnings=crosslogin.phone_warnings(tx),
+        )
+    )
 
 
 @bp.get("/logins/<login_id>")

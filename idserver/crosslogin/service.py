@@ -125,7 +125,6 @@ __all__ = [
     "for_phone",
     "issue_challenge",
     "mark_scanned",
-    "phone_challenge",
     "phone_warnings",
     "read_login",
     "read_status",
@@ -418,80 +417,35 @@ def _check_frame(tx: Login, *, t: Any, h: Any) -> None:
 
 
 def mark_scanned(
-    login_id: Any,
-    *,
-    t: Any,
-    h: Any,
-    binding: str | None,
-    phone_ip: str,
-    with_challenge: bool = False,
+    login_id: Any, *, t: Any, h: Any, binding: str | None, phone_ip: str
 ) -> tuple[Login, str]:
     """pending → scanned for the first phone with a fresh QR frame; returns the binding secret.
 
     The phone that already holds the binding may open the page again (a reload).
-
-    ``with_challenge``: the scan also hands out the approval's challenge nonce, counted under
-    ``MAX_CHALLENGES_PER_LOGIN`` in the same conditional UPDATE, so that the phone needs no
-    second request (``phone_challenge``). The WebAuthn challenge still commits to the number:
-    the phone derives it from the nonce, the context and the number the citizen types
-    (``approval_challenge``), and ``approve`` checks that number first, so a wrong one ends the
-    login there as it would at ``issue_challenge``, one guess per login. A reload gets the
-    nonce that is still live, or a new one (counted) once that was answered.
     """
     tx = _load(login_id)
     if isinstance(binding, str) and tx.phone_hash and tx.state in LIVE:
         if hmac.compare_digest(_hash(binding), tx.phone_hash):
-            if with_challenge and tx.challenge_nonce is None:
-                tx = _reissue_challenge(tx)
             return tx, binding
     _check_frame(tx, t=t, h=h)
     _enforce_proximity(tx, phone_ip, from_state=LoginState.PENDING)
     new_binding = secrets.token_urlsafe(32)
-    values: dict[str, Any] = {
-        "state": LoginState.SCANNED,
-        "phone_hash": _hash(new_binding),
-        "phone_ip": phone_ip,
-    }
-    counted: dict[str, Any] = {}
-    where: tuple[Any, ...] = ()
-    limit = current_app.config["MAX_CHALLENGES_PER_LOGIN"]
-    if with_challenge and tx.challenges_issued < limit:
-        values["challenge_nonce"] = secrets.token_bytes(32)
-        where = (LoginTransaction.challenges_issued < limit,)
-        counted["challenges_issued"] = LoginTransaction.challenges_issued + 1
-    if not _transition(tx.id, from_states=(LoginState.PENDING,), where=where, **values, **counted):
+    if not _transition(
+        tx.id,
+        from_states=(LoginState.PENDING,),
+        state=LoginState.SCANNED,
+        phone_hash=_hash(new_binding),
+        phone_ip=phone_ip,
+    ):
         raise AlreadyScanned()
-    if counted:
-        values["challenges_issued"] = tx.challenges_issued + 1
-    return replace(tx, version=tx.version + 1, **values), new_binding
-
-
-def _reissue_challenge(tx: Login) -> Login:
-    """A new nonce for a reload whose last one was answered; none at the per-login bound
-    (then ``issue_challenge`` says why)."""
-    if tx.state != LoginState.SCANNED:
-        return tx
-    if tx.challenges_issued >= current_app.config["MAX_CHALLENGES_PER_LOGIN"]:
-        return tx
-    _enforce_proximity(tx, tx.phone_ip, from_state=LoginState.SCANNED)
-    nonce = secrets.token_bytes(32)
-    _count_challenge(tx, from_states=(LoginState.SCANNED,), challenge_nonce=nonce)
-    return replace(tx, challenge_nonce=nonce, challenges_issued=tx.challenges_issued + 1)
-
-
-def phone_challenge(tx: Login, context: dict[str, Any]) -> dict[str, Any] | None:
-    """What a scan ``with_challenge`` hands out: request options without their challenge and
-    the ``challenge_inputs`` to derive it from; None if no challenge is live."""
-    if tx.challenge_nonce is None:
-        return None
-    options = ceremonies.authentication_options(
-        rp_id=current_app.config["RP_ID"], challenge=tx.challenge_nonce
+    scanned = replace(
+        tx,
+        state=LoginState.SCANNED,
+        phone_hash=_hash(new_binding),
+        phone_ip=phone_ip,
+        version=tx.version + 1,
     )
-    del options["challenge"]  # SHA-256(nonce ‖ context and number): the phone's to derive
-    return {
-        "options": options,
-        "challenge_inputs": {"nonce": _b64(tx.challenge_nonce), "context": context},
-    }
+    return scanned, new_binding
 
 
 def _proximity_policy(tx: Login) -> str:

@@ -497,7 +497,6 @@ def phone(login_id: str) -> Any:
         h=request.args.get("h"),
         binding=request.cookies.get(cookie),
         phone_ip=client_address(),
-        with_challenge=True,  # the page derives the WebAuthn challenge itself: one request less
     )
     context = service.display_context(tx)
     essential = set(context.get("essential_claims") or ())
@@ -505,12 +504,7 @@ def phone(login_id: str) -> Any:
         (str(CLAIM_LABELS[c]), c in essential) for c in context["claims"] if CLAIM_LABELS.get(c)
     ]
     page = render_template(
-        "login/phone.html",
-        tx=tx,
-        context=context,
-        claim_labels=labels,
-        binding=binding,
-        challenge=service.phone_challenge(tx, context),
+        "login/phone.html", tx=tx, context=context, claim_labels=labels, binding=binding
     )
     response = Response(page, headers={"Cache-Control": "no-store"})
     response.set_cookie(

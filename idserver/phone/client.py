@@ -4,16 +4,14 @@ It speaks only the phone API under ``/api/v1``, as a native app would::
 
     enrol:    POST /enrolments {activation_id, code}   → {enrolment_id, options}
               POST /enrolments/{id} {credential, name} → {device, revocation_code}
-    approve:  POST /logins/{id}/scan {t, h[, binding], with_challenge: true}
-                        → {binding, status, context, warnings, options, challenge_inputs}
+    approve:  POST /logins/{id}/scan {t, h[, binding]} → {binding, status, context, warnings}
+              POST /logins/{id}/challenge {binding, number}
+                                                       → {options, challenge_inputs}
               POST /logins/{id}/approve {binding, number, credential}
-              (POST /logins/{id}/challenge {binding, number} → {options, challenge_inputs}
-              only if the scan handed out no challenge)
     deny:     POST /logins/{id}/scan …, then POST /logins/{id}/deny {binding}
 
-Like a careful native app it signs nothing it cannot check: the WebAuthn challenge is
-``SHA-256(nonce ‖ canonical JSON of {context, number})`` over the context it showed at scan
-(derived here from the scan's nonce and the typed number, or checked if ``/challenge`` made it),
+Like a careful native app it signs nothing it cannot check: the WebAuthn challenge must be
+``SHA-256(nonce ‖ canonical JSON of {context, number})`` over the context it showed at scan,
 and the RP ID must be the server's host or a parent domain of it (WebAuthn L3 §5.1.3,
 §5.1.4). Nor does it approve a login whose computer is in another network than the phone (the
 QR-relay attack, RFC 10027) unless told that the citizen sits at that computer anyway.
@@ -197,8 +195,6 @@ class LoginView:
     context: dict[str, Any]
     status: str
     warnings: tuple[dict[str, Any], ...] = ()
-    # The scan's ``options`` (without their challenge) and ``challenge_inputs``, if it gave them.
-    handed_out: dict[str, Any] | None = None
 
     @property
     def same_network(self) -> bool:
@@ -300,11 +296,8 @@ class PhoneClient:
         return finished
 
     # -- logins -----------------------------------------------------------------------------
-    def scan(self, phone_url: str, *, with_challenge: bool = False) -> LoginView:
-        """Open a login from the QR code's URL; the first phone to scan gets the binding.
-
-        ``with_challenge`` asks for the approval's challenge inputs in the same answer.
-        """
+    def scan(self, phone_url: str) -> LoginView:
+        """Open a login from the QR code's URL; the first phone to scan gets the binding."""
         server, login_id = _split_at(phone_url, "/q/", "login")
         server = self._check_server(server)
         query = parse_qs(urlsplit(phone_url).query)
@@ -312,8 +305,6 @@ class PhoneClient:
         if not t or not h:
             raise PhoneError("invalid_url", f"the login URL lacks t or h: {phone_url}")
         body: dict[str, Any] = {"t": t, "h": h}
-        if with_challenge:
-            body["with_challenge"] = True
         known = self._load_bindings().get(login_id)
         if known is not None:
             body["binding"] = known["binding"]
@@ -333,12 +324,6 @@ class PhoneClient:
         if not isinstance(warnings, list) or not all(isinstance(w, dict) for w in warnings):
             raise PhoneError("invalid_response", "the scan answer's warnings are malformed")
         self._remember_binding(login_id, binding, context.get("expires_at"))
-        handed_out = None
-        if with_challenge and "challenge_inputs" in scanned:
-            handed_out = {
-                "options": scanned.get("options"),
-                "challenge_inputs": scanned.get("challenge_inputs"),
-            }
         return LoginView(
             login_id=login_id,
             server=server,
@@ -346,7 +331,6 @@ class PhoneClient:
             context=context,
             status=status,
             warnings=tuple(warnings),
-            handed_out=handed_out,
         )
 
     def status(self, view: LoginView) -> dict[str, Any]:
@@ -358,40 +342,32 @@ class PhoneClient:
     def approve(
         self, phone_url: str, number: str, *, accept_other_network: bool = False
     ) -> dict[str, Any]:
-        """Scan (with the challenge's inputs), derive the challenge from what was shown and the
-        typed number, sign and approve; ``/challenge`` only if the scan handed out none.
+        """Scan, ask for the challenge with the typed number, check it, sign and approve.
 
         If the computer is in another network than the phone, the phone stops before anything
         is typed or signed (``other_network``; the login stays open, to be denied or approved
         again with ``accept_other_network=True`` by a citizen who sits at that computer).
         """
-        view = self.scan(phone_url, with_challenge=True)
+        view = self.scan(phone_url)
         if not view.same_network and not accept_other_network:
             raise PhoneError("other_network", _warning_text(view))
         number = number.strip()
         base = f"{view.server}/api/v1/logins/{view.login_id}"
         try:
-            if view.handed_out is not None:
-                options = self._derived_request_options(view, view.handed_out, number)
-            else:
-                issued = self._post(
-                    f"{base}/challenge", {"binding": view.binding, "number": number}
-                )
-                options = self._checked_request_options(view, issued, number)
-            try:
-                credential = self.authenticator.get_assertion(
-                    options, origin=self._origin(view.server)
-                )
-            except AuthenticatorError as exc:
-                raise PhoneError("authenticator_refused", str(exc)) from exc
-            approved = self._post(
-                f"{base}/approve",
-                {"binding": view.binding, "number": number, "credential": credential},
-            )
+            issued = self._post(f"{base}/challenge", {"binding": view.binding, "number": number})
         except PhoneError as exc:
             if exc.error == "wrong_number":
                 self._forget_binding(view.login_id)
             raise
+        options = self._checked_request_options(view, issued, number)
+        try:
+            credential = self.authenticator.get_assertion(options, origin=self._origin(view.server))
+        except AuthenticatorError as exc:
+            raise PhoneError("authenticator_refused", str(exc)) from exc
+        approved = self._post(
+            f"{base}/approve",
+            {"binding": view.binding, "number": number, "credential": credential},
+        )
         self._forget_binding(view.login_id)
         return approved
 
@@ -403,31 +379,6 @@ class PhoneClient:
         )
         self._forget_binding(view.login_id)
         return denied
-
-    def _derived_request_options(
-        self, view: LoginView, handed_out: dict[str, Any], number: str
-    ) -> dict[str, Any]:
-        """The scan's request options with the challenge derived from what the citizen saw
-        and typed (docs/phone-api.md); nothing of the server's is signed unchecked."""
-        options = handed_out.get("options")
-        inputs = handed_out.get("challenge_inputs")
-        if not isinstance(options, dict) or not isinstance(inputs, dict):
-            raise PhoneError("invalid_response", "the scan's challenge inputs are incomplete")
-        if "challenge" in options:
-            raise PhoneError(
-                "invalid_response", "the scan's options carry a challenge of their own"
-            )
-        if inputs.get("context") != view.context:
-            raise PhoneError(
-                "context_mismatch",
-                "the server wants a signature over a different login than the one shown",
-            )
-        nonce = _b64url_decode(inputs.get("nonce"), "challenge_inputs.nonce")
-        if len(nonce) != 32:
-            raise PhoneError("invalid_response", "challenge_inputs.nonce is not 32 bytes")
-        self._check_rp_id(options.get("rpId"), view.server)
-        challenge = expected_approval_challenge(nonce, view.context, number)
-        return {**options, "challenge": base64.urlsafe_b64encode(challenge).rstrip(b"=").decode()}
 
     def _checked_request_options(
         self, view: LoginView, issued: dict[str, Any], number: str
