@@ -49,12 +49,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .citizens.service import has_residents
     from .clerks import active_clerk
     from .crosslogin import views as crosslogin_views
+    from .crosslogin.service import device_owner
     from .db import db
     from .oidc import logout as oidc_logout
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
     from .passkeys.models import usable_device
-    from .passkeys.service import credential_owner
     from .saml import views as saml_views
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
@@ -86,7 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
     # After the blueprints: both wrap or guard views that are registered by now.
-    limits.init_app(app, credential_owner=credential_owner)
+    limits.init_app(app, credential_owner=device_owner)
     csrf.init_app(app)
     metrics.init_app(app)
 

@@ -22,15 +22,15 @@ which only the operator can have made, so only the operator can raise the mappin
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
+from typing import Protocol
 
 from .citizens.models import PROOFING_DOCUMENTS
-from .citizens.models import Citizen
 from .config import ACR_VALUES
 from .config import ASSURANCE_LEVELS
-from .passkeys.models import Credential
 
 __all__ = [
     "LEVELS",
@@ -89,14 +89,34 @@ def at_least(level: str, required: str) -> bool:
     return _rank(level) >= _rank(required)
 
 
-def proofing_level(citizen: Citizen, config: Mapping[str, Any]) -> str:
+class Proofed(Protocol):
+    """What the proofing level is read from: a ``Citizen``, or a row of its columns."""
+
+    @property
+    def proofing_document(self) -> str | None: ...
+    @property
+    def proofed_on(self) -> dt.date | None: ...
+
+
+class Device(Protocol):
+    """What the authenticator level is read from: a ``Credential``, or a row of its columns."""
+
+    @property
+    def hardware_attested(self) -> bool: ...
+    @property
+    def backup_eligible(self) -> bool: ...
+    @property
+    def kind(self) -> str: ...
+
+
+def proofing_level(citizen: Proofed, config: Mapping[str, Any]) -> str:
     """How the resident's identity was checked: in person with a document, or not recorded."""
     if citizen.proofing_document and citizen.proofed_on:
         return str(config["ASSURANCE_IN_PERSON"])
     return LOW
 
 
-def authenticator_level(credential: Credential, config: Mapping[str, Any]) -> str:
+def authenticator_level(credential: Device, config: Mapping[str, Any]) -> str:
     """What the device that approved the login is worth (see the module docstring)."""
     if credential.hardware_attested and not credential.backup_eligible:
         return str(config["ASSURANCE_HARDWARE_KEY"])
@@ -105,7 +125,7 @@ def authenticator_level(credential: Credential, config: Mapping[str, Any]) -> st
     return str(config["ASSURANCE_SYNCED_PASSKEY"])
 
 
-def login_level(citizen: Citizen, credential: Credential, config: Mapping[str, Any]) -> str:
+def login_level(citizen: Proofed, credential: Device, config: Mapping[str, Any]) -> str:
     """The level of a login by ``citizen`` with ``credential``: the lower of the two."""
     return lower(proofing_level(citizen, config), authenticator_level(credential, config))
 

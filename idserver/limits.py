@@ -380,7 +380,7 @@ def consume(setting: str, key: str, *, scope: str) -> None:
 
 # -- who is counted --------------------------------------------------------------------------
 def _citizen_of_presented_credential(owner: Callable[[bytes], str | None]) -> str | None:
-    """The citizen whose device answered (``owner`` of its credential id, from passkeys);
+    """The citizen whose device answered (``owner`` of its credential id, from crosslogin);
     None (nothing to count) when none is enrolled."""
     from webauthn.helpers import base64url_to_bytes
 
@@ -469,8 +469,9 @@ def _without_request_hooks(app: Flask, limiter: Limiter) -> None:
 def init_app(app: Flask, *, credential_owner: Callable[[bytes], str | None]) -> None:
     """Check the limit settings, choose the storage, and put the limits on their endpoints.
 
-    ``credential_owner`` (from passkeys, which builds on this module) names the citizen a
-    presented credential id belongs to: approvals are counted per citizen.
+    ``credential_owner`` (from crosslogin, which builds on this module) names the citizen a
+    presented credential id belongs to: approvals are counted per citizen. It reads the
+    device once for the request, and the approval verifies with what it read.
     """
     for name in LIMITS:
         try:

@@ -59,9 +59,10 @@ def transition(
             raise ValueError(f"{model.__name__}: no such transition {sorted(undeclared)}")
     if announce:
         values["version"] = model.version + 1
-    # The table, not the mapped class: the ORM's bulk-update machinery costs more than the
-    # statement here, and there is nothing in the session to synchronise.
-    result = db.session.execute(
+    # The table, not the mapped class, on the session's connection: the ORM's bulk-update
+    # machinery costs more than the statement here, and there is nothing in the session to
+    # synchronise.
+    result = db.session.connection().execute(
         update(model.__table__)
         .where(model.id == row_id, model.state.in_(tuple(from_states)), *where)
         .values(**values)

@@ -383,8 +383,13 @@ Redeem = Callable[[str, dt.datetime], tuple[str, dict[str, Any]]]
 
 def user_handle(citizen: Citizen) -> bytes:
     """A stable, opaque WebAuthn user.id (no personal data, WebAuthn L3 §14.6.1)."""
+    return user_handle_of(citizen.id)
+
+
+def user_handle_of(citizen_id: str) -> bytes:
+    """``user_handle`` by the citizen's id, for callers that have no ``Citizen`` loaded."""
     key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, b"user-handle:" + citizen.id.encode(), hashlib.sha256).digest()
+    return hmac.new(key, b"user-handle:" + citizen_id.encode(), hashlib.sha256).digest()
 
 
 def begin_enrolment(activation_id: Any, code: Any, *, address: str) -> dict[str, Any]:

@@ -6,8 +6,11 @@ import datetime as dt
 import enum
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import fields
+from functools import cached_property
 from typing import Any
 from typing import ClassVar
+from typing import cast
 
 from sqlalchemy import JSON
 from sqlalchemy import ForeignKey
@@ -15,6 +18,9 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import select
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -136,3 +142,52 @@ class LoginTransaction(Base):
     def requesting(self) -> Requester:
         """``requester`` as its value object."""
         return Requester.from_json(self.requester)
+
+
+@dataclass(frozen=True, eq=False)
+class Login:
+    """A login transaction as one request reads it (``LOGIN_ROW``): plain values, no ORM object.
+
+    Loading the mapped ``LoginTransaction`` costs about three times the row itself, and a login
+    is read in nearly every one of its requests. Nothing is written through a ``Login``: the
+    state changes only by ``states.transition``, and the service hands back a new ``Login``
+    (``dataclasses.replace``) with what its transition wrote. ``evidence`` is written once and
+    never read on the login's path, so it is left out.
+    """
+
+    id: str
+    state: str
+    deny_reason: str | None
+    browser_hash: str
+    phone_hash: str | None
+    client_id: str
+    request_params: dict[str, str]
+    scope: str
+    requester: dict[str, Any]
+    number: str
+    desktop_ip: str
+    desktop_user_agent: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    challenge_nonce: bytes | None
+    challenges_issued: int
+    citizen_id: str | None
+    credential_pk: int | None
+    approved_at: dt.datetime | None
+    amr: list[str] | None
+    acr: str | None
+    level: str | None
+    phone_ip: str | None
+    version: int
+
+    @cached_property
+    def requesting(self) -> Requester:
+        """``requester`` as its value object."""
+        return Requester.from_json(self.requester)
+
+
+LOGIN_TABLE = cast(Table, LoginTransaction.__table__)
+# Built once: a statement made per call costs more to build than the row costs to read.
+LOGIN_ROW = select(*(LOGIN_TABLE.c[field.name] for field in fields(Login))).where(
+    LOGIN_TABLE.c.id == bindparam("login_id")
+)

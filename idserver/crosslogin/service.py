@@ -43,20 +43,25 @@ import json
 import logging
 import re
 import secrets
+from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
+from typing import cast
 
 from flask import current_app
+from flask import g
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Row
+from sqlalchemy import Table
 from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ..assurance import at_least
 from ..assurance import login_level
 from ..audit import record_event
 from ..citizens.models import Citizen
-from ..citizens.service import user_handle
+from ..citizens.service import user_handle_of
 from ..config import ACR_PASSKEY
 from ..config import ACR_PHONE
 from ..db import db
@@ -71,7 +76,6 @@ from ..passkeys.models import Credential
 from ..passkeys.models import usable_device
 from ..passkeys.service import create_challenge
 from ..passkeys.service import expected_origins
-from ..passkeys.service import find_credential
 from ..passkeys.service import record_assertion
 from ..passkeys.service import take_challenge
 from ..states import transition
@@ -91,7 +95,10 @@ from .errors import QrStale
 from .errors import UnknownDevice
 from .errors import WrongNumber
 from .errors import ended_error
+from .models import LOGIN_ROW
+from .models import LOGIN_TABLE
 from .models import DenyReason
+from .models import Login
 from .models import LoginState
 from .models import LoginTransaction
 from .models import Requester
@@ -112,12 +119,14 @@ __all__ = [
     "consume_denied",
     "create_transaction",
     "deny",
+    "device_owner",
     "display_context",
     "for_browser",
     "for_phone",
     "issue_challenge",
     "mark_scanned",
     "phone_warnings",
+    "read_login",
     "read_status",
 ]
 
@@ -190,29 +199,29 @@ def _count_login(values: dict[str, Any]) -> None:
         LOGINS.labels("denied", values.get("deny_reason") or "other").inc()
 
 
-def _remember(tx: LoginTransaction, **values: Any) -> None:
-    """Our transition won, so the row now holds ``values``: no need to read it back."""
-    for key, value in values.items():
-        set_committed_value(tx, key, value)
+def read_login(login_id: str) -> Login | None:
+    """The login ``login_id`` as it is now (``LOGIN_ROW``, in the request's transaction)."""
+    row = db.session.connection().execute(LOGIN_ROW, {"login_id": login_id}).first()
+    return None if row is None else Login(*row)
 
 
-def _load(login_id: Any) -> LoginTransaction:
+def _load(login_id: Any) -> Login:
     if not isinstance(login_id, str) or not 20 <= len(login_id) <= 64:
         raise LoginNotFound()
-    session = db.session
-    tx = session.get(LoginTransaction, login_id, populate_existing=True)
+    tx = read_login(login_id)
     if tx is None:
         raise LoginNotFound()
     if tx.state in ("pending", "scanned", "approved") and tx.expires_at <= utcnow():
-        expire(tx)
+        tx = expire(tx)
     return tx
 
 
 EXPIRABLE = (*LIVE, LoginState.APPROVED)
 
 
-def expire(tx: LoginTransaction) -> None:
-    """Mark a transaction whose lifetime is over: pending/scanned/approved → expired."""
+def expire(tx: Login) -> Login:
+    """Mark a transaction whose lifetime is over: pending/scanned/approved → expired; the
+    login as it is afterwards (read again: another request may have ended it first)."""
     session = db.session
     expired = transition(
         LoginTransaction,
@@ -227,7 +236,10 @@ def expire(tx: LoginTransaction) -> None:
     if expired:
         LOGINS.labels("expired", "").inc()
         events.notify(tx.id)
-    session.refresh(tx)
+    now = read_login(tx.id)
+    if now is None:  # purged in between
+        raise LoginNotFound()
+    return now
 
 
 # -- desktop side ---------------------------------------------------------------------------
@@ -239,7 +251,7 @@ def create_transaction(
     requester: Requester,
     desktop_ip: str,
     user_agent: str,
-) -> tuple[LoginTransaction, str]:
+) -> tuple[Login, str]:
     """Start a login for a request its owner (``oidc``) has validated; returns it and the
     browser secret.
 
@@ -248,10 +260,13 @@ def create_transaction(
     """
     browser_secret = secrets.token_urlsafe(32)
     ttl = dt.timedelta(seconds=current_app.config["LOGIN_TTL_SECONDS"])
-    tx = LoginTransaction(
+    now = utcnow()
+    values: dict[str, Any] = dict(
         id=secrets.token_urlsafe(24),  # 192 bits
         state=LoginState.PENDING,
+        deny_reason=None,
         browser_hash=_hash(browser_secret),
+        phone_hash=None,
         client_id=client_id,
         request_params=params,
         scope=scope,
@@ -259,15 +274,31 @@ def create_transaction(
         number=f"{secrets.randbelow(90) + 10}",
         desktop_ip=desktop_ip,
         desktop_user_agent=user_agent[:500],
-        expires_at=utcnow() + ttl,
+        created_at=now,
+        expires_at=now + ttl,
+        challenge_nonce=None,
+        challenges_issued=0,
+        citizen_id=None,
+        credential_pk=None,
+        approved_at=None,
+        amr=None,
+        acr=None,
+        level=None,
+        phone_ip=None,
+        version=0,
     )
-    db.session.add(tx)
+    # A Core INSERT of exactly these values: the ORM's unit of work would add nothing but cost.
+    db.session.connection().execute(_NEW_LOGIN, values)
     db.session.commit()
+    tx = Login(**values)
     LOGINS.labels("started", "").inc()
     return tx, browser_secret
 
 
-def for_browser(login_id: Any, browser_secret: str | None) -> LoginTransaction:
+_NEW_LOGIN = insert(LOGIN_TABLE)
+
+
+def for_browser(login_id: Any, browser_secret: str | None) -> Login:
     """The transaction, only for the browser that started it; everyone else gets 404."""
     tx = _load(login_id)
     if not browser_secret or not hmac.compare_digest(_hash(browser_secret), tx.browser_hash):
@@ -296,11 +327,11 @@ def read_status(login_id: str) -> Row[Any] | None:
         return connection.execute(STATUS_COLUMNS, {"login_id": login_id}).first()  # type: ignore[return-value]
 
 
-def qr_key(tx: LoginTransaction) -> bytes:
+def qr_key(tx: Login) -> bytes:
     return qr.login_key(current_app.config["SECRET_KEY"], tx.id)
 
 
-def consume(tx: LoginTransaction) -> bool:
+def consume(tx: Login) -> bool:
     """approved → consumed: the one request that may continue the OIDC flow.
 
     Only while the device that approved it is still active: one removed or blocked since
@@ -314,7 +345,7 @@ def consume(tx: LoginTransaction) -> bool:
     )
 
 
-def consume_denied(tx: LoginTransaction) -> bool:
+def consume_denied(tx: Login) -> bool:
     """denied/expired → consumed, so the error response to the relying party is sent once."""
     consumed = transition(
         LoginTransaction,
@@ -326,7 +357,7 @@ def consume_denied(tx: LoginTransaction) -> bool:
     return consumed
 
 
-def cancel_on_desktop(tx: LoginTransaction) -> None:
+def cancel_on_desktop(tx: Login) -> None:
     """The person at the computer cancels: pending/scanned → denied."""
     reason = DenyReason.CANCELLED
     audit = ("login_denied", "desktop", {"client_id": tx.client_id, "reason": reason})
@@ -336,7 +367,7 @@ def cancel_on_desktop(tx: LoginTransaction) -> None:
         raise LoginEnded()
 
 
-def begin_desktop_passkey(tx: LoginTransaction) -> dict[str, Any]:
+def begin_desktop_passkey(tx: Login) -> dict[str, Any]:
     """WebAuthn options for logging in with a passkey on the desktop itself (or via hybrid)."""
     if tx.state not in LIVE:
         raise LoginEnded()
@@ -349,7 +380,7 @@ def begin_desktop_passkey(tx: LoginTransaction) -> dict[str, Any]:
     return {"ceremony_id": challenge.id, "options": options}
 
 
-def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: Any) -> None:
+def approve_on_desktop(tx: Login, *, ceremony_id: Any, credential: Any) -> None:
     """Verify a passkey assertion made on the desktop: pending/scanned → approved."""
     try:
         challenge = take_challenge(ceremony_id, purpose="login")
@@ -363,14 +394,14 @@ def approve_on_desktop(tx: LoginTransaction, *, ceremony_id: Any, credential: An
 
 
 # -- phone side -----------------------------------------------------------------------------
-def check_frame(login_id: Any, *, t: Any, h: Any) -> LoginTransaction:
+def check_frame(login_id: Any, *, t: Any, h: Any) -> Login:
     """The login a fresh QR frame belongs to, while it waits for a phone; changes nothing."""
     tx = _load(login_id)
     _check_frame(tx, t=t, h=h)
     return tx
 
 
-def _check_frame(tx: LoginTransaction, *, t: Any, h: Any) -> None:
+def _check_frame(tx: Login, *, t: Any, h: Any) -> None:
     config = current_app.config
     fresh = qr.verify_frame(
         qr_key(tx),
@@ -387,7 +418,7 @@ def _check_frame(tx: LoginTransaction, *, t: Any, h: Any) -> None:
 
 def mark_scanned(
     login_id: Any, *, t: Any, h: Any, binding: str | None, phone_ip: str
-) -> tuple[LoginTransaction, str]:
+) -> tuple[Login, str]:
     """pending → scanned for the first phone with a fresh QR frame; returns the binding secret.
 
     The phone that already holds the binding may open the page again (a reload).
@@ -407,11 +438,17 @@ def mark_scanned(
         phone_ip=phone_ip,
     ):
         raise AlreadyScanned()
-    _remember(tx, state="scanned", phone_hash=_hash(new_binding), phone_ip=phone_ip)
-    return tx, new_binding
+    scanned = replace(
+        tx,
+        state=LoginState.SCANNED,
+        phone_hash=_hash(new_binding),
+        phone_ip=phone_ip,
+        version=tx.version + 1,
+    )
+    return scanned, new_binding
 
 
-def _proximity_policy(tx: LoginTransaction) -> str:
+def _proximity_policy(tx: Login) -> str:
     """The requester's own proximity policy, else IDSERVER_PROXIMITY_POLICY."""
     return tx.requesting.proximity_policy or current_app.config["PROXIMITY_POLICY"]
 
@@ -424,7 +461,7 @@ def _prefixes() -> dict[str, int]:
     }
 
 
-def same_network(tx: LoginTransaction) -> bool:
+def same_network(tx: Login) -> bool:
     """Whether the phone that scanned ``tx`` did so from the computer's network."""
     return proximity.same_network(tx.desktop_ip, tx.phone_ip, **_prefixes())
 
@@ -446,7 +483,7 @@ def _networks(desktop_ip: str, phone_ip: str | None) -> dict[str, Any]:
     }
 
 
-def _enforce_proximity(tx: LoginTransaction, phone_ip: str | None, *, from_state: str) -> None:
+def _enforce_proximity(tx: Login, phone_ip: str | None, *, from_state: str) -> None:
     """Under the ``deny`` policy a phone in another network ends the login: → denied.
 
     RFC 10027 *Establish Proximity*: a relayed QR code is scanned far from the computer that
@@ -478,7 +515,7 @@ def _enforce_proximity(tx: LoginTransaction, phone_ip: str | None, *, from_state
     raise ProximityRequired()
 
 
-def phone_warnings(tx: LoginTransaction) -> list[dict[str, str]]:
+def phone_warnings(tx: Login) -> list[dict[str, str]]:
     """What the phone must point out before the citizen confirms (codes and texts)."""
     if same_network(tx):
         return []
@@ -486,7 +523,7 @@ def phone_warnings(tx: LoginTransaction) -> list[dict[str, str]]:
     return [{"code": OTHER_NETWORK, "message": message}]
 
 
-def for_phone(login_id: Any, binding: Any) -> LoginTransaction:
+def for_phone(login_id: Any, binding: Any) -> Login:
     tx = _load(login_id)
     if (
         not isinstance(binding, str)
@@ -524,7 +561,7 @@ def _browser_name(user_agent: str) -> str:
     return browser
 
 
-def display_context(tx: LoginTransaction) -> dict[str, Any]:
+def display_context(tx: Login) -> dict[str, Any]:
     """What the phone shows the citizen; the approval challenge commits to exactly this."""
     requester = tx.requesting
     return {
@@ -548,7 +585,7 @@ def approval_challenge(nonce: bytes, context: dict[str, Any], number: str) -> by
     return hashlib.sha256(nonce + canonical_json({"context": context, "number": number})).digest()
 
 
-def _check_number(tx: LoginTransaction, number: Any) -> str:
+def _check_number(tx: Login, number: Any) -> str:
     if not isinstance(number, str) or not re.fullmatch(r"[0-9]{2}", number.strip()):
         raise InvalidNumber()
     if not hmac.compare_digest(number.strip(), tx.number):
@@ -566,7 +603,7 @@ def _check_number(tx: LoginTransaction, number: Any) -> str:
     return tx.number
 
 
-def _count_challenge(tx: LoginTransaction, *, from_states: tuple[str, ...], **values: Any) -> None:
+def _count_challenge(tx: Login, *, from_states: tuple[str, ...], **values: Any) -> None:
     """Hand out one more WebAuthn challenge for ``tx``, at most MAX_CHALLENGES_PER_LOGIN.
 
     Bounds approval bombing and challenge flooding per login (RFC 10027 "Rate Limits"); the
@@ -606,14 +643,14 @@ def issue_challenge(login_id: Any, *, binding: Any, number: Any) -> dict[str, An
 
 
 def _approve(
-    tx: LoginTransaction,
-    stored: Credential,
+    tx: Login,
+    stored: ApprovingDevice,
     *,
     from_states: tuple[str, ...],
     acr: str,
     evidence: dict[str, Any],
     audit_data: dict[str, Any] | None = None,
-) -> None:
+) -> Login:
     """→ approved by ``stored``'s owner, the assertion kept as evidence; audited. Once only.
 
     If the relying party named the citizen (``Requester.expected_citizen_id``) and ``stored``
@@ -624,8 +661,7 @@ def _approve(
     expected = tx.requesting.expected_citizen_id
     if expected is not None and not hmac.compare_digest(stored.citizen_id, expected):
         _refuse_other_account(tx, stored, from_states=from_states, audit_data=audit_data)
-    citizen = db.session.get(Citizen, stored.citizen_id)
-    level = login_level(citizen, stored, current_app.config) if citizen else "low"
+    level = login_level(stored.owner, stored, current_app.config)
     required = tx.requesting.required_level
     if required and not at_least(level, required):
         reason = DenyReason.LEVEL_TOO_LOW
@@ -652,27 +688,30 @@ def _approve(
         "level": level,
         **(audit_data or {}),
     }
+    approval: dict[str, Any] = {
+        "state": LoginState.APPROVED,
+        "citizen_id": stored.citizen_id,
+        "credential_pk": stored.id,
+        "approved_at": utcnow(),
+        "amr": _amr(stored),
+        "acr": acr,
+        "level": level,
+    }
     won = _transition(
         tx.id,
         from_states=from_states,
         audit=("login_approved", f"citizen:{stored.citizen_id}", data),
-        state=LoginState.APPROVED,
-        citizen_id=stored.citizen_id,
-        credential_pk=stored.id,
-        approved_at=utcnow(),
-        amr=_amr(stored),
-        acr=acr,
-        level=level,
         evidence=evidence,
+        **approval,
     )
     if not won:
         raise LoginEnded()
-    _remember(tx, level=level)
+    return replace(tx, version=tx.version + 1, **approval)
 
 
 def _refuse_other_account(
-    tx: LoginTransaction,
-    stored: Credential,
+    tx: Login,
+    stored: ApprovingDevice,
     *,
     from_states: tuple[str, ...],
     audit_data: dict[str, Any] | None,
@@ -700,7 +739,7 @@ def _refuse_other_account(
     raise OtherAccount()
 
 
-def _amr(stored: Credential) -> list[str]:
+def _amr(stored: ApprovingDevice) -> list[str]:
     """RFC 8176 §2: possession of a key plus user verification (UV is always required).
 
     ``hwk`` only where attestation proved a hardware-bound key at enrolment (and the key cannot
@@ -710,16 +749,104 @@ def _amr(stored: Credential) -> list[str]:
     return sorted({"hwk" if hardware else "swk", "user", "mfa"})
 
 
-def _verify(credential: Any, challenge: bytes) -> Credential:
+@dataclass(frozen=True)
+class Proofing:
+    """The approving device's owner, as far as the approval needs them (``assurance``)."""
+
+    citizen_id: str
+    deleted_at: dt.datetime | None
+    proofing_document: str | None
+    proofed_on: dt.date | None
+
+
+@dataclass(frozen=True)
+class ApprovingDevice:
+    """A presented credential and its owner, read in one statement (``DEVICE_ROW``).
+
+    The approval's rate limit names the owner (``device_owner``) before the view runs, and the
+    view verifies the assertion with the same row: one read of the credential per approval, and
+    no mapped objects. The signature counter is taken as read; ``record_assertion`` advances it
+    only if it is still that value, so a stale read refuses, never lets two assertions pass.
+    """
+
+    id: int
+    credential_id: bytes
+    citizen_id: str
+    kind: str
+    public_key: bytes
+    sign_count: int
+    backup_eligible: bool
+    hardware_attested: bool
+    revoked_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    owner: Proofing
+
+    @property
+    def usable(self) -> bool:
+        """Neither the device is revoked or suspended nor its owner deleted."""
+        return self.revoked_at is None and self.suspended_at is None and self.owner_active
+
+    @property
+    def owner_active(self) -> bool:
+        return self.owner.deleted_at is None
+
+
+_CREDENTIALS = cast(Table, Credential.__table__)
+_CITIZENS = cast(Table, Citizen.__table__)
+_DEVICE_FIELDS = [name for name in ApprovingDevice.__dataclass_fields__ if name != "owner"]
+DEVICE_ROW = (
+    select(
+        *(_CREDENTIALS.c[name] for name in _DEVICE_FIELDS),
+        _CITIZENS.c.deleted_at,
+        _CITIZENS.c.proofing_document,
+        _CITIZENS.c.proofed_on,
+    )
+    .join(_CITIZENS, _CITIZENS.c.id == _CREDENTIALS.c.citizen_id)
+    .where(_CREDENTIALS.c.credential_id == bindparam("credential_id"))
+    .limit(1)
+)
+_READ_DEVICES = "idserver.crosslogin.devices"
+
+
+def approving_device(credential_id: bytes) -> ApprovingDevice | None:
+    """The device registered under ``credential_id`` with its owner, read once per request."""
+    read: dict[bytes, ApprovingDevice | None] = g.setdefault(_READ_DEVICES, {})
+    if credential_id not in read:
+        found = (
+            db.session.connection()
+            .execute(DEVICE_ROW, {"credential_id": credential_id})
+            .mappings()
+            .first()
+        )
+        read[credential_id] = None if found is None else _device(found)
+    return read[credential_id]
+
+
+def _device(row: Any) -> ApprovingDevice:
+    owner = Proofing(
+        row["citizen_id"], row["deleted_at"], row["proofing_document"], row["proofed_on"]
+    )
+    return ApprovingDevice(**{name: row[name] for name in _DEVICE_FIELDS}, owner=owner)
+
+
+def forget_devices() -> None:
+    """Drop what ``approving_device`` read (at the end of each request)."""
+    g.pop(_READ_DEVICES, None)
+
+
+def device_owner(credential_id: bytes) -> str | None:
+    """The citizen a presented credential id belongs to (the approval rate limit's key)."""
+    device = approving_device(credential_id)
+    return device.citizen_id if device is not None else None
+
+
+def _verify(credential: Any, challenge: bytes) -> ApprovingDevice:
     try:
         raw_id = ceremonies.credential_id_of(credential)
     except PasskeyRejected as exc:
         raise LoginRejected(exc.description, error=exc.error) from exc
-    stored = find_credential(raw_id)
+    stored = approving_device(raw_id)
     if stored is None or not stored.usable:
-        raise UnknownDevice()
-    citizen = db.session.get(Citizen, stored.citizen_id)
-    if citizen is None or not citizen.active:
         raise UnknownDevice()
     try:
         verified = ceremonies.verify_assertion(
@@ -734,14 +861,14 @@ def _verify(credential: Any, challenge: bytes) -> Credential:
     # WebAuthn L3 §7.2 step 6: a discoverable login (no allowCredentials) must name its user,
     # and that user must own the credential.
     if verified.user_handle is None or not hmac.compare_digest(
-        verified.user_handle, user_handle(citizen)
+        verified.user_handle, user_handle_of(stored.citizen_id)
     ):
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
     record_assertion(stored, verified)
     return stored
 
 
-def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> LoginTransaction:
+def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Login:
     """scanned → approved with an assertion over the challenge from ``issue_challenge``."""
     tx = for_phone(login_id, binding)
     typed = _check_number(tx, number)
@@ -763,7 +890,7 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
     context = display_context(tx)
     stored = _verify(credential, approval_challenge(nonce, context, typed))
     evidence = {"credential": credential, "context": context, "number": typed, "nonce": _b64(nonce)}
-    _approve(
+    return _approve(
         tx,
         stored,
         from_states=(LoginState.SCANNED,),
@@ -771,8 +898,6 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
         evidence=evidence,
         audit_data=_networks(tx.desktop_ip, tx.phone_ip),
     )
-    _remember(tx, state=LoginState.APPROVED, citizen_id=stored.citizen_id, acr=ACR_PHONE)
-    return tx
 
 
 def deny(login_id: Any, *, binding: Any) -> None:

@@ -25,6 +25,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -52,7 +53,7 @@ from . import qr
 from . import service
 from .errors import LoginEnded
 from .errors import LoginNotFound
-from .models import LoginTransaction
+from .models import Login
 from .models import Requester
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,20 @@ CLAIM_LABELS = {
 
 LOGIN_COOKIE = "login-{login_id}"
 RENEW_GRACE_SECONDS = 15 * 60
+# The login ``continue`` has just read, handed to the second leg it calls in the same request.
+HANDED_OVER = "idserver.crosslogin.handed_over"
 
 
 def init_app(app: Flask, *, resume: Mapping[str, Callable[[str], Any]]) -> None:
     """``resume[protocol](login_id)``: the requester's answer once a login has ended (its second
     leg), by the protocol that started it (``Requester.protocol``: ``oidc``, ``saml``)."""
     app.extensions[RESUME] = dict(resume)
+
+    @app.teardown_request
+    def _forget_reads(_exc: BaseException | None) -> None:
+        # What a request read is good for that request only (tests may share an app context).
+        g.pop(HANDED_OVER, None)
+        service.forget_devices()
 
 
 def login_cookie_name(login_id: str) -> str:
@@ -139,10 +148,14 @@ def start_login(*, client_id: str, params: dict[str, str], scope: str, requester
     return response
 
 
-def browser_login(login_id: str) -> LoginTransaction:
+def browser_login(login_id: str) -> Login:
     """The login ``login_id``, only for the browser that started it (else ``LoginNotFound``);
     its pages speak the language the requester asked for (the phone chooses its own)."""
-    tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
+    handed: Login | None = g.pop(HANDED_OVER, None)
+    if handed is not None and handed.id == login_id:
+        tx = handed  # read by ``continue`` a moment ago in this request, for this browser
+    else:
+        tx = service.for_browser(login_id, request.cookies.get(login_cookie_name(login_id)))
     use_language(tx.requesting.language)
     return tx
 
@@ -154,7 +167,7 @@ def forget_browser(response: Any, login_id: str) -> Any:
     return response
 
 
-def _logged_in_by(login_id: str) -> LoginTransaction | None:
+def _logged_in_by(login_id: str) -> Login | None:
     """The login that started this browser's live session, if it is ``login_id``.
 
     A successful login drops its browser cookie; the back button then finds the session.
@@ -162,10 +175,10 @@ def _logged_in_by(login_id: str) -> LoginTransaction | None:
     record = current_session()
     if record is None or record.login_id != login_id:
         return None
-    return db.session.get(LoginTransaction, login_id)
+    return service.read_login(login_id)
 
 
-def _status(tx: LoginTransaction | Row[Any]) -> dict[str, Any]:
+def _status(tx: Login | Row[Any]) -> dict[str, Any]:
     """The desktop's view of its login (from the row or from ``STATUS_COLUMNS``)."""
     issuer = current_app.config["ISSUER"]
     key = qr.login_key(current_app.config["SECRET_KEY"], tx.id)
@@ -238,7 +251,7 @@ def on_phone(user_agent: str) -> bool:
     return PHONE_USER_AGENT.search(user_agent[:500]) is not None
 
 
-def _status_after_change(tx: LoginTransaction, seen: int) -> Iterator[bytes]:
+def _status_after_change(tx: Login, seen: int) -> Iterator[bytes]:
     """The long poll: the status once the login has changed, ended or the hold is over.
 
     The request is held until then (up to ``LONG_POLL_SECONDS``, never past the login's
@@ -306,6 +319,8 @@ def continue_login(login_id: str) -> Any:
         return _already_logged_in_page(done)
     issuer = current_app.config["ISSUER"]
     if tx.state == "approved" or (tx.state in ENDED and tx.requesting.answers_endings):
+        # Nothing is written between this read and the second leg's: it need not read again.
+        setattr(g, HANDED_OVER, tx)
         return current_app.extensions[RESUME][tx.requesting.protocol](tx.id)
     if tx.state in ENDED:
         # Logging in to Bürger-ID itself: there is no relying party to tell.
@@ -326,7 +341,7 @@ def continue_login(login_id: str) -> Any:
 ENDED = ("denied", "expired")  # ended without approval, not yet answered
 
 
-def _ended_message(tx: LoginTransaction) -> Any:
+def _ended_message(tx: Login) -> Any:
     """What the person at the computer is told about a login that ended without approval."""
     if tx.state == "expired":
         return _l("The time for this login has run out. Please start again.")
@@ -360,11 +375,11 @@ def _ended_message(tx: LoginTransaction) -> Any:
     return _l("The login was cancelled on the phone.")
 
 
-def _client_name(tx: LoginTransaction) -> str:
+def _client_name(tx: Login) -> str:
     return tx.requesting.name
 
 
-def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
+def _ended_page(tx: Login, *, reason: Any) -> Any:
     """A login that has ended: why, a fresh code for the same request, and the way back."""
     page = render_template(
         "login/ended.html",
@@ -376,7 +391,7 @@ def _ended_page(tx: LoginTransaction, *, reason: Any) -> Any:
     return Response(page, status=400, headers={"Cache-Control": "no-store"})
 
 
-def _already_logged_in_page(tx: LoginTransaction) -> Any:
+def _already_logged_in_page(tx: Login) -> Any:
     """The back button after a successful login: no error, a link onward."""
     page = render_template(
         "login/already.html", client_name=_client_name(tx), onward_url=_relying_party_site(tx)
@@ -384,7 +399,7 @@ def _already_logged_in_page(tx: LoginTransaction) -> Any:
     return Response(page, headers={"Cache-Control": "no-store"})
 
 
-def _relying_party_site(tx: LoginTransaction) -> str:
+def _relying_party_site(tx: Login) -> str:
     """Where "back" leads without an answer: the requester's site, else our start page."""
     return tx.requesting.site_url or f"{current_app.config['ISSUER']}/"
 

@@ -51,7 +51,7 @@ from ..assurance import required_level
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin import service as crosslogin
 from ..crosslogin.errors import LoginEnded
-from ..crosslogin.models import LoginTransaction
+from ..crosslogin.models import Login
 from ..crosslogin.models import Requester
 from ..crosslogin.views import browser_login
 from ..crosslogin.views import forget_browser
@@ -473,7 +473,7 @@ def resume(login_id: str) -> Any:
     return redirect(f"{current_app.config['ISSUER']}/login/{tx.id}/continue", code=303)
 
 
-def _grant(tx: LoginTransaction) -> Any:
+def _grant(tx: Login) -> Any:
     """The authorization response for a login just consumed; then the browser's session.
 
     OIDC Core 1.0 §3.1.2.5 with ``iss`` (RFC 9207 §2). The code, the session and the client

@@ -17,13 +17,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from typing import cast
+from typing import Protocol
 
 from blinker import Namespace
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Table
-from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
@@ -48,7 +46,6 @@ __all__ = [
     "device_suspended",
     "add_credential",
     "create_challenge",
-    "credential_owner",
     "expected_origins",
     "find_credential",
     "record_assertion",
@@ -174,21 +171,20 @@ def find_credential(credential_id: bytes) -> Credential | None:
     ).first()
 
 
-_CREDENTIALS = cast(Table, Credential.__table__)
-_OWNER = (
-    select(_CREDENTIALS.c.citizen_id)
-    .where(_CREDENTIALS.c.credential_id == bindparam("credential_id"))
-    .limit(1)
-)
+class AssertedKey(Protocol):
+    """The credential an assertion was verified with: a ``Credential`` or a row read for it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def citizen_id(self) -> str: ...
+    @property
+    def sign_count(self) -> int: ...
+    @property
+    def backup_eligible(self) -> bool: ...
 
 
-def credential_owner(credential_id: bytes) -> str | None:
-    """The citizen this credential id is registered to, if any (one column: it runs before
-    every approval, for the rate limit's key, and needs no object)."""
-    return db.session.execute(_OWNER, {"credential_id": credential_id}).scalar()
-
-
-def record_assertion(credential: Credential, verified: VerifiedAssertion) -> None:
+def record_assertion(credential: AssertedKey, verified: VerifiedAssertion) -> None:
     """Advance the signature counter and backup state after a genuine assertion.
 
     A counter that does not grow (when either side is non-zero) means a cloned authenticator
