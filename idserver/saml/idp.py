@@ -338,13 +338,20 @@ def acs_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[dict[str, An
 def slo_endpoints(
     settings: IdpSettings, sp_entity_id: str, binding: str = BINDING_HTTP_POST
 ) -> list[str]:
-    """The locations of the SP's SingleLogoutServices for ``binding`` from its metadata."""
+    """The locations of the SP's SingleLogoutServices for ``binding`` from its metadata, in
+    document order (read from pysaml2's metadata store, which logs an error for each binding
+    it is asked about and does not find)."""
     metadata = identity_provider(settings).metadata
     try:
-        endpoints = metadata.single_logout_service(sp_entity_id, binding, "spsso")
-    except Exception:  # noqa: BLE001 -- pysaml2 raises when the metadata has none
+        descriptors = metadata[sp_entity_id]["spsso_descriptor"]
+    except (KeyError, TypeError):
         return []
-    return [str(endpoint["location"]) for endpoint in endpoints or []]
+    return [
+        str(service["location"])
+        for descriptor in descriptors
+        for service in descriptor.get("single_logout_service", [])
+        if service.get("binding") == binding
+    ]
 
 
 def slo_services(settings: IdpSettings, sp_entity_id: str) -> dict[str, str]:
