@@ -55,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .oidc import server as oidc_server
     from .oidc import views as oidc_views
     from .passkeys.models import usable_device
+    from .saml import logout as saml_logout
     from .saml import views as saml_views
 
     logs.init_app(app)  # first: its request hooks time and number everything after them
@@ -68,10 +69,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app,
         usable_device=usable_device,
         privileged=lambda citizen_id: active_clerk(citizen_id) is not None,
-        ended=oidc_logout.sessions_ended,
+        ended=(oidc_logout.sessions_ended, saml_logout.sessions_ended),
     )
     oidc_server.init_app(app)
-    oidc_logout.init_app(app)
+    oidc_logout.init_app(app, channels={"saml": saml_logout.SAML_CHANNEL})
     account_devices.init_app(app)
     crosslogin_views.init_app(app, resume={"oidc": oidc_views.resume, "saml": saml_views.resume})
     health.init_app(app)

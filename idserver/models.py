@@ -26,6 +26,7 @@ from .passkeys.models import Challenge
 from .passkeys.models import Credential
 from .saml.models import SamlRequest
 from .saml.models import ServiceProvider
+from .saml.models import SessionServiceProvider
 from .sessions import BrowserSession
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "ServiceProvider",
     "ServerSecret",
     "SessionClient",
+    "SessionServiceProvider",
     "SigningKey",
     "Token",
     "UsedAssertion",

@@ -6,10 +6,11 @@ The cookie holds only a random session id (Flask's signed session); the session 
 in the database, so logging out, a lost-phone revocation or a clerk can end it for every worker.
 
 Sessions know neither devices, clerks nor relying parties: ``create_app`` plugs in the rules
-that need them (``init_app(app, usable_device=…, privileged=…, ended=…)``), the way Authlib's
-server takes hooks. ``ended`` hears of every session that ends here (a logout, the idle timeout,
-a device revoked or lost, a new login in the same browser taking over), in the transaction that
-ends it, so logout reaches the relying parties (oidc.logout).
+that need them (``init_app(app, usable_device=…, privileged=…, ended=(…, …))``), the way
+Authlib's server takes hooks. Each ``ended`` hook hears of every session that ends here (a
+logout, the idle timeout, a device revoked or lost, a new login in the same browser taking over),
+in the transaction that ends it, so logout reaches the relying parties of every protocol
+(oidc.logout, saml.logout).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,13 +86,10 @@ class SessionRules:
     usable_device: Callable[[Any], ColumnElement[bool]]
     # Whether this citizen's session is a privileged one (a clerk's), with the shorter idle limit.
     privileged: Callable[[str], bool]
-    # Told of sessions ending, in the transaction that ends them; ``successor``: the session of
-    # a new login in the same browser, by the same citizen, that takes this one over.
-    ended: Callable[..., None]
-
-
-def _nothing_to_tell(_session_ids: Collection[str], *, successor: str | None = None) -> None:
-    """The default ``ended``: no one to tell."""
+    # Told of sessions ending, in the transaction that ends them, in this order; ``successor``:
+    # the session of a new login in the same browser, by the same citizen, that takes this one
+    # over.
+    ended: tuple[Callable[..., None], ...]
 
 
 def init_app(
@@ -98,11 +97,16 @@ def init_app(
     *,
     usable_device: Callable[[Any], ColumnElement[bool]],
     privileged: Callable[[str], bool],
-    ended: Callable[..., None] = _nothing_to_tell,
+    ended: Sequence[Callable[..., None]] = (),
 ) -> None:
     app.extensions["sessions"] = SessionRules(
-        usable_device=usable_device, privileged=privileged, ended=ended
+        usable_device=usable_device, privileged=privileged, ended=tuple(ended)
     )
+
+
+def _tell_ended(session_ids: Collection[str], *, successor: str | None = None) -> None:
+    for hook in _rules().ended:
+        hook(session_ids, successor=successor)
 
 
 def _rules() -> SessionRules:
@@ -159,7 +163,7 @@ def start_session(
         ).all()
         if ended:
             same_citizen = ended[0].citizen_id == citizen_id
-            _rules().ended([previous], successor=record.id if same_citizen else None)
+            _tell_ended([previous], successor=record.id if same_citizen else None)
     if also is not None:
         also(record.id)
     db.session.commit()
@@ -218,7 +222,7 @@ def end_session() -> None:
             .returning(BrowserSession.id)
         ).all()
         if ended:
-            _rules().ended([sid])
+            _tell_ended([sid])
         db.session.commit()
 
 
@@ -240,5 +244,5 @@ def end_device_sessions(*, citizen_id: str, credential_pks: Collection[int]) -> 
         .returning(BrowserSession.id)
     ).all()
     if ended:
-        _rules().ended(list(ended))
+        _tell_ended(list(ended))
     return len(ended)

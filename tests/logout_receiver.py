@@ -1,8 +1,10 @@
-"""A relying party's back-channel logout endpoint, really listening on a loopback port."""
+"""A relying party's back-channel logout endpoint, really listening on a loopback port (an OIDC
+RP's form POSTs, or a SAML SP's SOAP binding with ``answer``)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,11 +16,14 @@ from urllib.parse import parse_qs
 
 @dataclass
 class LogoutReceiver:
-    """Records every POST; answers with ``statuses`` in turn (then 200)."""
+    """Records every POST; answers with ``statuses`` in turn (then 200), with the body that
+    ``answer`` makes of the request's body (a SOAP endpoint), else none."""
 
     uri: str = ""
     received: list[dict[str, list[str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    answer: Callable[[bytes], bytes] | None = None
 
     @property
     def logout_tokens(self) -> list[str]:
@@ -32,11 +37,17 @@ def logout_receiver(path: str = "/backchannel-logout") -> Iterator[LogoutReceive
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 -- http.server's name
             length = int(self.headers.get("Content-Length") or 0)
-            receiver.received.append(parse_qs(self.rfile.read(length).decode()))
+            body = self.rfile.read(length)
+            receiver.bodies.append(body)
+            receiver.received.append(parse_qs(body.decode()))
             status = receiver.statuses.pop(0) if receiver.statuses else 200
+            answer = receiver.answer(body) if receiver.answer and status == 200 else b""
             self.send_response(status)
-            self.send_header("Content-Length", "0")
+            if answer:
+                self.send_header("Content-Type", "text/xml; charset=utf-8")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
 
         def log_message(self, *_args: object) -> None:
             pass

@@ -1,6 +1,8 @@
 """The services a citizen has logged in to, what each received, and withdrawing that consent.
 
-The record is the ``tokens`` table: each token names its client and the claims it released.
+For OIDC the record is the ``tokens`` table: each token names its client and the claims it
+released. SAML service providers are listed too (``saml.services_used``), but have nothing to
+withdraw: an assertion is handed over once, at login, and Bürger-ID keeps no grant behind it.
 Withdrawing consent revokes the client's access and refresh tokens for this citizen (its access
 to userinfo ends at once, and it cannot get new tokens), burns authorization codes not yet
 exchanged, and hides the earlier logins from the list; logging in to that service again is a
@@ -23,11 +25,13 @@ from ..oidc.models import AuthorizationCode
 from ..oidc.models import Client
 from ..oidc.models import Token
 from ..oidc.server import revoke_client_tokens
+from ..saml import claims_for
+from ..saml import services_used
 from ..sessions import SELF_CLIENT_ID
 from .errors import ServiceNotFound
 from .models import ConsentWithdrawal
 
-__all__ = ["Service", "find_service", "list_services", "withdraw_consent"]
+__all__ = ["Service", "find_service", "list_all_services", "list_services", "withdraw_consent"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Service:
     name: str
     claims: list[str]  # every claim released since consent was last withdrawn
     last_login: dt.datetime
+    withdrawable: bool = True  # False: a SAML service, which holds no grant from Bürger-ID
 
 
 def _withdrawn_at(citizen_id: str) -> dict[str, dt.datetime]:
@@ -66,6 +71,16 @@ def list_services(citizen_id: str) -> list[Service]:
         names.extend(c for c in claims or [] if c not in names)
         found[client_id] = Service(client_id, name, names, issued_at)
     return sorted(found.values(), key=lambda s: s.last_login, reverse=True)
+
+
+def list_all_services(citizen_id: str) -> list[Service]:
+    """``list_services`` and the SAML services logged in to, latest first; a SAML service's
+    attributes are named by the OIDC claims they carry, for the same labels."""
+    saml = [
+        Service(used.sp_id, used.name, list(claims_for(used.attributes)), used.last_login, False)
+        for used in services_used(citizen_id)
+    ]
+    return sorted([*list_services(citizen_id), *saml], key=lambda s: s.last_login, reverse=True)
 
 
 def find_service(citizen_id: str, client_id: str) -> Service:

@@ -140,7 +140,7 @@ def _overview(
     entered value, error text), without the round trip that would lose them."""
     citizen = db.session.get(Citizen, browser_session.citizen_id)
     current = devices.session_credential(browser_session)
-    services = consents.list_services(browser_session.citizen_id)
+    services = consents.list_all_services(browser_session.citizen_id)
     labels = {
         service.client_id: [CLAIM_LABELS[c] for c in service.claims if CLAIM_LABELS.get(c)]
         for service in services

@@ -53,6 +53,8 @@ EVENT_LABELS: dict[str, LazyString] = {
     "saml_sp_added": _l("SAML service registered"),
     "saml_sp_removed": _l("SAML service removed"),
     "saml_assertion_issued": _l("SAML login answered"),
+    "saml_logout_delivered": _l("SAML logout delivered to a service"),
+    "saml_logout_delivery_failed": _l("SAML logout not delivered"),
     "keys_imported": _l("Signing keys imported"),
     "maintenance_purged": _l("Expired data purged"),
     "audit_checkpoint": _l("Audit checkpoint"),
@@ -113,6 +115,13 @@ EVENT_SENTENCES: dict[str, LazyString] = {
     "saml_assertion_issued": _l(
         "A signed SAML answer was sent to service no. %(sp_id)s (online service "
         "%(online_service_id)s)."
+    ),
+    "saml_logout_delivered": _l(
+        "The SAML logout was delivered to service no. %(sp_id)s (attempt %(attempts)s)."
+    ),
+    "saml_logout_delivery_failed": _l(
+        "The SAML logout could not be delivered to service no. %(sp_id)s after %(attempts)s "
+        "attempts."
     ),
     "keys_imported": _l("Signing keys were imported from files."),
     "maintenance_purged": _l(

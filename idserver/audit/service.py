@@ -85,6 +85,8 @@ EVENTS = frozenset(
         "saml_sp_added",
         "saml_sp_removed",
         "saml_assertion_issued",
+        "saml_logout_delivered",
+        "saml_logout_delivery_failed",
         "key_retired",
         "keys_imported",
         "residents_purged",

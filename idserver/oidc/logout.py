@@ -11,6 +11,11 @@ of it (OIDC Back-Channel Logout 1.0, Front-Channel Logout 1.0 as the fallback)::
 A later login in the same browser by the same citizen takes the ended session's clients over,
 so a logout reaches every client the browser logged in to. Refresh tokens (``offline_access``)
 outlive the browser session by design and are kept.
+
+The outbox and the logged-out page's iframes serve SAML too: ``saml.logout`` adds its rows
+(``protocol = "saml"``, through ``add_delivery``) and iframes (``add_frontchannel_logout``), and
+``create_app`` plugs in how a SAML row is sent (``init_app(app, channels={"saml": …})``), so
+claiming, retries, giving up and auditing are the same for both.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlencode
@@ -55,10 +62,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
     "FrontChannelLogout",
+    "LogoutChannel",
+    "add_delivery",
+    "add_frontchannel_logout",
     "deliver_due_logouts",
     "frontchannel_logouts",
     "init_app",
     "logout_token",
+    "origin_of",
     "record_session_client",
     "sessions_ended",
 ]
@@ -80,6 +91,16 @@ class FrontChannelLogout:
 
 _SESSION_CLIENTS = cast(Table, SessionClient.__table__)
 _RECORD_SESSION_CLIENT = insert(_SESSION_CLIENTS)
+
+
+@dataclass(frozen=True)
+class LogoutChannel:
+    """How one protocol sends the outbox rows of its ``protocol``, and what the audit calls it."""
+
+    send: Callable[[LogoutDelivery], str | None]  # None: delivered; else the error, no secrets
+    delivered_event: str
+    failed_event: str
+    party_key: str  # the audit data field that names the recipient
 
 
 def record_session_client(
@@ -144,22 +165,21 @@ def sessions_ended(session_ids: Collection[str], *, successor: str | None = None
             continue
         seen.add((client.client_id, sid))
         if client.backchannel_logout_uri:
-            delivery = LogoutDelivery(
-                client_id=client.client_id,
-                sid=sid,
-                sub=pairwise_subject(entry.citizen_id, client_id=client.client_id),
-                attempts=0,
-                next_attempt_at=now,
+            pending.append(
+                _new_delivery(
+                    protocol="oidc",
+                    client_id=client.client_id,
+                    sid=sid,
+                    sub=pairwise_subject(entry.citizen_id, client_id=client.client_id),
+                )
             )
-            session.add(delivery)
-            pending.append(delivery)
         elif client.frontchannel_logout_uri:
             uri = client.frontchannel_logout_uri
             joiner = "&" if "?" in uri else "?"
             frontchannel.append(
                 FrontChannelLogout(
                     uri=f"{uri}{joiner}{urlencode({'iss': issuer, 'sid': sid})}",
-                    origin=_origin(uri),
+                    origin=origin_of(uri),
                 )
             )
     session.flush()
@@ -168,12 +188,40 @@ def sessions_ended(session_ids: Collection[str], *, successor: str | None = None
         g.setdefault(FRONTCHANNEL_KEY, []).extend(frontchannel)
 
 
+def _new_delivery(*, protocol: str, client_id: str, sid: str, sub: str) -> LogoutDelivery:
+    delivery = LogoutDelivery(
+        protocol=protocol,
+        client_id=client_id,
+        sid=sid,
+        sub=sub,
+        attempts=0,
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(delivery)
+    return delivery
+
+
+def add_delivery(*, protocol: str, client_id: str, sid: str, sub: str) -> None:
+    """An outbox row of another protocol, in the transaction that ends the session; sent after
+    this request (as OIDC's own) by the channel ``init_app`` was given for ``protocol``."""
+    delivery = _new_delivery(protocol=protocol, client_id=client_id, sid=sid, sub=sub)
+    db.session.flush()
+    if has_request_context():
+        g.setdefault(PENDING_KEY, []).append(delivery.id)
+
+
+def add_frontchannel_logout(frame: FrontChannelLogout) -> None:
+    """An iframe of another protocol for the logged-out page of this request."""
+    if has_request_context():
+        g.setdefault(FRONTCHANNEL_KEY, []).append(frame)
+
+
 def frontchannel_logouts() -> list[FrontChannelLogout]:
     """The front-channel logouts of the sessions this request ended (for the logged-out page)."""
     return list(g.get(FRONTCHANNEL_KEY, []))
 
 
-def _origin(uri: str) -> str:
+def origin_of(uri: str) -> str:
     scheme, _, rest = uri.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
 
@@ -232,40 +280,63 @@ def deliver(delivery_ids: Collection[int] | None = None) -> dict[str, int]:
         db.session.commit()
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             continue
-        counts[_attempt(delivery_id, timeout=timeout)] += 1
+        counts[_attempt(delivery_id)] += 1
     return counts
 
 
-def _attempt(delivery_id: int, *, timeout: int) -> str:
+def _channels() -> Mapping[str, LogoutChannel]:
+    channels: Mapping[str, LogoutChannel] = current_app.extensions["logout_channels"]
+    return channels
+
+
+def _send_logout_token(delivery: LogoutDelivery) -> str | None:
+    """POST the logout token (Back-Channel Logout 1.0 §2.5); None if the RP took it."""
+    client = db.session.get(Client, delivery.client_id)
+    if client is None or client.status != "active" or not client.backchannel_logout_uri:
+        return "client no longer takes back-channel logouts"
+    try:
+        response = requests.post(
+            client.backchannel_logout_uri,
+            data={"logout_token": logout_token(delivery, client)},
+            timeout=current_app.config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"],
+            allow_redirects=False,  # §2.5: the RP answers 200 (or 204); a redirect is not one
+            headers={"Cache-Control": "no-store"},
+        )
+    except requests.RequestException as exc:
+        return type(exc).__name__  # never the URL's query or the token
+    if not 200 <= response.status_code < 300:
+        return f"HTTP {response.status_code}"
+    return None
+
+
+OIDC_CHANNEL = LogoutChannel(
+    send=_send_logout_token,
+    delivered_event="logout_delivered",
+    failed_event="logout_delivery_failed",
+    party_key="client_id",
+)
+
+
+def _attempt(delivery_id: int) -> str:
     config = current_app.config
     delivery = db.session.get(LogoutDelivery, delivery_id)
-    client = db.session.get(Client, delivery.client_id) if delivery is not None else None
-    if delivery is None or client is None:
+    if delivery is None:
         return "failed"
-    error = None
-    if client.status != "active" or not client.backchannel_logout_uri:
-        error = "client no longer takes back-channel logouts"
+    channel = _channels().get(delivery.protocol)
+    if channel is None:
+        error: str | None = f"no channel for {delivery.protocol} logouts"
+        channel = OIDC_CHANNEL  # only for the audit event's name
     else:
-        try:
-            response = requests.post(
-                client.backchannel_logout_uri,
-                data={"logout_token": logout_token(delivery, client)},
-                timeout=timeout,
-                allow_redirects=False,  # §2.5: the RP answers 200 (or 204); a redirect is not one
-                headers={"Cache-Control": "no-store"},
-            )
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
-            error = type(exc).__name__  # never the URL's query or the token
+        error = channel.send(delivery)
+    party = {channel.party_key: delivery.client_id}
     now = utcnow()
     if error is None:
         delivery.delivered_at = now
         delivery.last_error = None
         record_event(
-            "logout_delivered",
+            channel.delivered_event,
             actor="system",
-            client_id=client.client_id,
+            **party,
             delivery_id=delivery.id,
             attempts=delivery.attempts,
         )
@@ -277,9 +348,9 @@ def _attempt(delivery_id: int, *, timeout: int) -> str:
         delivery.failed_at = now
         outcome = "failed"
         record_event(
-            "logout_delivery_failed",
+            channel.failed_event,
             actor="system",
-            client_id=client.client_id,
+            **party,
             delivery_id=delivery.id,
             attempts=delivery.attempts,
             error=delivery.last_error,
@@ -288,8 +359,9 @@ def _attempt(delivery_id: int, *, timeout: int) -> str:
         wait = config["LOGOUT_RETRY_SECONDS"] * 2 ** (delivery.attempts - 1)
         delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
     log.warning(
-        "back-channel logout to client %s failed (%s), attempt %s: %s",
-        client.client_id,
+        "back-channel %s logout to %s failed (%s), attempt %s: %s",
+        delivery.protocol,
+        delivery.client_id,
         error,
         delivery.attempts,
         "given up" if outcome == "failed" else "retried later",
@@ -335,5 +407,7 @@ def _deliver_periodically(app: Flask, interval: int) -> None:
             log.exception("back-channel logout retries failed; they run again in %s s", interval)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, channels: Mapping[str, LogoutChannel] | None = None) -> None:
+    """Send the outbox after each request; ``channels``: how other protocols' rows are sent."""
+    app.extensions["logout_channels"] = {"oidc": OIDC_CHANNEL, **(channels or {})}
     app.after_request(_deliver_after_request)

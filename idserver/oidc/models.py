@@ -369,13 +369,22 @@ class SessionClient(Base):
 
 
 class LogoutDelivery(Base):
-    """A logout token still to be POSTed to a client's ``backchannel_logout_uri`` (an outbox row,
-    written in the transaction that ended the session; the token is made when it is sent)."""
+    """A back-channel logout still to be sent (an outbox row, written in the transaction that
+    ended the session; the message is made when it is sent, oidc.logout).
+
+    ``protocol`` says how: ``oidc``, a logout token POSTed to the client's
+    ``backchannel_logout_uri``; ``saml``, a signed LogoutRequest over the SOAP binding to the
+    SP's SingleLogoutService (``saml.logout``). ``client_id`` names the OIDC client or the SAML
+    service provider, so it has no foreign key (as ``login_transactions.client_id``); a party
+    that is gone by the time of sending fails the delivery. ``sid``/``sub`` are the SAML
+    SessionIndex and NameID.
+    """
 
     __tablename__ = "logout_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    protocol: Mapped[str] = mapped_column(String(8), default="oidc", server_default="oidc")
+    client_id: Mapped[str] = mapped_column(String(64))
     sid: Mapped[str] = mapped_column(String(64))
     sub: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

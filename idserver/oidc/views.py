@@ -76,6 +76,7 @@ from .errors import PushedRequestRequired
 from .errors import UnmetAuthenticationRequirements
 from .errors import denial_for
 from .logout import frontchannel_logouts
+from .logout import origin_of
 from .logout import record_session_client
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
@@ -575,13 +576,27 @@ def logout() -> Any:
     return logged_out_page(continue_to=response.headers["Location"] if response else None)
 
 
-def logged_out_page(*, continue_to: str | None = None) -> Response:
+def logged_out_page(
+    *,
+    continue_to: str | None = None,
+    post_to: str | None = None,
+    post_params: list[tuple[str, str]] | None = None,
+) -> Response:
     """The logged-out page, with an iframe per front-channel client of the ended session
-    (Front-Channel Logout 1.0 §3); its CSP frames exactly those origins, on this page only."""
+    (Front-Channel Logout 1.0 §3; SAML HTTP-Redirect LogoutRequests, saml.logout); its CSP
+    frames exactly those origins, on this page only. ``post_to``: a form that carries an answer
+    on to the application once the iframes have loaded (``js/logged-out.js``, the SAML
+    LogoutResponse to the SP that asked)."""
     frames = frontchannel_logouts()
-    page = render_template("logged_out.html", frames=frames, continue_to=continue_to)
+    page = render_template(
+        "logged_out.html",
+        frames=frames,
+        continue_to=continue_to,
+        post_to=post_to,
+        post_params=post_params or [],
+    )
     origins = " ".join(sorted({frame.origin for frame in frames}))
-    csp = CSP.format(form_targets="")
+    csp = CSP.format(form_targets=origin_of(post_to) if post_to else "")
     if origins:
         csp += f"; frame-src {origins}"
     return Response(page, headers={"Content-Security-Policy": csp, "Cache-Control": "no-store"})

@@ -14,8 +14,18 @@ warnings.filterwarnings(
     "ignore", message="CFB has been moved", category=CryptographyDeprecationWarning
 )
 
-from .service import add_service_provider  # noqa: E402 -- after the filter above
+from .attributes import claims_for  # noqa: E402 -- after the filter above
+from .service import ServiceUsed  # noqa: E402
+from .service import add_service_provider  # noqa: E402
 from .service import remove_service_provider  # noqa: E402
 from .service import service_providers  # noqa: E402
+from .service import services_used  # noqa: E402
 
-__all__ = ["add_service_provider", "remove_service_provider", "service_providers"]
+__all__ = [
+    "ServiceUsed",
+    "add_service_provider",
+    "claims_for",
+    "remove_service_provider",
+    "service_providers",
+    "services_used",
+]

@@ -21,6 +21,8 @@ from typing import Any
 from defusedxml.ElementTree import fromstring
 from saml2 import BINDING_HTTP_POST
 from saml2 import BINDING_HTTP_REDIRECT
+from saml2 import BINDING_SOAP
+from saml2.assertion import authn_statement
 from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor
@@ -49,15 +51,18 @@ __all__ = [
     "authn_response",
     "error_response",
     "identity_provider",
+    "logout_request",
     "logout_response",
+    "read_soap_logout_response",
     "parse_authn_request",
     "parse_logout_request",
     "signed_metadata",
     "slo_endpoints",
+    "slo_services",
     "xmlsec_binary",
 ]
 
-BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST, "soap": BINDING_SOAP}
 _lock = threading.Lock()
 _servers: dict[str, Server] = {}
 _workdir: str | None = None
@@ -170,6 +175,17 @@ class _NoSessionStorage(SessionStorage):  # type: ignore[misc]
         return None
 
 
+class _Server(Server):  # type: ignore[misc]
+    """pysaml2's IdP, handing a complete ``authn_statement`` on to the assertion: its
+    ``create_authn_response`` takes one but drops it on the way (pysaml2 7.5)."""
+
+    def gather_authn_response_args(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        gathered: dict[str, Any] = super().gather_authn_response_args(*args, **kwargs)
+        if kwargs.get("authn_statement") is not None:
+            gathered["authn_statement"] = kwargs["authn_statement"]
+        return gathered
+
+
 def identity_provider(settings: IdpSettings) -> Server:
     """pysaml2's IdP for these settings; built once per distinct set of settings."""
     cache_key = hashlib.sha256(
@@ -185,7 +201,7 @@ def identity_provider(settings: IdpSettings) -> Server:
     with _lock:
         server = _servers.get(cache_key)
         if server is None:
-            server = Server(config=_config(settings))
+            server = _Server(config=_config(settings))
             server.session_db = _NoSessionStorage()
             _servers.clear()  # only the current settings are kept
             _servers[cache_key] = server
@@ -319,14 +335,34 @@ def acs_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[dict[str, An
     return list(metadata.assertion_consumer_service(sp_entity_id, BINDING_HTTP_POST))
 
 
-def slo_endpoints(settings: IdpSettings, sp_entity_id: str) -> list[str]:
-    """The locations of the SP's HTTP-POST SingleLogoutServices from its metadata."""
+def slo_endpoints(
+    settings: IdpSettings, sp_entity_id: str, binding: str = BINDING_HTTP_POST
+) -> list[str]:
+    """The locations of the SP's SingleLogoutServices for ``binding`` from its metadata, in
+    document order (read from pysaml2's metadata store, which logs an error for each binding
+    it is asked about and does not find)."""
     metadata = identity_provider(settings).metadata
     try:
-        endpoints = metadata.single_logout_service(sp_entity_id, BINDING_HTTP_POST, "spsso")
-    except Exception:  # noqa: BLE001 -- pysaml2 raises when the metadata has none
+        descriptors = metadata[sp_entity_id]["spsso_descriptor"]
+    except (KeyError, TypeError):
         return []
-    return [str(endpoint["location"]) for endpoint in endpoints]
+    return [
+        str(service["location"])
+        for descriptor in descriptors
+        for service in descriptor.get("single_logout_service", [])
+        if service.get("binding") == binding
+    ]
+
+
+def slo_services(settings: IdpSettings, sp_entity_id: str) -> dict[str, str]:
+    """The SP's first SingleLogoutService per binding we send LogoutRequests by (``soap``,
+    ``redirect``), from its metadata; empty if it has neither."""
+    found: dict[str, str] = {}
+    for name in ("soap", "redirect"):
+        locations = slo_endpoints(settings, sp_entity_id, BINDINGS[name])
+        if locations:
+            found[name] = locations[0]
+    return found
 
 
 def encryption_certificate(settings: IdpSettings, sp_entity_id: str) -> str | None:
@@ -352,6 +388,17 @@ def encryption_certificate(settings: IdpSettings, sp_entity_id: str) -> str | No
     return None
 
 
+def _name_id(settings: IdpSettings, sp_entity_id: str, name_id: str) -> NameID:
+    """The persistent pairwise NameID, qualified by both entities (Core §8.3.7), the same in
+    the assertion and in a LogoutRequest (Core §3.7.1)."""
+    return NameID(
+        format=NAMEID_FORMAT_PERSISTENT,
+        name_qualifier=settings.entity_id,
+        sp_name_qualifier=sp_entity_id,
+        text=name_id,
+    )
+
+
 def authn_response(
     settings: IdpSettings,
     *,
@@ -362,28 +409,26 @@ def authn_response(
     identity: dict[str, list[str]],
     level: str,
     authn_instant: int,
+    session_index: str,
 ) -> str:
     """A signed Response with a signed Assertion (SAML 2.0 Profiles §4.1.4.2), base64 for the
     HTTP-POST binding. The signed Assertion is encrypted to the SP (an EncryptedAssertion, SAML
-    2.0 Core §2.3.4) when its metadata publishes an encryption key."""
+    2.0 Core §2.3.4) when its metadata publishes an encryption key. The AuthnStatement names the
+    session by ``session_index`` (Core §2.7.2; pysaml2 would pick a random one), which a later
+    LogoutRequest repeats (Core §3.7.1)."""
     server = identity_provider(settings)
     encrypt_to = encryption_certificate(settings, sp_entity_id)
+    statement = authn_statement(
+        authn_class=level, authn_auth=settings.entity_id, authn_instant=authn_instant
+    )
+    statement.session_index = session_index
     response = server.create_authn_response(
         identity,
         in_response_to=in_response_to,
         destination=destination,
         sp_entity_id=sp_entity_id,
-        name_id=NameID(
-            format=NAMEID_FORMAT_PERSISTENT,
-            name_qualifier=settings.entity_id,
-            sp_name_qualifier=sp_entity_id,
-            text=name_id,
-        ),
-        authn={
-            "class_ref": level,
-            "authn_auth": settings.entity_id,
-            "authn_instant": authn_instant,
-        },
+        name_id=_name_id(settings, sp_entity_id, name_id),
+        authn_statement=statement,
         sign_response=True,
         sign_assertion=True,
         encrypt_assertion=encrypt_to is not None,
@@ -424,3 +469,55 @@ def logout_response(settings: IdpSettings, *, request: ParsedRequest, binding: s
         request.message, [binding], sign=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
     )
     return base64.b64encode(str(response).encode()).decode()
+
+
+def logout_request(
+    settings: IdpSettings,
+    *,
+    sp_entity_id: str,
+    binding: str,
+    destination: str,
+    name_id: str,
+    session_index: str,
+) -> tuple[str, str]:
+    """An IdP-initiated LogoutRequest (SAML 2.0 Core §3.7.1, Profiles §4.4.3.1) for the NameID
+    and SessionIndex the SP was given, signed by pysaml2: (request ID, what to send).
+
+    ``soap``: the request's XML is signed and wrapped in a SOAP envelope, the body to POST
+    (Bindings §3.2). ``redirect``: deflated into the query and signed over it, the URL for the
+    browser (Bindings §3.4.4.1).
+    """
+    server = identity_provider(settings)
+    soap = binding == BINDING_SOAP
+    request_id, request = server.create_logout_request(
+        destination,
+        issuer_entity_id=sp_entity_id,
+        name_id=_name_id(settings, sp_entity_id, name_id),
+        session_indexes=[session_index],
+        reason="urn:oasis:names:tc:SAML:2.0:logout:user",
+        sign=soap,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    info = server.apply_binding(
+        binding, str(request), destination, sign=not soap, sigalg=SIG_RSA_SHA256
+    )
+    if soap:
+        return str(request_id), str(info["data"])
+    return str(request_id), str(dict(info["headers"])["Location"])
+
+
+def read_soap_logout_response(
+    settings: IdpSettings, body: str, *, expected_request_id: str
+) -> bool:
+    """Whether the SOAP answer is the SP's LogoutResponse to ``expected_request_id`` with
+    status Success (Core §3.7.2); its signature, if any, checked against the SP's metadata."""
+    server = identity_provider(settings)
+    try:
+        response = server.parse_logout_request_response(body, BINDING_SOAP)
+    except Exception:  # noqa: BLE001 -- any unreadable or badly signed answer is a failure
+        return False
+    if response is None or response.response is None:
+        return False
+    message = response.response
+    return bool(message.in_response_to == expected_request_id and response.status_ok())

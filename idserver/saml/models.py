@@ -1,10 +1,14 @@
-"""Registered SAML service providers and the AuthnRequest IDs already answered."""
+"""Registered SAML service providers, the AuthnRequest IDs already answered, and which
+providers each browser session sent an assertion to."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import JSON
+from sqlalchemy import ForeignKey
 from sqlalchemy import Index
+from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
@@ -48,3 +52,31 @@ class SamlRequest(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_saml_requests_expires_at", "expires_at"),)
+
+
+class SessionServiceProvider(Base):
+    """An SP a Bürger-ID browser session sent an assertion to: whom to tell when the session
+    ends (SAML 2.0 Profiles §4.4, saml.logout), with the NameID and SessionIndex it was given.
+
+    ``session_index`` is ``oidc.claims.session_identifier(login_id)``, like the ``sid`` of ID
+    tokens: it names the session without revealing its id. A later login in the same browser
+    takes the rows over, as ``session_clients``; the rows are also the citizen's record of the
+    SAML services logged in to and what each received (account page), until the session is
+    purged.
+    """
+
+    __tablename__ = "saml_session_providers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("browser_sessions.id", ondelete="CASCADE"), index=True
+    )
+    sp_id: Mapped[str] = mapped_column(ForeignKey("saml_service_providers.id", ondelete="CASCADE"))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"))
+    login_id: Mapped[str] = mapped_column(String(64))
+    name_id: Mapped[str] = mapped_column(String(64))  # the pairwise pseudonym at this SP
+    session_index: Mapped[str] = mapped_column(String(64))
+    attributes: Mapped[list[str]] = mapped_column(JSON, default=list)  # urn:oid: names released
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_saml_session_providers_citizen", "citizen_id"),)

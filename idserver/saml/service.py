@@ -35,14 +35,17 @@ from .errors import SamlRejected
 from .errors import UnknownServiceProvider
 from .models import SamlRequest
 from .models import ServiceProvider
+from .models import SessionServiceProvider
 
 __all__ = [
     "AcceptedRequest",
+    "ServiceUsed",
     "accept_authn_request",
     "add_service_provider",
     "idp_settings",
     "remove_service_provider",
     "service_providers",
+    "services_used",
 ]
 
 METADATA_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -142,6 +145,41 @@ def service_provider(entity_id: str) -> ServiceProvider:
     if sp is None:
         raise UnknownServiceProvider()
     return sp
+
+
+@dataclass(frozen=True)
+class ServiceUsed:
+    """An SP the citizen logged in to (``saml_session_providers``): for the account page."""
+
+    sp_id: str
+    name: str  # the operator's name, else the metadata's OrganizationDisplayName
+    attributes: tuple[str, ...]  # every urn:oid: name released, first release first
+    last_login: dt.datetime
+
+
+def services_used(citizen_id: str) -> list[ServiceUsed]:
+    """The SPs this citizen's sessions sent assertions to, latest login first.
+
+    A record lives as long as its browser session (purged with it), as OIDC's tokens do.
+    """
+    rows = db.session.execute(
+        select(
+            SessionServiceProvider.sp_id,
+            ServiceProvider.name,
+            SessionServiceProvider.attributes,
+            SessionServiceProvider.created_at,
+        )
+        .join(ServiceProvider, ServiceProvider.id == SessionServiceProvider.sp_id)
+        .where(SessionServiceProvider.citizen_id == citizen_id)
+        .order_by(SessionServiceProvider.created_at, SessionServiceProvider.id)
+    ).all()
+    found: dict[str, ServiceUsed] = {}
+    for sp_id, name, attributes, created_at in rows:
+        earlier = found.get(sp_id)
+        names = list(earlier.attributes) if earlier else []
+        names.extend(a for a in attributes or [] if a not in names)
+        found[sp_id] = ServiceUsed(sp_id, name, tuple(names), created_at)
+    return sorted(found.values(), key=lambda s: s.last_login, reverse=True)
 
 
 # -- one AuthnRequest ----------------------------------------------------------------------------

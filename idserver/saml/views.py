@@ -35,6 +35,9 @@ from ..crosslogin.views import forget_browser
 from ..crosslogin.views import start_login
 from ..db import db
 from ..oidc.claims import pairwise_subject
+from ..oidc.claims import session_identifier
+from ..oidc.logout import frontchannel_logouts
+from ..oidc.views import logged_out_page
 from ..sessions import end_session
 from ..sessions import start_session
 from ..web import CSP
@@ -44,6 +47,8 @@ from .akdb import online_service_id_valid
 from .attributes import attribute_values
 from .attributes import claims_for
 from .errors import SamlRejected
+from .logout import exclude_initiator
+from .logout import record_session_provider
 from .service import AcceptedRequest
 from .service import accept_authn_request
 from .service import idp_settings
@@ -205,15 +210,17 @@ def resume(login_id: str) -> Any:
         )
         if level is None:  # approval checked required_level; "exact"/"maximum" leave none above
             raise LoginEnded()
+        name_id = pairwise_subject(citizen.id, client_id=tx.client_id)
         answer = idp.authn_response(
             settings,
             sp_entity_id=params["sp_entity_id"],
             in_response_to=params["request_id"],
             destination=params["acs_url"],
-            name_id=pairwise_subject(citizen.id, client_id=tx.client_id),
+            name_id=name_id,
             identity=attribute_values(citizen, names),
             level=level,
             authn_instant=int(tx.approved_at.timestamp()),
+            session_index=session_identifier(tx.id),  # the session start_session makes below
         )
         record_event(
             "saml_assertion_issued",
@@ -228,12 +235,20 @@ def resume(login_id: str) -> Any:
         db.session.commit()
         response = _post_to(params["acs_url"], answer, params["relay_state"])
         forget_browser(response, tx.id)
-        start_session(
+        session_id = start_session(
             citizen_id=citizen.id,
             acr=tx.acr or crosslogin.ACR_PHONE,
             amr=list(tx.amr or []),
             login_id=tx.id,
             credential_pk=tx.credential_pk,
+        )
+        record_session_provider(
+            session_id=session_id,
+            sp_id=tx.client_id,
+            citizen_id=citizen.id,
+            login_id=tx.id,
+            name_id=name_id,
+            attributes=list(names),
         )
         return response
     if tx.state in ("denied", "expired") and crosslogin.consume_denied(tx):
@@ -255,14 +270,29 @@ def resume(login_id: str) -> Any:
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> Any:
     """SP-initiated Single Logout (SAML 2.0 Profiles §4.4): ends the Bürger-ID session and
-    answers with a signed LogoutResponse at the SP's SingleLogoutService."""
+    answers with a signed LogoutResponse at the SP's SingleLogoutService.
+
+    The session's other SPs and OIDC clients are told (``saml.logout``, ``oidc.logout``); when
+    some of them are told in iframes, the logged-out page shows them and then posts the answer
+    on to the SP (``js/logged-out.js``). A LogoutResponse an SP sends back from such an iframe
+    ends here with an empty answer.
+    """
+    if request.values.get("SAMLResponse"):
+        return Response(status=204, headers={"Cache-Control": "no-store"})
     encoded, binding, extra = _message("SAMLRequest")
     settings = idp_settings()
     parsed = idp.parse_logout_request(settings, encoded=encoded, binding=binding, **extra)
-    service_provider(parsed.issuer)
+    sp = service_provider(parsed.issuer)
     post = idp.slo_endpoints(settings, parsed.issuer)
     if not post:
         raise SamlRejected("the service provider's metadata has no HTTP-POST SingleLogoutService")
+    exclude_initiator(sp.id)
     end_session()
     answer = idp.logout_response(settings, request=parsed, binding=idp.BINDINGS["post"])
-    return _post_to(post[0], answer, extra.get("relay_state") or "")
+    relay_state = extra.get("relay_state") or ""
+    if frontchannel_logouts():
+        params = [("SAMLResponse", answer)]
+        if relay_state:
+            params.append(("RelayState", relay_state))
+        return logged_out_page(post_to=post[0], post_params=params)
+    return _post_to(post[0], answer, relay_state)

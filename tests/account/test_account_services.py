@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from account_browser import CitizenBrowser
 from harness import ISSUER
@@ -142,3 +144,73 @@ def test_rejects_confirmed_withdrawal_without_csrf_token(
     )
     assert response.status_code == 403
     assert db_state() == before
+
+
+# -- SAML services ------------------------------------------------------------------------------
+def _inside(page, tag, ancestor):
+    return [e for e in page.find(tag) if any(p is ancestor for p in e.parents)]
+
+
+def _within(element, ancestor):
+    """``element`` is inside ``ancestor`` and is the list item of one service (has a heading)."""
+    return (
+        any(p is ancestor for p in element.parents)
+        and element.parents[-1].attrs.get("class") == "service-list"
+    )
+
+
+def _saml_login(app, client, enrolled_phone, tmp_path):
+    """A QR login at a pysaml2 SP ("Hundesteuer" in its metadata) asking for the first name."""
+    from harness import desktop_status
+    from saml_sp import SamlServiceProvider
+    from saml_sp import posted_fields
+
+    from idserver.saml import add_service_provider
+
+    sp = SamlServiceProvider(
+        tmp_path, client.get("/saml/metadata").get_data(as_text=True), requested=("givenName",)
+    )
+    with app.app_context():
+        registered = add_service_provider(sp.metadata(), source="test")
+    started = client.get(sp.redirect_request(f"{ISSUER}/saml/metadata"))
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    status = desktop_status(client, login_id).json
+    assert enrolled_phone.approve(status["phone_url"], status["number"]).status_code == 200
+    answer = client.get(desktop_status(client, login_id).json["continue_url"])
+    assert sp.read_response(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
+    return registered.id
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is missing")
+@pytest.mark.parametrize(
+    ("language", "last_login", "received", "nothing_to_withdraw"),
+    [
+        ("en", "Last login:", "your first name", "keeps no permission for it"),
+        ("de", "Letzte Anmeldung:", "Ihr Vorname", "verwahrt dafür keine Einwilligung"),
+    ],
+)
+def test_lists_saml_services_with_the_attributes_they_received(
+    app, client, enrolled_phone, tmp_path, language, last_login, received, nothing_to_withdraw
+):
+    sp_id = _saml_login(app, client, enrolled_phone, tmp_path)
+    client.set_cookie("lang", language)
+    page = html_of(client.get("/account"))
+    (item,) = [li for li in page.find("li") if _within(li, page.by_id("services"))]
+    assert _inside(page, "h3", item)[0].words == "Hundesteuer"  # OrganizationDisplayName
+    assert last_login in item.words and received in item.words
+    assert nothing_to_withdraw in item.words
+    assert _inside(page, "time", item)[0].attrs["datetime"]
+    assert not [a for a in _inside(page, "a", item) if a.attrs["href"].endswith("/withdraw")]
+    # there is no consent to withdraw: the OIDC withdrawal page does not know the SP
+    assert client.get(f"/account/services/{sp_id}/withdraw").status_code == 404
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is missing")
+def test_oidc_and_saml_services_are_listed_together_latest_first(
+    app, client, relying_party, enrolled_phone, tmp_path
+):
+    complete_login(client, relying_party, enrolled_phone, scope="openid address")
+    _saml_login(app, client, enrolled_phone, tmp_path)
+    page = html_of(client.get("/account"))
+    names = [h.words for h in _inside(page, "h3", page.by_id("services"))]
+    assert names == ["Hundesteuer", "Bewohnerparkausweis"]

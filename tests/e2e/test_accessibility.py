@@ -12,11 +12,15 @@ fails listing each violation with rule, element and help text.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from portals import ERIKA
+from saml_sp import SP_ACS
+from saml_sp import SamlServiceProvider
 
 from .chromium import missing_requirement
 from .conftest import AXE_SCRIPT
@@ -31,6 +35,8 @@ if not AXE_SCRIPT.is_file():
     )
 
 from playwright.sync_api import expect  # noqa: E402
+
+from idserver.saml import add_service_provider  # noqa: E402
 
 from .conftest import DESKTOP  # noqa: E402
 from .conftest import TIMEOUT_MS  # noqa: E402
@@ -87,7 +93,24 @@ def sign_in_at_bürger_id(device: Device, stack: Stack, path: str) -> None:
     page.wait_for_url(stack.issuer + path)
 
 
-def test_every_page_meets_wcag_21_aa(stack: Stack, device: Device, language: str) -> None:
+def sign_in_at_saml_service(device: Device, stack: Stack, folder: Path) -> None:
+    """A pysaml2 SP ("Hundesteuer") sends the browser to /saml/sso; the signed answer goes to
+    its ACS, which the browser here only pretends to reach."""
+    page = device.page
+    idp_metadata = page.request.get(stack.issuer + "/saml/metadata").text()
+    sp = SamlServiceProvider(folder, idp_metadata, requested=("givenName",))
+    with stack.idp.app_context():
+        add_service_provider(sp.metadata(), source="e2e")
+    page.route(SP_ACS, lambda route: route.fulfill(status=200, body="SAML answer received"))
+    page.goto(stack.issuer + sp.redirect_request(f"{stack.issuer}/saml/metadata"))
+    page.wait_for_url(re.compile(re.escape(stack.issuer) + r"/login/[^/?]+$"))
+    page.click("#passkey-button")
+    page.wait_for_url(SP_ACS)
+
+
+def test_every_page_meets_wcag_21_aa(
+    stack: Stack, device: Device, language: str, tmp_path: Path
+) -> None:
     page = device.page
     issuer = stack.issuer
     for_readme = language == "de" and device.name == "desktop"  # the README shows German
@@ -196,6 +219,10 @@ def test_every_page_meets_wcag_21_aa(stack: Stack, device: Device, language: str
 
     # The Bürger-ID account: devices, removing one, adding one, logging out.
     sign_in_at_bürger_id(device, stack, "/account")
+    if shutil.which("xmlsec1"):  # a SAML service on the list too (from the same browser)
+        sign_in_at_saml_service(device, stack, tmp_path)
+        page.goto(issuer + "/account")
+        expect(page.locator("#services h3", has_text="Hundesteuer")).to_be_visible()
     device.shoot("account")
     page.locator(".device-list a[href$='/revoke']").first.click()
     device.shoot("account-remove-device")

@@ -12,9 +12,12 @@ import re
 import shutil
 
 import pytest
+from harness import complete_login
 from harness import desktop_status
 from saml2.saml import AuthnContextClassRef
+from saml2.saml import NameID
 from saml2.samlp import RequestedAuthnContext
+from saml_sp import SLO
 from saml_sp import SP_ACS
 from saml_sp import SamlServiceProvider
 from saml_sp import posted_fields
@@ -234,3 +237,42 @@ def test_wrapped_response_never_yields_the_forged_assertion(client, saml_sp, enr
     except Exception:  # noqa: BLE001 -- refused: the Response's own signature no longer holds
         return
     assert response.get_subject().text == name_id  # if read at all, only the signed assertion
+
+
+# -- Single Logout: a forged LogoutRequest must not end anyone's session ------------------------
+def _logged_in(client, relying_party, enrolled_phone):
+    complete_login(client, relying_party, enrolled_phone)
+    assert client.get("/account").status_code == 200
+
+
+def _logout_refused(client, db_state, path, *, error):
+    _refused(client, db_state, path, error=error)
+    assert client.get("/account").status_code == 200  # the session lives on
+
+
+def test_rejects_a_logout_request_from_an_unregistered_sp(
+    client, idp_metadata, relying_party, enrolled_phone, db_state, tmp_path
+):
+    _logged_in(client, relying_party, enrolled_phone)
+    stranger = SamlServiceProvider(tmp_path, idp_metadata, entity_id="https://stranger.example/sp")
+    path = stranger.redirect(stranger.logout_request(NameID(text="x")), path=SLO)
+    _logout_refused(client, db_state, path, error="saml_unknown_service_provider")
+
+
+def test_rejects_an_unsigned_logout_request(
+    client, saml_sp, relying_party, enrolled_phone, db_state
+):
+    _logged_in(client, relying_party, enrolled_phone)
+    path = saml_sp.redirect(saml_sp.logout_request(NameID(text="x")), path=SLO, sign=False)
+    _logout_refused(client, db_state, path, error="saml_signature_invalid")
+
+
+def test_rejects_a_logout_request_signed_with_another_key(
+    app, client, idp_metadata, saml_sp, relying_party, enrolled_phone, db_state, tmp_path
+):
+    _logged_in(client, relying_party, enrolled_phone)
+    impostor_dir = tmp_path / "impostor"
+    impostor_dir.mkdir()
+    impostor = SamlServiceProvider(impostor_dir, idp_metadata, key_name="impostor")
+    path = impostor.redirect(impostor.logout_request(NameID(text="x")), path=SLO)
+    _logout_refused(client, db_state, path, error="saml_signature_invalid")
