@@ -1,4 +1,4 @@
-"""``python -m bench``: load Bürger-ID under gunicorn on 127.0.0.1 and report what it costs.
+"""``python -m bench``: load Bürger-ID (``idserver serve``) on 127.0.0.1, report what it costs.
 
 ::
 
@@ -6,6 +6,8 @@
                                              # when IDSERVER_TEST_DATABASE_URL is set)
     python -m bench run --scenario logins --database sqlite --users 4 --seconds 20
     python -m bench run --scenario waiting --desktops 1000 --wait-seconds 20
+    python -m bench run --scenario noop --server granian    # a no-op request's server CPU
+                                                            # (idserver serve --server granian)
     python -m bench run --scenario logins --citizens 1000,1000000   # CPU/login vs. size
     python -m bench seed --citizens 1000000 --database-url sqlite:///bench/results/1m.sqlite3
     python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
