@@ -1,4 +1,4 @@
-"""``python -m bench``: load Bürger-ID under gunicorn on 127.0.0.1 and report what it costs.
+"""``python -m bench``: load Bürger-ID (``idserver serve``) on 127.0.0.1, report what it costs.
 
 ::
 
@@ -6,6 +6,8 @@
                                              # when IDSERVER_TEST_DATABASE_URL is set)
     python -m bench run --scenario logins --database sqlite --users 4 --seconds 20
     python -m bench run --scenario waiting --desktops 1000 --wait-seconds 20
+    python -m bench run --scenario noop --server granian    # a no-op request's server CPU
+                                                            # (idserver serve --server granian)
     python -m bench run --scenario logins --citizens 1000,1000000   # CPU/login vs. size
     python -m bench seed --citizens 1000000 --database-url sqlite:///bench/results/1m.sqlite3
     python -m bench run --database-url sqlite:///bench/results/1m.sqlite3 --citizens 0
@@ -40,7 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     run = commands.add_parser("run", help="run scenarios (the default)")
-    run.add_argument("--scenario", choices=("logins", "waiting", "all"), default="all")
+    run.add_argument(
+        "--scenario",
+        choices=("logins", "waiting", "noop", "all"),
+        default="all",
+        help="all: logins and waiting; noop: a request that does nothing, through the server "
+        "and as a bare WSGI call, back to back (--repeats times)",
+    )
+    run.add_argument("--repeats", type=int, default=3, help="noop: measurements per server")
     run.add_argument(
         "--database",
         choices=("sqlite", "postgresql", "all"),
@@ -71,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--users", type=int, default=4, help="concurrent virtual users")
     run.add_argument("--seconds", type=float, default=20.0, help="measured time per scenario")
     run.add_argument("--warmup", type=float, default=5.0)
+    run.add_argument(
+        "--server",
+        choices=("gunicorn", "granian"),
+        default="gunicorn",
+        help="`idserver serve --server`: the HTTP server under test",
+    )
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--threads", type=int, help="gunicorn threads per worker (logins)")
     run.add_argument("--desktops", type=int, default=1000, help="waiting desktops")
@@ -168,6 +183,12 @@ def _by_size(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _summary(result: dict[str, Any]) -> str:
+    if result["scenario"] == "noop":
+        return (
+            f"  a no-op request (/jwks.json): {result['noop_server_cpu_ms']} ms server CPU; "
+            f"as a bare WSGI call {result['noop_bare_wsgi_cpu_ms']} ms; the server adds "
+            f"{result['server_overhead_ms']} ms (load {result['machine_load_average_1']})"
+        )
     if result["scenario"] == "logins":
         steps = result["steps_ms"]
         return (
@@ -188,6 +209,7 @@ def _summary(result: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from .scenarios import run_logins
+    from .scenarios import run_noop
     from .waiting import run_waiting
 
     base_url = os.environ.get("IDSERVER_TEST_DATABASE_URL")
@@ -203,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
                     phones=max(args.phones, args.users),
                     workers=args.workers,
                     threads=args.threads,
+                    server_name=args.server,
                     database_url=args.database_url,
                     base_url=base_url,
                     redis_url=args.redis_url,
@@ -225,6 +248,27 @@ def _run(args: argparse.Namespace) -> int:
             path = write_results(f"logins-{runs[0]['environment']['database']}", document)
             _log(f"  → {path}")
             outcome.append(document)
+        if args.scenario == "noop":
+            with prepared(
+                kind,
+                citizens=0,
+                phones=1,
+                workers=args.workers,
+                threads=args.threads,
+                server_name=args.server,
+                database_url=args.database_url,
+                base_url=base_url,
+                redis_url=args.redis_url,
+                extra_env=_server_env(args),
+                log=_log,
+            ) as env:
+                _log(f"[{env.database.kind}] noop: {args.server}, {args.repeats} × 2,000 …")
+                result = {"environment": env.describe(), **run_noop(env, repeats=args.repeats)}
+                _log(_summary(result))
+                document = {"machine": machine(), **result}
+                path = write_results(f"noop-{args.server}-{env.database.kind}", document)
+                _log(f"  → {path}")
+            outcome.append(document)
         if args.scenario in ("waiting", "all"):
             with prepared(
                 kind,
@@ -232,6 +276,7 @@ def _run(args: argparse.Namespace) -> int:
                 phones=max(4, min(args.phones, args.sample)),
                 workers=args.workers,
                 threads=args.waiting_threads,
+                server_name=args.server,
                 database_url=args.database_url,
                 base_url=base_url,
                 redis_url=args.redis_url,

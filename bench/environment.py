@@ -53,6 +53,7 @@ class Environment:
     def describe(self) -> dict[str, Any]:
         return {
             "database": self.database.kind,
+            "server": self.server.name,
             "citizens": self.citizens,
             "phones": len(self.phones),
             "workers": self.server.workers,
@@ -94,6 +95,7 @@ def prepared(
     phones: int,
     workers: int,
     threads: int | None,
+    server_name: str = "gunicorn",
     database_url: str | None = None,
     base_url: str | None = None,
     redis_url: str | None = None,
@@ -157,6 +159,7 @@ def prepared(
                 port=port,
                 workers=workers,
                 threads=threads,
+                server_name=server_name,
                 extra_env=env,
             )
             try:

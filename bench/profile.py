@@ -23,6 +23,7 @@ import pstats
 import re
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -48,7 +49,7 @@ from .seed import fresh_database
 from .seed import make_app
 from .seed import register_relying_party
 
-__all__ = ["noop_cpu_ms", "profile_logins", "step_table"]
+__all__ = ["bare_wsgi_cpu_ms", "noop_cpu_ms", "profile_logins", "step_table"]
 
 ISSUER = "http://localhost:8999"
 _SELECT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|COMMIT|BEGIN)", re.IGNORECASE)
@@ -192,6 +193,47 @@ def noop_cpu_ms(app: Flask, requests: int = 2000) -> float:
     started = time.process_time()
     for _ in range(requests):
         client.get("/jwks.json")
+    return round((time.process_time() - started) * 1000 / requests, 3)
+
+
+def bare_wsgi_cpu_ms(app: Flask, requests: int = 2000) -> float:
+    """The same request called as a WSGI application, with no server and no test client:
+    the floor that a server's figure is compared with (both measured back to back, so that
+    the load of other processes on the machine weighs on both alike)."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/jwks.json",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "localhost:5000",
+        "HTTP_USER_AGENT": "buerger-id-bench",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return None
+
+    def call() -> None:
+        body = app({**environ, "wsgi.input": io.BytesIO()}, start_response)
+        try:
+            b"".join(body)
+        finally:
+            getattr(body, "close", lambda: None)()
+
+    for _ in range(min(200, requests)):  # warm-up
+        call()
+    started = time.process_time()
+    for _ in range(requests):
+        call()
     return round((time.process_time() - started) * 1000 / requests, 3)
 
 

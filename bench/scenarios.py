@@ -13,7 +13,7 @@ from .logins import VirtualUser
 from .procstat import sample
 from .stats import distribution
 
-__all__ = ["run_logins"]
+__all__ = ["noop_cpu_ms", "run_logins", "run_noop"]
 
 STEPS = (
     "authorize",
@@ -46,6 +46,43 @@ def noop_cpu_ms(server: Any, requests: int = NOOP_REQUESTS) -> float:
         return round(sample(server.pids()).cpu_since(before) * 1000 / requests, 3)
     finally:
         agent.close()
+
+
+def run_noop(
+    env: Environment, *, repeats: int = 3, requests: int = NOOP_REQUESTS
+) -> dict[str, Any]:
+    """The no-op request through the server, ``repeats`` times, each followed by the same
+    request called in-process as a bare WSGI application (``profile.bare_wsgi_cpu_ms``): on a
+    machine shared with other work both rise with its load, their difference much less."""
+    from pathlib import Path
+
+    from .profile import bare_wsgi_cpu_ms
+    from .seed import make_app
+
+    server = env.server
+    app = make_app(
+        database_url=env.database.url,
+        issuer=server.issuer,
+        keys_dir=Path(server.env["IDSERVER_KEYS_DIR"]),
+        secret_key=server.env["IDSERVER_SECRET_KEY"],
+    )
+    served: list[float] = []
+    bare: list[float] = []
+    loads: list[float] = []
+    for _ in range(repeats):
+        served.append(noop_cpu_ms(server, requests))
+        bare.append(bare_wsgi_cpu_ms(app, requests))
+        loads.append(round(os.getloadavg()[0], 2))
+    return {
+        "scenario": "noop",
+        "requests_per_repeat": requests,
+        "machine_load_average_1": loads,
+        "noop_server_cpu_ms": served,
+        "noop_bare_wsgi_cpu_ms": bare,
+        # what the server adds to the application's own work, per request
+        "server_overhead_ms": [round(s - b, 3) for s, b in zip(served, bare, strict=True)],
+        "server_log_errors": server.errors_in_log()[:10],
+    }
 
 
 def run_logins(env: Environment, *, users: int, seconds: float, warmup: float) -> dict[str, Any]:

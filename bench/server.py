@@ -1,4 +1,4 @@
-"""Bürger-ID under gunicorn, as in production: ``idserver serve`` in its own process group."""
+"""Bürger-ID as in production: ``idserver serve`` (gunicorn or granian) in its own process."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Server:
     log_path: Path
     workers: int
     threads: int | None
+    name: str = "gunicorn"
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -51,8 +52,12 @@ class Server:
         return children_of(self.process.pid)
 
     def pids(self) -> list[int]:
-        """gunicorn's master and its workers: whose CPU and memory count as the server's."""
-        return [self.process.pid, *self.worker_pids()]
+        """The master and its workers (and anything they started): whose CPU and memory count
+        as the server's."""
+        found = [self.process.pid]
+        for pid in found:
+            found.extend(children_of(pid))
+        return found
 
     def agent(self, **kwargs: Any) -> UserAgent:
         return UserAgent("127.0.0.1", self.port, **kwargs)
@@ -83,10 +88,12 @@ def start_server(
     port: int | None = None,
     workers: int = 2,
     threads: int | None = None,
+    server_name: str = "gunicorn",
     extra_env: dict[str, str] | None = None,
     startup_timeout: float = 60.0,
 ) -> Server:
-    """Run ``idserver serve --host 127.0.0.1 --port P --workers N`` and wait until it answers."""
+    """Run ``idserver serve --host 127.0.0.1 --port P --workers N --server S`` and wait until it
+    answers."""
     port = port or free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("IDSERVER_")},
@@ -107,6 +114,8 @@ def start_server(
         str(port),
         "--workers",
         str(workers),
+        "--server",
+        server_name,
     ]
     if threads is not None:
         command += ["--threads", str(threads)]
@@ -115,7 +124,7 @@ def start_server(
     process = subprocess.Popen(  # noqa: S603 -- our own console script, fixed arguments
         command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
-    server = Server(process, port, env, log_path, workers, threads, log)
+    server = Server(process, port, env, log_path, workers, threads, server_name, log)
     deadline = time.monotonic() + startup_timeout
     probe = server.agent(timeout=2)
     while True:

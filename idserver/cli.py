@@ -79,18 +79,31 @@ def main() -> None:
     "thread costs no CPU and about 50 KB; threads are started only when needed).",
 )
 @click.option(
+    "--server",
+    "server_name",
+    type=click.Choice(["gunicorn", "granian"]),
+    default="gunicorn",
+    show_default=True,
+    help="The HTTP server: gunicorn (gthread workers) or granian (Rust, WSGI on a thread pool).",
+)
+@click.option(
     "--no-migrate",
     is_flag=True,
     help="Do not upgrade the schema (run `idserver db upgrade` as a separate step); refuse to "
     "start unless the database is at the newest revision.",
 )
-def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
-    """Run the production server (gunicorn, threaded workers); upgrades the schema first."""
+def serve(
+    host: str, port: int, workers: int, threads: int, server_name: str, no_migrate: bool
+) -> None:
+    """Run the production server (gunicorn or granian, threaded workers); upgrades the schema
+    first."""
     # Before the application exists: prometheus-client picks its storage when first imported.
     created = _prepare_metrics_directory()
     master = os.getpid()
     try:
-        _run_gunicorn(host=host, port=port, workers=workers, threads=threads, no_migrate=no_migrate)
+        app = _prepare_served_app(no_migrate=no_migrate)
+        run = _run_granian if server_name == "granian" else _run_gunicorn
+        run(app, host=host, port=port, workers=workers, threads=threads)
     finally:
         # A worker leaves through here too (gunicorn's sys.exit after fork): only the master,
         # when the whole server stops, may remove the folder.
@@ -98,12 +111,10 @@ def serve(host: str, port: int, workers: int, threads: int, no_migrate: bool) ->
             shutil.rmtree(created, ignore_errors=True)
 
 
-def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrate: bool) -> None:
-    from gunicorn.app.base import BaseApplication
-
+def _prepare_served_app(*, no_migrate: bool) -> Flask:
+    """In the master, before any worker: upgrade (or check) the schema and prepare the keys."""
     from .db_migrate import revisions
     from .db_migrate import upgrade
-    from .logs import gunicorn_logconfig
     from .metrics import multiprocess_mode
 
     app = _create_app()
@@ -126,6 +137,25 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrat
                 )
                 sys.exit(1)
         _prepare_keys()
+    return app
+
+
+def _worker_app() -> Flask:
+    """The application in one worker, with its periodic tasks."""
+    from .admin import start_periodic_purge
+    from .oidc.logout import start_periodic_delivery
+
+    app = _create_app()
+    start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
+    start_periodic_delivery(app)  # logout retries; each delivery is claimed once
+    return app
+
+
+def _run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from .logs import gunicorn_logconfig
+
     # One access log, written by the application (idserver/logs.py); gunicorn's is off.
     logconfig = gunicorn_logconfig(fmt=app.config["LOG_FORMAT"], level=app.config["LOG_LEVEL"])
 
@@ -152,15 +182,50 @@ def _run_gunicorn(*, host: str, port: int, workers: int, threads: int, no_migrat
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
-            from .admin import start_periodic_purge
-            from .oidc.logout import start_periodic_delivery
-
-            app = _create_app()
-            start_periodic_purge(app)  # in each worker; they take turns (admin.retention)
-            start_periodic_delivery(app)  # logout retries; each delivery is claimed once
-            return app
+            return _worker_app()
 
     _Server().run()
+
+
+def _run_granian(app: Flask, *, host: str, port: int, workers: int, threads: int) -> None:
+    """granian (Rust HTTP, the WSGI application on a pool of ``threads`` blocking threads per
+    worker): about half gunicorn's CPU per short request (docs/sizing.md, "the HTTP server")."""
+    try:
+        from granian.constants import HTTPModes
+        from granian.constants import Interfaces
+        from granian.server import Server
+    except ImportError:
+        raise click.ClickException(
+            "--server granian needs the granian package: pip install 'idserver[granian]'"
+        ) from None
+
+    from .logs import granian_logconfig
+
+    server = Server(
+        "idserver:create_app",  # named in granian's messages; each worker runs the loader
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,  # a held long poll keeps one
+        backpressure=2 * threads,  # held polls + idle keep-alive connections
+        http=HTTPModes.http1,
+        websockets=False,
+        log_dictconfig=granian_logconfig(
+            fmt=app.config["LOG_FORMAT"], level=app.config["LOG_LEVEL"]
+        ),
+        respawn_failed_workers=True,  # as gunicorn: a worker that dies is replaced
+        workers_kill_timeout=5,  # as gunicorn's graceful_timeout
+    )
+    server.serve(target_loader=_granian_worker_app, wrap_loader=False)
+
+
+def _granian_worker_app() -> Flask:
+    """A granian worker's application (module-level: a spawned worker unpickles it by name)."""
+    from .metrics import drop_dead_workers
+
+    drop_dead_workers()  # granian has no child_exit hook: each new worker cleans up instead
+    return _worker_app()
 
 
 def _prepare_metrics_directory() -> str | None:

@@ -55,6 +55,7 @@ __all__ = [
     "ACCESS_LOGGER",
     "configure_logging",
     "current_route",
+    "granian_logconfig",
     "gunicorn_logconfig",
     "init_app",
     "note_client",
@@ -213,6 +214,20 @@ def gunicorn_logconfig(*, fmt: str, level: str) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+        },
+        "handlers": {"idserver": {"()": LogHandler, "fmt": fmt}},
+    }
+
+
+def granian_logconfig(*, fmt: str, level: str) -> dict[str, Any]:
+    """granian's ``log_dictconfig``: its messages through our handler, its access log off."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": level, "handlers": ["idserver"]},
+        "loggers": {
+            "_granian": {"level": level, "handlers": [], "propagate": True},
+            "granian.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
         "handlers": {"idserver": {"()": LogHandler, "fmt": fmt}},
     }

@@ -16,6 +16,7 @@ port rather than a second listener: docs/operations.md, "Metrics".
 
 from __future__ import annotations
 
+import glob
 import hmac
 import os
 import time
@@ -52,6 +53,7 @@ __all__ = [
     "REQUEST_SECONDS",
     "TOKEN_GRANTS",
     "WAITING_DESKTOPS",
+    "drop_dead_workers",
     "init_app",
     "multiprocess_mode",
 ]
@@ -130,6 +132,29 @@ def multiprocess_mode() -> bool:
     (``idserver serve`` does so before it builds the application).
     """
     return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def drop_dead_workers() -> list[int]:
+    """Drop the live gauges of workers that have exited (``multiprocess.mark_process_dead``).
+
+    gunicorn calls it per worker from its ``child_exit`` hook; granian has no such hook, so
+    each new worker calls this at its start, which also covers a worker started in place of
+    one that died. Returns the process ids dropped.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return []
+    dropped = []
+    for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
+        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, folder)
+            dropped.append(pid)
+        except PermissionError:
+            continue  # alive, another user's
+    return sorted(set(dropped))
 
 
 # -- requests ---------------------------------------------------------------------------------

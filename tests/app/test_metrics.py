@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -358,10 +359,13 @@ def test_database_pool_use_stays_right_when_connections_break(
 
 
 # -- under gunicorn: several workers, one sum ---------------------------------------------------
-def _serve(tmp_path: Path, **extra_env: str) -> contextlib.AbstractContextManager[Served]:
+def _serve(
+    tmp_path: Path, server: str = "gunicorn", **extra_env: str
+) -> contextlib.AbstractContextManager[Served]:
     base = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env = server_environment(tmp_path, base=base, METRICS_TOKEN=TOKEN)
-    return served_idserver({**env, **extra_env}, tmp_path, workers=2)
+    options = ("--server", server)
+    return served_idserver({**env, **extra_env}, tmp_path, workers=2, options=options)
 
 
 def _per_worker_requests(metrics_dir: Path, tmp_path: Path, endpoint: str) -> dict[str, float]:
@@ -381,10 +385,11 @@ def _per_worker_requests(metrics_dir: Path, tmp_path: Path, endpoint: str) -> di
     return counts
 
 
-def test_served_metrics_sum_the_requests_of_every_worker(tmp_path):
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_served_metrics_sum_the_requests_of_every_worker(tmp_path, server):
     temp = tmp_path / "tmp"  # where ``serve`` makes its fresh metrics folder
     temp.mkdir()
-    with _serve(tmp_path, TMPDIR=str(temp)) as served:
+    with _serve(tmp_path, server, TMPDIR=str(temp)) as served:
         issuer = served.issuer
         (metrics_dir,) = temp.glob("idserver-metrics-*")
         assert metrics_dir.stat().st_mode & 0o777 == 0o700
@@ -426,3 +431,23 @@ def test_served_metrics_start_from_zero_in_a_given_folder(tmp_path):
         assert response.status_code == 200
         assert any(metrics_dir.glob("counter_*.db"))
     assert metrics_dir.is_dir()  # the operator's folder stays
+
+
+def test_a_new_worker_drops_the_live_gauges_of_dead_workers(tmp_path, monkeypatch):
+    """granian has no ``child_exit`` hook: each new worker drops what dead workers left."""
+    from idserver.metrics import drop_dead_workers
+
+    finished = subprocess.Popen(["true"])  # noqa: S607 -- a process that has ended, reaped
+    finished.wait()
+    dead = finished.pid
+    alive = os.getpid()
+    for pid in (dead, alive):
+        (tmp_path / f"gauge_liveall_{pid}.db").write_bytes(b"")
+    counter = tmp_path / f"counter_{dead}.db"
+    counter.write_bytes(b"")  # counters of a dead worker still count
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    assert drop_dead_workers() == [dead]
+    assert not (tmp_path / f"gauge_liveall_{dead}.db").exists()
+    assert (tmp_path / f"gauge_liveall_{alive}.db").exists()
+    assert counter.exists()

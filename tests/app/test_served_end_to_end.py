@@ -1,13 +1,15 @@
 """``idserver serve`` plus the command line: a script enrols a citizen and logs in, over HTTP.
 
-This is the production path: gunicorn workers, the JSON-printing ``idserver`` CLI and the
-``idserver-phone`` soft phone as separate processes, a relying party speaking plain HTTP.
+This is the production path: gunicorn (or granian, ``--server granian``) workers, the
+JSON-printing ``idserver`` CLI and the ``idserver-phone`` soft phone as separate processes, a
+relying party speaking plain HTTP.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
@@ -22,10 +24,15 @@ from served import phone_cli
 from served import served_idserver
 from served import server_environment
 
+SERVERS = ("gunicorn", "granian")
 
-@pytest.fixture
-def served(tmp_path):
-    with served_idserver(server_environment(tmp_path), tmp_path, workers=2) as server:
+
+@pytest.fixture(params=SERVERS)
+def served(request, tmp_path):
+    # a blank every second, so that a held long poll shows its keep-alive within a test
+    env = server_environment(tmp_path, LONG_POLL_KEEPALIVE_SECONDS="1")
+    options = ("--server", request.param)
+    with served_idserver(env, tmp_path, workers=2, options=options) as server:
         yield server.issuer, server.env
 
 
@@ -94,6 +101,17 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
     login_url = start.headers["Location"]
     status = desktop.get(login_url, headers={"Accept": "application/json"}).json()
 
+    # The desktop waits for news: its request is held, with a keep-alive blank every second
+    # (streamed at once, so that a proxy sees the request is alive) until the phone approves.
+    held = desktop.get(
+        login_url,
+        params={"seen": status["version"]},
+        headers={"Accept": "application/json"},
+        stream=True,
+        timeout=30,
+    )
+    body = held.iter_content(chunk_size=1)
+    assert next(body) == b" "
     approved = phone_cli(
         env,
         "--key-file",
@@ -105,9 +123,11 @@ def test_script_enrols_a_citizen_and_logs_in_through_the_served_idp(served, tmp_
     )
     assert approved["status"] == "approved"
 
-    waited = desktop.get(
-        login_url, params={"seen": status["version"]}, headers={"Accept": "application/json"}
-    ).json()
+    waited = json.loads(b"".join(body))  # the first news: scanned (or already approved)
+    while waited["status"] == "scanned":  # as desktop-login.js: ask again after news
+        waited = desktop.get(
+            login_url, params={"seen": waited["version"]}, headers={"Accept": "application/json"}
+        ).json()
     assert waited["status"] == "approved"
     back = desktop.get(waited["continue_url"], allow_redirects=False)
     query = parse_qs(urlsplit(back.headers["Location"]).query)
