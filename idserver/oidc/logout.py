@@ -294,11 +294,12 @@ def _send_logout_token(delivery: LogoutDelivery) -> str | None:
     client = db.session.get(Client, delivery.client_id)
     if client is None or client.status != "active" or not client.backchannel_logout_uri:
         return "client no longer takes back-channel logouts"
+    timeout = current_app.config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"]
     try:
         response = requests.post(
             client.backchannel_logout_uri,
             data={"logout_token": logout_token(delivery, client)},
-            timeout=current_app.config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"],
+            timeout=timeout,
             allow_redirects=False,  # §2.5: the RP answers 200 (or 204); a redirect is not one
             headers={"Cache-Control": "no-store"},
         )

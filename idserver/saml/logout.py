@@ -157,11 +157,12 @@ def send_logout_request(delivery: LogoutDelivery) -> str | None:
         name_id=delivery.sub,
         session_index=delivery.sid,
     )
+    timeout = current_app.config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"]
     try:
         response = requests.post(
             location,
             data=body.encode(),
-            timeout=current_app.config["LOGOUT_DELIVERY_TIMEOUT_SECONDS"],
+            timeout=timeout,
             allow_redirects=False,
             headers={
                 "Content-Type": "text/xml; charset=utf-8",  # SOAP 1.1 (Bindings §3.2.2)
