@@ -152,7 +152,7 @@ def sessions_ended(session_ids: Collection[str], *, successor: str | None = None
                 FrontChannelLogout(uri=url, origin=origin_of(services["redirect"]))
             )
         elif "post" in services and _ending_browser():
-            add_frontchannel_logout(_post_frame(entry.id))
+            add_frontchannel_logout(_post_frame(entry.id, posts_to=origin_of(services["post"])))
 
 
 def _ending_browser() -> bool:
@@ -163,7 +163,7 @@ def _ending_browser() -> bool:
     return current_app.session_interface.get_cookie_name(current_app) in request.cookies
 
 
-def _post_frame(row_id: int) -> FrontChannelLogout:
+def _post_frame(row_id: int, *, posts_to: str) -> FrontChannelLogout:
     """Remember a pending HTTP-POST LogoutRequest in this browser's signed session cookie under
     a fresh random token (neither the session nor the row is named in the URL)."""
     now = int(time.time())
@@ -177,7 +177,9 @@ def _post_frame(row_id: int) -> FrontChannelLogout:
     kept[token] = [row_id, now + POST_LOGOUT_SECONDS]
     session[POST_LOGOUTS_KEY] = kept
     issuer = current_app.config["ISSUER"]
-    return FrontChannelLogout(uri=f"{issuer}/saml/slo/post/{token}", origin=origin_of(issuer))
+    return FrontChannelLogout(
+        uri=f"{issuer}/saml/slo/post/{token}", origin=origin_of(issuer), posts_to=posts_to
+    )
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,12 @@ def test_sp_initiated_logout_reaches_a_post_only_sp_through_a_form_in_an_iframe(
     token = frame.rsplit("/", 1)[-1]
     assert sessions and all(s.id not in token and s.login_id not in token for s in sessions)
     assert _session_index(at_b) not in frame
-    assert "frame-src http://localhost" in page.headers["Content-Security-Policy"]
+    # framed: this page, and the SP's origin its form then goes to
+    assert (
+        "frame-src http://localhost https://hundeschule.example.net"
+        in page.headers["Content-Security-Policy"]
+    )
+    assert "data-posts-on" in text and "js/logged-out.js" in text
     assert sp_a.read_logout_response(posted_fields(text)["SAMLResponse"]).status_ok()
     form = client.get(frame)
     assert form.status_code == 200, form.get_data(as_text=True)
