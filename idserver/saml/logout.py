@@ -46,7 +46,7 @@ from ..oidc.logout import origin_of
 from ..oidc.models import LogoutDelivery
 from ..sessions import BrowserSession
 from . import idp
-from .errors import SamlRejected
+from .errors import LogoutMessageUnavailable
 from .errors import SamlUnavailable
 from .models import ServiceProvider
 from .models import SessionServiceProvider
@@ -195,14 +195,14 @@ def take_post_logout(token: str) -> PostLogout:
 
     The token must be in this browser's signed session cookie and unexpired; it is taken out
     before anything is built. The row must belong to a session that has ended, and the SP's
-    metadata must still offer HTTP-POST. Anything else: ``SamlRejected`` (no state changes).
+    metadata must still offer HTTP-POST. Else ``LogoutMessageUnavailable`` (no state changes).
     """
     pending = session.get(POST_LOGOUTS_KEY)
     if not isinstance(pending, dict):
-        raise SamlRejected("unknown logout token")
+        raise LogoutMessageUnavailable()
     item = pending.get(token)
     if not isinstance(item, list) or len(item) != 2:
-        raise SamlRejected("unknown logout token")
+        raise LogoutMessageUnavailable()
     rest = {key: value for key, value in pending.items() if key != token}
     if rest:
         session[POST_LOGOUTS_KEY] = rest
@@ -210,7 +210,7 @@ def take_post_logout(token: str) -> PostLogout:
         session.pop(POST_LOGOUTS_KEY, None)
     row_id, expires = item
     if not isinstance(expires, int) or expires <= int(time.time()):
-        raise SamlRejected("expired logout token")
+        raise LogoutMessageUnavailable()
     found = db.session.execute(
         select(SessionServiceProvider, ServiceProvider)
         .join(ServiceProvider, ServiceProvider.id == SessionServiceProvider.sp_id)
@@ -218,12 +218,12 @@ def take_post_logout(token: str) -> PostLogout:
         .where(SessionServiceProvider.id == row_id, BrowserSession.ended_at.is_not(None))
     ).first()
     if found is None:
-        raise SamlRejected("no ended session for this logout token")
+        raise LogoutMessageUnavailable()
     entry, sp = found
     settings = idp_settings()
     location = idp.slo_services(settings, sp.entity_id).get("post")
     if location is None:
-        raise SamlRejected("the service provider no longer takes HTTP-POST logouts")
+        raise LogoutMessageUnavailable()
     _, message = idp.logout_request(
         settings,
         sp_entity_id=sp.entity_id,

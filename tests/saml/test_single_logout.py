@@ -391,8 +391,9 @@ def test_a_post_logout_token_is_refused_for_another_browser(
     _, _, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
     before = db_state()
     other = app.test_client()
-    refused = other.get(frame)
+    refused = other.get(frame, headers={"Accept-Language": "de"})
     assert refused.status_code == 400 and "SAMLRequest" not in refused.get_data(as_text=True)
+    assert "Diese Abmeldenachricht ist nicht verfügbar" in refused.get_data(as_text=True)
     assert "Set-Cookie" not in refused.headers
     assert db_state() == before
     assert client.get(frame).status_code == 200  # still there for the browser that logged out
