@@ -406,3 +406,16 @@ def test_a_post_logout_token_expires(app, client, sp_a, enrolled_phone, tmp_path
     later = time.time() + 121
     monkeypatch.setattr(time, "time", lambda: later)
     assert client.get(frame).status_code == 400
+
+
+def test_an_account_logout_reaches_a_post_only_sp(app, client, enrolled_phone, tmp_path):
+    sp_b = _sp_b(app, client, tmp_path, (B_SLO, BINDING_HTTP_POST))
+    at_b = saml_login(client, sp_b, enrolled_phone)
+    account = client.get("/account").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', account).group(1)
+    page = client.post("/account/logout", data={"csrf_token": token})
+    (frame,) = [html.unescape(src) for src in IFRAME.findall(page.get_data(as_text=True))]
+    assert POST_FRAME.match(frame)
+    fields = posted_fields(client.get(frame).get_data(as_text=True))
+    request = sp_b.client.parse_logout_request(fields["SAMLRequest"], BINDING_HTTP_POST).message
+    assert request.name_id.text == at_b.get_subject().text
