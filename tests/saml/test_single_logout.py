@@ -22,6 +22,7 @@ from logout_receiver import logout_receiver
 from saml2 import BINDING_HTTP_POST
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2 import BINDING_SOAP
+from saml2.response import IncorrectlySigned
 from saml_sp import SLO
 from saml_sp import SamlServiceProvider
 from saml_sp import posted_fields
@@ -292,3 +293,129 @@ def test_origins_in_the_csp_are_only_the_frames(app, client, sp_a, enrolled_phon
     saml_login(client, sp_a, enrolled_phone)
     assert "frame-src" not in client.get("/account").headers["Content-Security-Policy"]
     assert urlsplit(B_SLO).netloc not in client.get("/").headers["Content-Security-Policy"]
+
+
+POST_FRAME = re.compile(r"^http://localhost/saml/slo/post/[A-Za-z0-9_-]{43}$")
+
+
+def _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path):
+    """A and B (whose metadata offers only an HTTP-POST SingleLogoutService) in one session;
+    A logs out. Returns (B, B's reading of its assertion, the logged-out page, the iframe)."""
+    sp_b = _sp_b(app, client, tmp_path, (B_SLO, BINDING_HTTP_POST))
+    at_a = saml_login(client, sp_a, enrolled_phone)
+    at_b = saml_login(client, sp_b, enrolled_phone)
+    page = _logout_at(client, sp_a, at_a.get_subject())
+    assert page.status_code == 200, page.get_data(as_text=True)
+    (frame,) = [html.unescape(src) for src in IFRAME.findall(page.get_data(as_text=True))]
+    return sp_b, at_b, page, frame
+
+
+def test_sp_initiated_logout_reaches_a_post_only_sp_through_a_form_in_an_iframe(
+    app, client, sp_a, enrolled_phone, tmp_path
+):
+    sp_b, at_b, page, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    text = page.get_data(as_text=True)
+    # the iframe is Bürger-ID's own page; the token names neither the session nor the login
+    assert POST_FRAME.match(frame), frame
+    with app.app_context():
+        sessions = db.session.scalars(select(BrowserSession)).all()
+    token = frame.rsplit("/", 1)[-1]
+    assert sessions and all(s.id not in token and s.login_id not in token for s in sessions)
+    assert _session_index(at_b) not in frame
+    # framed: this page, and the SP's origin its form then goes to
+    assert (
+        "frame-src http://localhost https://hundeschule.example.net"
+        in page.headers["Content-Security-Policy"]
+    )
+    assert "data-posts-on" in text and "js/logged-out.js" in text
+    assert sp_a.read_logout_response(posted_fields(text)["SAMLResponse"]).status_ok()
+    form = client.get(frame)
+    assert form.status_code == 200, form.get_data(as_text=True)
+    body = form.get_data(as_text=True)
+    assert f'action="{B_SLO}"' in body and "js/form-post.js" in body and "<script>" not in body
+    fields = posted_fields(body)
+    assert set(fields) == {"SAMLRequest"}
+    # B's pysaml2 reads it with the XML signature checked against the IdP's metadata key
+    request = sp_b.client.parse_logout_request(fields["SAMLRequest"], BINDING_HTTP_POST).message
+    assert request.signature is not None
+    assert request.name_id.text == at_b.get_subject().text
+    assert [i.text for i in request.session_index] == [_session_index(at_b)]
+    assert request.issuer.text == IDP and request.destination == B_SLO
+    # B logs the subject out and answers Success
+    answered = sp_b.client.handle_logout_request(
+        fields["SAMLRequest"], at_b.get_subject(), BINDING_HTTP_POST
+    )
+    assert answered
+    assert _deliveries(app) == []
+
+
+def test_a_post_logout_request_altered_in_transit_does_not_verify_at_the_sp(
+    app, client, sp_a, enrolled_phone, tmp_path
+):
+    sp_b, at_b, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    encoded = posted_fields(client.get(frame).get_data(as_text=True))["SAMLRequest"]
+    xml = base64.b64decode(encoded).decode()
+    subject = at_b.get_subject().text
+    forged = base64.b64encode(xml.replace(subject, subject[::-1]).encode()).decode()
+    with pytest.raises(IncorrectlySigned):  # the digest no longer matches the signed one
+        sp_b.client.parse_logout_request(forged, BINDING_HTTP_POST)
+
+
+def test_the_post_logout_page_only_frames_here_and_posts_only_to_the_sp(
+    app, client, sp_a, enrolled_phone, tmp_path
+):
+    _, _, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    form = client.get(frame)
+    csp = form.headers["Content-Security-Policy"]
+    assert "form-action https://hundeschule.example.net;" in csp
+    assert "'self' https://hundeschule" not in csp  # only the SP's origin takes the form
+    assert "frame-ancestors 'self'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert form.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert form.headers["Cache-Control"] == "no-store"
+
+
+def test_a_post_logout_token_is_single_use(app, client, sp_a, enrolled_phone, tmp_path, db_state):
+    _, _, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    assert client.get(frame).status_code == 200
+    before = db_state()
+    again = client.get(frame)
+    assert again.status_code == 400 and "SAMLRequest" not in again.get_data(as_text=True)
+    assert db_state() == before
+
+
+def test_a_post_logout_token_is_refused_for_another_browser(
+    app, client, sp_a, enrolled_phone, tmp_path, db_state
+):
+    """SA15: the URL alone (a log, a referrer, a shoulder) gets no signed LogoutRequest."""
+    _, _, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    before = db_state()
+    other = app.test_client()
+    refused = other.get(frame, headers={"Accept-Language": "de"})
+    assert refused.status_code == 400 and "SAMLRequest" not in refused.get_data(as_text=True)
+    assert "Diese Abmeldenachricht ist nicht verfügbar" in refused.get_data(as_text=True)
+    assert "Set-Cookie" not in refused.headers
+    assert db_state() == before
+    assert client.get(frame).status_code == 200  # still there for the browser that logged out
+
+
+def test_a_post_logout_token_expires(app, client, sp_a, enrolled_phone, tmp_path, monkeypatch):
+    _, _, _, frame = _post_only_logout(app, client, sp_a, enrolled_phone, tmp_path)
+    import time
+
+    later = time.time() + 121
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert client.get(frame).status_code == 400
+
+
+def test_an_account_logout_reaches_a_post_only_sp(app, client, enrolled_phone, tmp_path):
+    sp_b = _sp_b(app, client, tmp_path, (B_SLO, BINDING_HTTP_POST))
+    at_b = saml_login(client, sp_b, enrolled_phone)
+    account = client.get("/account").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', account).group(1)
+    page = client.post("/account/logout", data={"csrf_token": token})
+    (frame,) = [html.unescape(src) for src in IFRAME.findall(page.get_data(as_text=True))]
+    assert POST_FRAME.match(frame)
+    fields = posted_fields(client.get(frame).get_data(as_text=True))
+    request = sp_b.client.parse_logout_request(fields["SAMLRequest"], BINDING_HTTP_POST).message
+    assert request.name_id.text == at_b.get_subject().text
