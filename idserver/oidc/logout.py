@@ -87,9 +87,6 @@ class FrontChannelLogout:
 
     uri: str  # frontchannel_logout_uri with iss and sid
     origin: str
-    # a page here whose form then goes on to this origin (SAML HTTP-POST, saml.logout): the
-    # logged-out page frames both origins and waits for the frame to reach the application
-    posts_to: str = ""
 
 
 _SESSION_CLIENTS = cast(Table, SessionClient.__table__)

@@ -595,9 +595,7 @@ def logged_out_page(
         post_to=post_to,
         post_params=post_params or [],
     )
-    origins = " ".join(
-        sorted({frame.origin for frame in frames} | {f.posts_to for f in frames if f.posts_to})
-    )
+    origins = " ".join(sorted({frame.origin for frame in frames}))
     csp = CSP.format(form_targets=origin_of(post_to) if post_to else "")
     if origins:
         csp += f"; frame-src {origins}"

@@ -14,7 +14,6 @@ from ..errors import IdServerError
 
 __all__ = [
     "AcsNotRegistered",
-    "LogoutMessageUnavailable",
     "RequestExpired",
     "RequestReplayed",
     "SamlRejected",
@@ -74,14 +73,6 @@ class AcsNotRegistered(SamlRejected):
 
     error = "saml_acs_not_registered"
     description = _l("The application asked for its answer at an address it has not registered.")
-
-
-class LogoutMessageUnavailable(SamlRejected):
-    """The token of an HTTP-POST LogoutRequest iframe is not (or no longer) in this browser's
-    session cookie, expired, or its session or SP is gone (``logout.take_post_logout``)."""
-
-    error = "saml_logout_message_unavailable"
-    description = _l("This logout message is not available. Your Bürger-ID session has ended.")
 
 
 class SamlUnavailable(IdServerError):

@@ -356,9 +356,9 @@ def slo_endpoints(
 
 def slo_services(settings: IdpSettings, sp_entity_id: str) -> dict[str, str]:
     """The SP's first SingleLogoutService per binding we send LogoutRequests by (``soap``,
-    ``redirect``, ``post``), from its metadata; empty if it has none of them."""
+    ``redirect``), from its metadata; empty if it has neither."""
     found: dict[str, str] = {}
-    for name in ("soap", "redirect", "post"):
+    for name in ("soap", "redirect"):
         locations = slo_endpoints(settings, sp_entity_id, BINDINGS[name])
         if locations:
             found[name] = locations[0]
@@ -485,8 +485,7 @@ def logout_request(
 
     ``soap``: the request's XML is signed and wrapped in a SOAP envelope, the body to POST
     (Bindings §3.2). ``redirect``: deflated into the query and signed over it, the URL for the
-    browser (Bindings §3.4.4.1). ``post``: the request's XML signed (enveloped signature),
-    base64, the ``SAMLRequest`` field of the browser's form (Bindings §3.5.4).
+    browser (Bindings §3.4.4.1).
     """
     server = identity_provider(settings)
     soap = binding == BINDING_SOAP
@@ -496,12 +495,10 @@ def logout_request(
         name_id=_name_id(settings, sp_entity_id, name_id),
         session_indexes=[session_index],
         reason="urn:oasis:names:tc:SAML:2.0:logout:user",
-        sign=binding != BINDING_HTTP_REDIRECT,
+        sign=soap,
         sign_alg=SIG_RSA_SHA256,
         digest_alg=DIGEST_SHA256,
     )
-    if binding == BINDING_HTTP_POST:
-        return str(request_id), base64.b64encode(str(request).encode()).decode()
     info = server.apply_binding(
         binding, str(request), destination, sign=not soap, sigalg=SIG_RSA_SHA256
     )

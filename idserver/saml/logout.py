@@ -6,33 +6,23 @@ SAML service provider it sent an assertion to hears of it, on the OIDC logout's 
          │  SOAP SingleLogoutService ──▶ outbox row (protocol "saml", oidc.logout.add_delivery)
          │                                 sent after commit, retried, audited: send_logout_request
          │  HTTP-Redirect one ──────────▶ iframe on the logged-out page: the signed LogoutRequest
-         │  only HTTP-POST ─────────────▶ iframe of /saml/slo/post/<token>: a form, posted by JS
          │  neither ────────────────────▶ nobody to tell (the SP's metadata offers no way)
          ▼
     the SP that asked for the logout (/saml/slo) gets its LogoutResponse instead, not a request
 
 The LogoutRequest names the NameID and the SessionIndex of the assertion (Core §3.7.1), both
 kept in ``saml_session_providers``; pysaml2 builds and signs it (``idp.logout_request``).
-
-The HTTP-POST iframe's token is random and lives only in the ending browser's signed session
-cookie (``POST_LOGOUTS_KEY``: token → row of ``saml_session_providers``, expiry); the page takes
-it out on first use, so the URL alone is worth nothing to another browser (threat SA15).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import requests
 from flask import current_app
 from flask import g
 from flask import has_request_context
-from flask import request
-from flask import session
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -44,9 +34,7 @@ from ..oidc.logout import add_delivery
 from ..oidc.logout import add_frontchannel_logout
 from ..oidc.logout import origin_of
 from ..oidc.models import LogoutDelivery
-from ..sessions import BrowserSession
 from . import idp
-from .errors import LogoutMessageUnavailable
 from .errors import SamlUnavailable
 from .models import ServiceProvider
 from .models import SessionServiceProvider
@@ -54,9 +42,7 @@ from .service import idp_settings
 
 __all__ = [
     "SAML_CHANNEL",
-    "PostLogout",
     "exclude_initiator",
-    "take_post_logout",
     "record_session_provider",
     "send_logout_request",
     "sessions_ended",
@@ -65,8 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 INITIATOR_KEY = "saml_logout_initiator"
 SOAP_ACTION = "http://www.oasis-open.org/committees/security"  # SAML 2.0 Bindings §3.2.3.3
-POST_LOGOUTS_KEY = "saml_post_logouts"  # Flask session: token -> [row id, expires (Unix s)]
-POST_LOGOUT_SECONDS = 120  # the logged-out page loads its iframes at once
 
 
 def record_session_provider(
@@ -103,8 +87,7 @@ def sessions_ended(session_ids: Collection[str], *, successor: str | None = None
 
     With a ``successor`` the providers move to it (as ``oidc.logout``). Otherwise each SP of
     these sessions but the initiator is told by the first way its metadata offers: SOAP (an
-    outbox row), HTTP-Redirect (an iframe of the logged-out page), HTTP-POST (an iframe of
-    ``/saml/slo/post/<token>``, only in the ending browser's own request), or not at all.
+    outbox row), HTTP-Redirect (an iframe of the logged-out page), or not at all.
     """
     session = db.session
     if successor is not None:
@@ -151,88 +134,6 @@ def sessions_ended(session_ids: Collection[str], *, successor: str | None = None
             add_frontchannel_logout(
                 FrontChannelLogout(uri=url, origin=origin_of(services["redirect"]))
             )
-        elif "post" in services and _ending_browser():
-            add_frontchannel_logout(_post_frame(entry.id, posts_to=origin_of(services["post"])))
-
-
-def _ending_browser() -> bool:
-    """Whether this request comes from a browser with a session cookie (the logout, the account
-    page, a takeover): the phone's API and the CLI get no cookie to carry a token."""
-    if not has_request_context():
-        return False
-    return current_app.session_interface.get_cookie_name(current_app) in request.cookies
-
-
-def _post_frame(row_id: int, *, posts_to: str) -> FrontChannelLogout:
-    """Remember a pending HTTP-POST LogoutRequest in this browser's signed session cookie under
-    a fresh random token (neither the session nor the row is named in the URL)."""
-    now = int(time.time())
-    pending = session.get(POST_LOGOUTS_KEY)
-    kept = {
-        token: item
-        for token, item in (pending.items() if isinstance(pending, dict) else ())
-        if isinstance(item, list) and len(item) == 2 and item[1] > now
-    }
-    token = secrets.token_urlsafe(32)
-    kept[token] = [row_id, now + POST_LOGOUT_SECONDS]
-    session[POST_LOGOUTS_KEY] = kept
-    issuer = current_app.config["ISSUER"]
-    return FrontChannelLogout(
-        uri=f"{issuer}/saml/slo/post/{token}", origin=origin_of(issuer), posts_to=posts_to
-    )
-
-
-@dataclass(frozen=True)
-class PostLogout:
-    """A signed LogoutRequest for the HTTP-POST binding: ``message`` goes to ``location``."""
-
-    location: str
-    message: str
-
-
-def take_post_logout(token: str) -> PostLogout:
-    """The LogoutRequest ``token`` names, once, in the browser whose session ended.
-
-    The token must be in this browser's signed session cookie and unexpired; it is taken out
-    before anything is built. The row must belong to a session that has ended, and the SP's
-    metadata must still offer HTTP-POST. Else ``LogoutMessageUnavailable`` (no state changes).
-    """
-    pending = session.get(POST_LOGOUTS_KEY)
-    if not isinstance(pending, dict):
-        raise LogoutMessageUnavailable()
-    item = pending.get(token)
-    if not isinstance(item, list) or len(item) != 2:
-        raise LogoutMessageUnavailable()
-    rest = {key: value for key, value in pending.items() if key != token}
-    if rest:
-        session[POST_LOGOUTS_KEY] = rest
-    else:
-        session.pop(POST_LOGOUTS_KEY, None)
-    row_id, expires = item
-    if not isinstance(expires, int) or expires <= int(time.time()):
-        raise LogoutMessageUnavailable()
-    found = db.session.execute(
-        select(SessionServiceProvider, ServiceProvider)
-        .join(ServiceProvider, ServiceProvider.id == SessionServiceProvider.sp_id)
-        .join(BrowserSession, BrowserSession.id == SessionServiceProvider.session_id)
-        .where(SessionServiceProvider.id == row_id, BrowserSession.ended_at.is_not(None))
-    ).first()
-    if found is None:
-        raise LogoutMessageUnavailable()
-    entry, sp = found
-    settings = idp_settings()
-    location = idp.slo_services(settings, sp.entity_id).get("post")
-    if location is None:
-        raise LogoutMessageUnavailable()
-    _, message = idp.logout_request(
-        settings,
-        sp_entity_id=sp.entity_id,
-        binding=idp.BINDINGS["post"],
-        destination=location,
-        name_id=entry.name_id,
-        session_index=entry.session_index,
-    )
-    return PostLogout(location=location, message=message)
 
 
 def send_logout_request(delivery: LogoutDelivery) -> str | None:

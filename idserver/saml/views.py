@@ -49,7 +49,6 @@ from .attributes import claims_for
 from .errors import SamlRejected
 from .logout import exclude_initiator
 from .logout import record_session_provider
-from .logout import take_post_logout
 from .service import AcceptedRequest
 from .service import accept_authn_request
 from .service import idp_settings
@@ -297,28 +296,3 @@ def slo() -> Any:
             params.append(("RelayState", relay_state))
         return logged_out_page(post_to=post[0], post_params=params)
     return _post_to(post[0], answer, relay_state)
-
-
-@bp.get("/slo/post/<token>")
-def slo_post(token: str) -> Response:
-    """An iframe of the logged-out page: the signed LogoutRequest for an SP whose metadata offers
-    only HTTP-POST (Bindings §3.5), as a form ``js/form-post.js`` submits; once, and only in the
-    browser whose session ended (``logout.take_post_logout``, threat SA15). Framed by this
-    origin only; ``form-action`` names only that SP's origin."""
-    pending = take_post_logout(token)
-    page = render_template(
-        "form_post.html", action=pending.location, params=[("SAMLRequest", pending.message)]
-    )
-    csp = (
-        CSP.format(form_targets=_origin(pending.location))
-        .replace("frame-ancestors 'none'", "frame-ancestors 'self'")
-        .replace("form-action 'self' ", "form-action ")
-    )
-    return Response(
-        page,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": csp,
-            "X-Frame-Options": "SAMEORIGIN",
-        },
-    )
