@@ -214,24 +214,32 @@ def _run(args: argparse.Namespace) -> int:
 
     base_url = os.environ.get("IDSERVER_TEST_DATABASE_URL")
     kinds = ["custom"] if args.database_url else _databases(args.database)
+
+    def environment(kind: str, **scenario: Any) -> Any:
+        """A fresh database and server for one scenario, with this run's server options."""
+        return prepared(
+            kind,
+            workers=args.workers,
+            server_name=args.server,
+            database_url=args.database_url,
+            base_url=base_url,
+            redis_url=args.redis_url,
+            extra_env=_server_env(args),
+            log=_log,
+            **scenario,
+        )
+
     outcome: list[dict[str, Any]] = []
     for kind in kinds:
         if args.scenario in ("logins", "all"):
             runs = []
             for citizens in args.citizens:
-                with prepared(
+                with environment(
                     kind,
                     citizens=citizens,
                     phones=max(args.phones, args.users),
-                    workers=args.workers,
                     threads=args.threads,
-                    server_name=args.server,
-                    database_url=args.database_url,
-                    base_url=base_url,
-                    redis_url=args.redis_url,
                     history=args.history,
-                    extra_env=_server_env(args),
-                    log=_log,
                 ) as env:
                     _log(f"[{env.database.kind}] logins: {args.users} users, {args.seconds} s …")
                     result = run_logins(
@@ -249,19 +257,7 @@ def _run(args: argparse.Namespace) -> int:
             _log(f"  → {path}")
             outcome.append(document)
         if args.scenario == "noop":
-            with prepared(
-                kind,
-                citizens=0,
-                phones=1,
-                workers=args.workers,
-                threads=args.threads,
-                server_name=args.server,
-                database_url=args.database_url,
-                base_url=base_url,
-                redis_url=args.redis_url,
-                extra_env=_server_env(args),
-                log=_log,
-            ) as env:
+            with environment(kind, citizens=0, phones=1, threads=args.threads) as env:
                 _log(f"[{env.database.kind}] noop: {args.server}, {args.repeats} × 2,000 …")
                 result = {"environment": env.describe(), **run_noop(env, repeats=args.repeats)}
                 _log(_summary(result))
@@ -270,18 +266,11 @@ def _run(args: argparse.Namespace) -> int:
                 _log(f"  → {path}")
             outcome.append(document)
         if args.scenario in ("waiting", "all"):
-            with prepared(
+            with environment(
                 kind,
                 citizens=args.citizens[0],
                 phones=max(4, min(args.phones, args.sample)),
-                workers=args.workers,
                 threads=args.waiting_threads,
-                server_name=args.server,
-                database_url=args.database_url,
-                base_url=base_url,
-                redis_url=args.redis_url,
-                extra_env=_server_env(args),
-                log=_log,
             ) as env:
                 _log(
                     f"[{env.database.kind}] waiting: {args.desktops} desktops, "

@@ -308,15 +308,37 @@ def refresh(
 OFFLINE = {"scope": "openid profile offline_access", "prompt": "consent"}
 
 
-def proof_in_person(app: Any, citizen_id: str) -> None:
-    """Record that a clerk checked the resident's ID card in person (assurance levels)."""
+def proof_in_person(app: Any, citizen_id: str, document: str = "id_card") -> None:
+    """Record that a clerk checked the resident's ``document`` in person (assurance levels)."""
     import datetime as dt
 
     from idserver.citizens.models import Citizen
 
     with app.app_context():
         citizen = db.session.get(Citizen, citizen_id)
-        citizen.proofing_document = "id_card"
+        citizen.proofing_document = document
         citizen.proofed_on = dt.date(2026, 11, 2)
         citizen.proofing_office = "Bürgerbüro Musterstadt"
+        db.session.commit()
+
+
+def logout_deliveries(app: Any) -> list[Any]:
+    """The logout outbox's rows (OIDC and SAML), oldest first."""
+    from sqlalchemy import select
+
+    from idserver.oidc.models import LogoutDelivery
+
+    with app.app_context():
+        return list(db.session.scalars(select(LogoutDelivery).order_by(LogoutDelivery.id)))
+
+
+def make_logouts_due(app: Any) -> None:
+    """Every pending logout delivery due now (instead of waiting out its backoff)."""
+    from sqlalchemy import update
+
+    from idserver.db import utcnow
+    from idserver.oidc.models import LogoutDelivery
+
+    with app.app_context():
+        db.session.execute(update(LogoutDelivery).values(next_attempt_at=utcnow()))
         db.session.commit()

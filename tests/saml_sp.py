@@ -254,3 +254,20 @@ def query(location: str) -> dict[str, list[str]]:
 
 def sso(browser: FlaskClient, path: str) -> Any:
     return browser.get(path)
+
+
+def qr_login(
+    client: FlaskClient, sp: SamlServiceProvider, phone: Any, **request_options: Any
+) -> tuple[str, dict[str, str]]:
+    """A complete QR login started by ``sp``'s AuthnRequest: the login id and the fields of the
+    page that posts the answer to the SP (``SAMLResponse``, ``RelayState``)."""
+    from harness import desktop_status
+
+    started = client.get(sp.redirect_request(IDP, **request_options))
+    assert started.status_code == 303, started.get_data(as_text=True)
+    login_id = started.headers["Location"].rsplit("/", 1)[-1]
+    status = desktop_status(client, login_id).json
+    assert phone.approve(status["phone_url"], status["number"]).status_code == 200
+    answer = client.get(desktop_status(client, login_id).json["continue_url"])
+    assert answer.status_code == 200
+    return login_id, posted_fields(answer.get_data(as_text=True))

@@ -594,13 +594,10 @@ def _verified_claims(code: IssuedCode) -> dict[str, Any] | None:
     is the one ``authenticate_user`` loaded (the session's identity map: no second read).
     """
     trust_framework = current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"]
+    if not trust_framework:
+        return None
     citizen = db.session.get(Citizen, code.citizen_id)
-    if (
-        not trust_framework
-        or citizen is None
-        or not citizen.proofing_document
-        or citizen.proofed_on is None
-    ):
+    if citizen is None or not citizen.proofing_document or citizen.proofed_on is None:
         return None
     params = db.session.execute(_LOGIN_PARAMS, {"login_id": code.login_id}).scalar()
     requested = requested_verified_claims(params.get("claims")) if params else None

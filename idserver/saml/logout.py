@@ -62,7 +62,8 @@ def record_session_provider(
     name_id: str,
     attributes: list[str],
 ) -> None:
-    """Remember that ``session_id`` sent an assertion to ``sp_id`` (committed)."""
+    """Remember that ``session_id`` sent an assertion to ``sp_id``, in the caller's transaction
+    (the one that starts the session: ``start_session(also=…)``; the caller commits)."""
     db.session.add(
         SessionServiceProvider(
             session_id=session_id,
@@ -74,7 +75,6 @@ def record_session_provider(
             attributes=attributes,
         )
     )
-    db.session.commit()
 
 
 def exclude_initiator(sp_id: str) -> None:

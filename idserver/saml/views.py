@@ -235,20 +235,22 @@ def resume(login_id: str) -> Any:
         db.session.commit()
         response = _post_to(params["acs_url"], answer, params["relay_state"])
         forget_browser(response, tx.id)
-        session_id = start_session(
+        start_session(
             citizen_id=citizen.id,
             acr=tx.acr or crosslogin.ACR_PHONE,
             amr=list(tx.amr or []),
             login_id=tx.id,
             credential_pk=tx.credential_pk,
-        )
-        record_session_provider(
-            session_id=session_id,
-            sp_id=tx.client_id,
-            citizen_id=citizen.id,
-            login_id=tx.id,
-            name_id=name_id,
-            attributes=list(names),
+            # the session and the SP it answered in one transaction: a crash between them
+            # would leave a session whose Single Logout misses this SP
+            also=lambda session_id: record_session_provider(
+                session_id=session_id,
+                sp_id=tx.client_id,
+                citizen_id=citizen.id,
+                login_id=tx.id,
+                name_id=name_id,
+                attributes=list(names),
+            ),
         )
         return response
     if tx.state in ("denied", "expired") and crosslogin.consume_denied(tx):

@@ -17,6 +17,8 @@ from harness import OFFLINE
 from harness import RP_REDIRECT
 from harness import RelyingParty
 from harness import complete_login
+from harness import logout_deliveries
+from harness import make_logouts_due
 from harness import refresh
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -75,11 +77,6 @@ def _verified_logout_token(client, token: str, *, client_id: str) -> dict:
     return decoded.claims
 
 
-def _deliveries(app):
-    with app.app_context():
-        return db.session.scalars(select(LogoutDelivery).order_by(LogoutDelivery.id)).all()
-
-
 def _userinfo(client, access_token):
     return client.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"})
 
@@ -99,7 +96,7 @@ def test_rp_initiated_logout_sends_a_signed_logout_token(app, client, enrolled_p
     assert claims["events"] == {BACKCHANNEL_LOGOUT_EVENT: {}}
     assert "nonce" not in claims
     assert claims["exp"] > claims["iat"]
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.delivered_at is not None and delivery.attempts == 1
     assert _userinfo(client, tokens["access_token"]).status_code == 401  # revoked
 
@@ -176,7 +173,7 @@ def test_a_failed_delivery_is_retried_with_backoff_then_given_up(
     complete_login(client, party, enrolled_phone)
     receiver.statuses = [500, 503, 500]
     client.get("/logout")
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.attempts == 1 and delivery.delivered_at is None
     assert delivery.last_error == "HTTP 500"
     first_wait = delivery.next_attempt_at - utcnow()
@@ -185,20 +182,15 @@ def test_a_failed_delivery_is_retried_with_backoff_then_given_up(
     with app.app_context():
         assert deliver_due_logouts() == {"delivered": 0, "retrying": 0, "failed": 0}
 
-    def make_due():
-        with app.app_context():
-            db.session.execute(update(LogoutDelivery).values(next_attempt_at=utcnow()))
-            db.session.commit()
-
-    make_due()
+    make_logouts_due(app)
     with app.app_context():
         assert deliver_due_logouts() == {"delivered": 0, "retrying": 1, "failed": 0}
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.next_attempt_at - utcnow() > dt.timedelta(seconds=50)  # doubled
-    make_due()
+    make_logouts_due(app)
     with app.app_context():
         assert deliver_due_logouts() == {"delivered": 0, "retrying": 0, "failed": 1}
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.failed_at is not None and delivery.attempts == 3
     assert len(receiver.received) == 3
     with app.app_context():
@@ -223,7 +215,7 @@ def test_a_retry_delivers_after_the_relying_party_is_back(
     assert json.loads(result.output)["delivered"] == 1
     first, second = receiver.logout_tokens
     assert _claims(client, first)["jti"] != _claims(client, second)["jti"]  # a fresh token each
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.delivered_at is not None and delivery.attempts == 2
 
 
@@ -232,7 +224,7 @@ def test_an_unreachable_relying_party_does_not_break_the_logout(app, client, enr
     tokens = complete_login(client, party, enrolled_phone)
     response = client.get("/logout?" + urlencode({"id_token_hint": tokens["id_token"]}))
     assert response.status_code == 200
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.delivered_at is None and delivery.last_error == "ConnectionError"
 
 

@@ -3,7 +3,6 @@ token and at userinfo (§5: each where the ``claims`` parameter asked for them).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
@@ -12,9 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from harness import complete_login
 from harness import desktop_status
-
-from idserver.citizens.models import Citizen
-from idserver.db import db
+from harness import proof_in_person
 
 REQUEST = json.dumps(
     {
@@ -59,15 +56,6 @@ EXPECTED = {
 }
 
 
-def _proof_in_person(app, citizen_id: str, document: str = "id_card") -> None:
-    with app.app_context():
-        citizen = db.session.get(Citizen, citizen_id)
-        citizen.proofing_document = document
-        citizen.proofed_on = dt.date(2026, 11, 2)
-        citizen.proofing_office = "Bürgerbüro Musterstadt"
-        db.session.commit()
-
-
 def _id_token(client, relying_party, phone, **params):
     tokens = complete_login(client, relying_party, phone, **params)
     return relying_party.verify_id_token(client, tokens["id_token"])
@@ -82,34 +70,16 @@ def _userinfo(client, access_token: str) -> dict:
 def test_verified_claims_of_a_resident_checked_in_person(
     app, client, relying_party, enrolled_phone, citizen
 ):
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     relying_party.scope = "openid profile birthdate"
     claims = _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
-    assert claims["verified_claims"] == {
-        "verification": {
-            "trust_framework": "de_aml",
-            "evidence": [
-                {
-                    "type": "document",
-                    "check_details": [
-                        {
-                            "check_method": "vpip",
-                            "organization": "Bürgerbüro Musterstadt",
-                            "time": "2026-11-02",
-                        }
-                    ],
-                    "document_details": {"type": "idcard"},
-                }
-            ],
-        },
-        "claims": {"given_name": "Erika", "family_name": "Mustermann", "birthdate": "1984-08-12"},
-    }
+    assert claims["verified_claims"] == EXPECTED
 
 
 def test_only_claims_the_scope_releases_are_verified(
     app, client, relying_party, enrolled_phone, citizen
 ):
-    _proof_in_person(app, citizen.id, "passport")
+    proof_in_person(app, citizen.id, "passport")
     relying_party.scope = "openid profile"  # no birthdate scope: no verified birthdate either
     claims = _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
     assert claims["verified_claims"]["claims"] == {
@@ -125,7 +95,7 @@ def test_no_verified_claims_without_a_check_in_person_or_a_request(
     app, client, relying_party, enrolled_phone, citizen
 ):
     assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone)
     app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"] = ""  # the operator switched them off
     assert "verified_claims" not in _id_token(client, relying_party, enrolled_phone, claims=REQUEST)
@@ -169,7 +139,7 @@ def test_rejects_a_claims_parameter_that_is_no_json_object(client, relying_party
 def test_verified_claims_at_userinfo_when_asked_for_there(
     app, client, relying_party, enrolled_phone, citizen
 ):
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     relying_party.scope = "openid profile birthdate"
     tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
     assert _userinfo(client, tokens["access_token"])["verified_claims"] == EXPECTED
@@ -180,7 +150,7 @@ def test_verified_claims_at_userinfo_when_asked_for_there(
 def test_verified_claims_asked_for_in_the_id_token_are_not_at_userinfo(
     app, client, relying_party, enrolled_phone, citizen
 ):
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     relying_party.scope = "openid profile birthdate"
     tokens = complete_login(client, relying_party, enrolled_phone, claims=REQUEST)
     id_token = relying_party.verify_id_token(client, tokens["id_token"])
@@ -191,7 +161,7 @@ def test_verified_claims_asked_for_in_the_id_token_are_not_at_userinfo(
 def test_only_claims_the_scope_releases_are_verified_at_userinfo(
     app, client, relying_party, enrolled_phone, citizen
 ):
-    _proof_in_person(app, citizen.id, "residence_permit")
+    proof_in_person(app, citizen.id, "residence_permit")
     relying_party.scope = "openid profile"  # no birthdate scope: no verified birthdate either
     tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
     info = _userinfo(client, tokens["access_token"])
@@ -207,7 +177,7 @@ def test_no_verified_claims_at_userinfo_without_a_check_in_person_or_a_request(
     relying_party.scope = "openid profile birthdate"
     tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)
     assert "verified_claims" not in _userinfo(client, tokens["access_token"])
-    _proof_in_person(app, citizen.id)
+    proof_in_person(app, citizen.id)
     tokens = complete_login(client, relying_party, enrolled_phone)
     assert "verified_claims" not in _userinfo(client, tokens["access_token"])
     tokens = complete_login(client, relying_party, enrolled_phone, claims=AT_USERINFO)

@@ -6,25 +6,16 @@ import base64
 import shutil
 
 import pytest
-from harness import ISSUER
-from harness import desktop_status
 from saml_sp import SamlServiceProvider
-from saml_sp import posted_fields
+from saml_sp import qr_login
 
 from idserver.saml import add_service_provider
 
 pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is missing")
-IDP = f"{ISSUER}/saml/metadata"
 
 
 def _login(client, sp, phone) -> str:
-    started = client.get(sp.redirect_request(IDP))
-    assert started.status_code == 303, started.get_data(as_text=True)
-    login_id = started.headers["Location"].rsplit("/", 1)[-1]
-    status = desktop_status(client, login_id).json
-    assert phone.approve(status["phone_url"], status["number"]).status_code == 200
-    answer = client.get(desktop_status(client, login_id).json["continue_url"])
-    return posted_fields(answer.get_data(as_text=True))["SAMLResponse"]
+    return qr_login(client, sp, phone)[1]["SAMLResponse"]
 
 
 def test_an_sp_with_an_encryption_key_gets_an_encrypted_signed_assertion(

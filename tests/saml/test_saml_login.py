@@ -19,6 +19,7 @@ from saml_sp import SLO
 from saml_sp import SP_ENTITY
 from saml_sp import SamlServiceProvider
 from saml_sp import posted_fields
+from saml_sp import qr_login
 from sqlalchemy import select
 
 from idserver.admin.events import describe_event
@@ -44,17 +45,6 @@ def saml_sp(app, client, tmp_path):
     return sp
 
 
-def saml_login(client, saml_sp, phone, **request_options):
-    started = client.get(saml_sp.redirect_request(IDP, **request_options))
-    assert started.status_code == 303, started.get_data(as_text=True)
-    login_id = started.headers["Location"].rsplit("/", 1)[-1]
-    status = desktop_status(client, login_id).json
-    assert phone.approve(status["phone_url"], status["number"]).status_code == 200
-    answer = client.get(desktop_status(client, login_id).json["continue_url"])
-    assert answer.status_code == 200
-    return login_id, posted_fields(answer.get_data(as_text=True))
-
-
 def test_metadata_is_signed_and_names_both_bindings(client):
     xml = client.get("/saml/metadata").get_data(as_text=True)
     assert "<ds:Signature" in xml or "Signature" in xml
@@ -63,7 +53,7 @@ def test_metadata_is_signed_and_names_both_bindings(client):
 
 
 def test_pysaml2_sp_completes_a_qr_login(client, saml_sp, enrolled_phone):
-    _, fields = saml_login(client, saml_sp, enrolled_phone)
+    _, fields = qr_login(client, saml_sp, enrolled_phone)
     assert fields["RelayState"] == "rs-1"
     response = saml_sp.read_response(fields["SAMLResponse"])
     identity = response.get_identity()
@@ -123,8 +113,8 @@ def test_pysaml2_sp_logs_in_over_the_post_binding(client, saml_sp, enrolled_phon
 def test_nameid_is_the_same_pseudonym_at_each_login_and_differs_per_sp(
     app, client, saml_sp, enrolled_phone, tmp_path, relying_party
 ):
-    _, first = saml_login(client, saml_sp, enrolled_phone)
-    _, second = saml_login(client, saml_sp, enrolled_phone)
+    _, first = qr_login(client, saml_sp, enrolled_phone)
+    _, second = qr_login(client, saml_sp, enrolled_phone)
     one = saml_sp.read_response(first["SAMLResponse"]).get_subject().text
     two = saml_sp.read_response(second["SAMLResponse"]).get_subject().text
     assert one == two
@@ -145,7 +135,7 @@ def test_denied_login_is_answered_with_request_denied(client, saml_sp, enrolled_
 
 
 def test_single_logout_ends_the_session_and_answers_signed(client, saml_sp, enrolled_phone):
-    _, fields = saml_login(client, saml_sp, enrolled_phone)
+    _, fields = qr_login(client, saml_sp, enrolled_phone)
     name_id = saml_sp.read_response(fields["SAMLResponse"]).get_subject()
     assert client.get("/account").status_code == 200
     answer = client.get(saml_sp.redirect(saml_sp.logout_request(name_id), path=SLO))
@@ -189,7 +179,7 @@ def test_rotating_the_saml_key_publishes_a_new_certificate(client, runner):
 
 def test_the_idp_keeps_no_assertion_in_memory(app, client, saml_sp, enrolled_phone):
     """pysaml2 would keep each assertion (citizen data) in a dict of the process for ever."""
-    saml_login(client, saml_sp, enrolled_phone)
+    qr_login(client, saml_sp, enrolled_phone)
     with app.test_request_context():
         server = identity_provider(idp_settings())
     assert server.session_db.assertion == {}
@@ -247,13 +237,13 @@ def test_a_raised_level_is_answered_for_a_citizen_proofed_in_person(
     resident checked in person at the counter reaches Level-3 (substantiell)."""
     app.config.update(RAISED)
     proof_in_person(app, citizen.id)
-    _, fields = saml_login(client, saml_sp, enrolled_phone, **_substantial_request())
+    _, fields = qr_login(client, saml_sp, enrolled_phone, **_substantial_request())
     response = saml_sp.read_response(fields["SAMLResponse"])
     assert response.assertion.authn_statement[0].authn_context.authn_context_class_ref.text == (
         "STORK-QAA-Level-3"
     )
     # without asking, the login's own level is named too
-    _, fields = saml_login(client, saml_sp, enrolled_phone)
+    _, fields = qr_login(client, saml_sp, enrolled_phone)
     response = saml_sp.read_response(fields["SAMLResponse"])
     assert response.assertion.authn_statement[0].authn_context.authn_context_class_ref.text == (
         "STORK-QAA-Level-3"
@@ -327,7 +317,7 @@ def test_the_online_service_is_recorded_in_the_audit_log_and_not_shown_to_the_ci
 
 
 def test_a_login_without_an_online_service_reads_with_a_dash(app, client, saml_sp, enrolled_phone):
-    saml_login(client, saml_sp, enrolled_phone)
+    qr_login(client, saml_sp, enrolled_phone)
     with app.app_context():
         (event,) = db.session.scalars(
             select(AuditEvent).where(AuditEvent.event == "saml_assertion_issued")

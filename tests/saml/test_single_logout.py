@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from harness import ISSUER
 from harness import complete_login
-from harness import desktop_status
+from harness import logout_deliveries
+from harness import make_logouts_due
 from harness import register_relying_party
 from logout_receiver import logout_receiver
 from saml2 import BINDING_HTTP_POST
@@ -25,15 +26,14 @@ from saml2 import BINDING_SOAP
 from saml_sp import SLO
 from saml_sp import SamlServiceProvider
 from saml_sp import posted_fields
+from saml_sp import qr_login
 from sqlalchemy import select
-from sqlalchemy import update
 
 from idserver.audit.models import AuditEvent
 from idserver.db import db
 from idserver.db import utcnow
 from idserver.oidc.claims import session_identifier
 from idserver.oidc.logout import deliver_due_logouts
-from idserver.oidc.models import LogoutDelivery
 from idserver.saml import add_service_provider
 from idserver.saml.models import SessionServiceProvider
 from idserver.sessions import BrowserSession
@@ -75,14 +75,8 @@ def _sp_b(app, client, tmp_path, *slo: tuple[str, str]) -> SamlServiceProvider:
 
 def saml_login(client, sp, phone):
     """A QR login at ``sp``; returns pysaml2's reading of the Response."""
-    started = client.get(sp.redirect_request(IDP))
-    assert started.status_code == 303, started.get_data(as_text=True)
-    login_id = started.headers["Location"].rsplit("/", 1)[-1]
-    status = desktop_status(client, login_id).json
-    assert phone.approve(status["phone_url"], status["number"]).status_code == 200
-    answer = client.get(desktop_status(client, login_id).json["continue_url"])
-    assert answer.status_code == 200
-    return sp.read_response(posted_fields(answer.get_data(as_text=True))["SAMLResponse"])
+    _, fields = qr_login(client, sp, phone)
+    return sp.read_response(fields["SAMLResponse"])
 
 
 def _session_index(response) -> str:
@@ -92,11 +86,6 @@ def _session_index(response) -> str:
 def _logout_at(client, sp, name_id):
     """SP-initiated logout (HTTP-Redirect, signed) from ``sp`` for ``name_id``."""
     return client.get(sp.redirect(sp.logout_request(name_id), path=SLO))
-
-
-def _deliveries(app):
-    with app.app_context():
-        return db.session.scalars(select(LogoutDelivery).order_by(LogoutDelivery.id)).all()
 
 
 def _events(app, name):
@@ -152,7 +141,7 @@ def test_sp_initiated_logout_reaches_the_other_sp_in_a_signed_iframe(
     # A: its LogoutResponse, posted on by the page
     assert sp_a.read_logout_response(posted_fields(text)["SAMLResponse"]).status_ok()
     assert client.get("/account").status_code == 303
-    assert _deliveries(app) == []
+    assert logout_deliveries(app) == []
 
 
 def test_sp_initiated_logout_tells_a_soap_sp_over_the_back_channel(
@@ -176,7 +165,7 @@ def test_sp_initiated_logout_tells_a_soap_sp_over_the_back_channel(
     assert request.signature is not None  # signed XML (SOAP binding), checked by pysaml2
     assert request.name_id.text == at_b.get_subject().text
     assert [i.text for i in request.session_index] == [_session_index(at_b)]
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.protocol == "saml" and delivery.delivered_at is not None
     assert delivery.attempts == 1 and delivery.last_error is None
     (event,) = _events(app, "saml_logout_delivered")
@@ -200,7 +189,7 @@ def test_an_oidc_logout_reaches_the_saml_sp(app, client, enrolled_phone, tmp_pat
         ).encode()
         assert client.get("/logout").status_code in (200, 303)
     assert len(receiver.bodies) == 1
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.protocol == "saml" and delivery.delivered_at is not None
 
 
@@ -227,7 +216,7 @@ def test_an_sp_without_a_single_logout_service_is_skipped(
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and not IFRAME.findall(text)
     assert sp_a.read_logout_response(posted_fields(text)["SAMLResponse"]).status_ok()
-    assert _deliveries(app) == []
+    assert logout_deliveries(app) == []
     assert client.get("/account").status_code == 303
 
 
@@ -241,22 +230,17 @@ def test_a_failed_soap_delivery_is_retried_then_given_up(
         saml_login(client, sp_b, enrolled_phone)
         receiver.statuses = [500, 503, 500]
         _logout_at(client, sp_a, at_a.get_subject())
-        (delivery,) = _deliveries(app)
+        (delivery,) = logout_deliveries(app)
         assert delivery.attempts == 1 and delivery.last_error == "HTTP 500"
         assert delivery.next_attempt_at - utcnow() > dt.timedelta(seconds=20)
 
-        def make_due():
-            with app.app_context():
-                db.session.execute(update(LogoutDelivery).values(next_attempt_at=utcnow()))
-                db.session.commit()
-
-        make_due()
+        make_logouts_due(app)
         with app.app_context():
             assert deliver_due_logouts() == {"delivered": 0, "retrying": 1, "failed": 0}
-        make_due()
+        make_logouts_due(app)
         with app.app_context():
             assert deliver_due_logouts() == {"delivered": 0, "retrying": 0, "failed": 1}
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.failed_at is not None and delivery.attempts == 3
     assert len(receiver.bodies) == 3
     (event,) = _events(app, "saml_logout_delivery_failed")
@@ -276,7 +260,7 @@ def test_an_sp_answering_without_success_is_a_failed_delivery(
             body.decode(), at_a.get_subject()
         ).encode()
         _logout_at(client, sp_a, at_a.get_subject())
-    (delivery,) = _deliveries(app)
+    (delivery,) = logout_deliveries(app)
     assert delivery.delivered_at is None and delivery.last_error == "no successful LogoutResponse"
 
 
