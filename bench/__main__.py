@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--repeats", type=int, default=3, help="noop: measurements per server")
     run.add_argument(
+        "--no-targets",
+        action="store_true",
+        help="do not judge issue 16's targets (nor profile the CPU targets missed)",
+    )
+    run.add_argument(
+        "--explain-logins",
+        type=int,
+        default=100,
+        help="in-process logins profiled to explain a missed CPU target",
+    )
+    run.add_argument(
         "--database",
         choices=("sqlite", "postgresql", "all"),
         default="all",
@@ -290,7 +301,63 @@ def _run(args: argparse.Namespace) -> int:
                 _log(f"  → {path}")
                 outcome.append(document)
     print(json.dumps(outcome, indent=2, ensure_ascii=False))
+    if not args.no_targets:
+        print(_targets(outcome, logins=args.explain_logins, base_url=base_url))
     return 0
+
+
+def _targets(outcome: list[dict[str, Any]], *, logins: int, base_url: str | None) -> str:
+    """Issue 16's targets judged from this run; each CPU target missed explained by an
+    in-process profile of ``logins`` logins on the same database."""
+    from .profile import profile_logins
+    from .targets import explain
+    from .targets import explain_noop
+    from .targets import judge
+    from .targets import render
+
+    verdicts = judge(outcome)
+    profiles: dict[str, dict[str, Any]] = {}
+    for database in ("sqlite", "postgresql"):
+        verdict = verdicts[f"login_cpu_{database}"]
+        if verdict.met is False:
+            _log(f"[{database}] profiling {logins} logins in-process to explain the CPU …")
+            plain, traced = (
+                profile_logins(
+                    logins=logins,
+                    database=database,
+                    base_url=base_url,
+                    cprofile=cprofile,
+                    top=0,
+                    noop_requests=0 if cprofile else 2000,
+                )
+                for cprofile in (False, True)
+            )
+            # the figures without the profiler's overhead, the split by layer from cProfile
+            plain["own_time_by_layer_seconds"] = traced["own_time_by_layer_seconds"]
+            profiles[database] = plain
+            explain(verdict, plain)
+    noop = verdicts["noop_cpu"]
+    if noop.met is False:
+        profile = profiles.get("sqlite") or profile_logins(
+            logins=1, database="sqlite", base_url=None, cprofile=False, top=0
+        )
+        explain_noop(noop, profile["noop_bare_wsgi_cpu_ms"])
+    document = {
+        "machine": machine(),
+        "targets": {
+            key: {
+                "target": f"{v.target.text} ≤ {v.target.limit:g} {v.target.unit}",
+                "figures": v.figures,
+                "met": v.met,
+                "note": v.note,
+                "explanation": v.explanation,
+            }
+            for key, v in verdicts.items()
+        },
+        "profiles": profiles,
+    }
+    path = write_results("targets", document)
+    return render(verdicts) + f"\n\n→ {path}"
 
 
 def _seed(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ from .seed import enrol_phones
 from .seed import fresh_database
 from .seed import make_app
 from .seed import register_relying_party
+from .targets import own_time_by_layer
 
 __all__ = ["bare_wsgi_cpu_ms", "noop_cpu_ms", "profile_logins", "step_table"]
 
@@ -321,6 +322,7 @@ def profile_logins(
             profiler.disable()
         total_ms = (time.process_time() - started) * 1000
         noop_ms = noop_cpu_ms(app, noop_requests) if noop_requests else None
+        bare_ms = bare_wsgi_cpu_ms(app, noop_requests) if noop_requests else None
         steps = list(runs[0].cpu)
         result: dict[str, Any] = {
             "database": database,
@@ -332,6 +334,7 @@ def profile_logins(
             "sql_statements_per_login": round(counter.total() / logins, 1),
             "commits_per_login": round(statistics.fmean(sum(r.commits.values()) for r in runs), 1),
             "noop_cpu_ms": noop_ms,
+            "noop_bare_wsgi_cpu_ms": bare_ms,
             "steps": {
                 step: {
                     "cpu_ms": round(statistics.median(r.cpu[step] for r in runs), 2),
@@ -348,6 +351,7 @@ def profile_logins(
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             result["own_time_by_package_percent"] = _by_package(stats)
+            result["own_time_by_layer_seconds"] = own_time_by_layer(stats)
             stats.sort_stats("cumulative").print_stats(top)
             stats.sort_stats("tottime").print_stats(top)
             result["profile"] = out.getvalue()
