@@ -151,9 +151,7 @@ def judge(outcome: list[dict[str, Any]]) -> dict[str, Verdict]:
             ratio.figures.append(largest["ratio_to_smallest"])
             ratio.note = f"{min(sizes, key=int)} vs {max(sizes, key=int)} citizens"
     if not ratio.figures:
-        ratio.note = (
-            "not measured by default: python -m bench run --scenario logins --citizens 1000,1000000"
-        )
+        ratio.note = "not measured: run with two sizes (the default, --citizens 1000,1000000)"
     return verdicts
 
 

@@ -58,7 +58,7 @@ def test_judges_each_target_from_the_runs_documents() -> None:
     assert verdicts["waiting_memory"].met is True
     assert verdicts["approval_p95"].figures == [37.0, 40.0]
     assert verdicts["citizens_ratio"].met is None
-    assert "--citizens 1000,1000000" in verdicts["citizens_ratio"].note
+    assert "--citizens 1000,1000000" in verdicts["citizens_ratio"].note  # how to measure it
 
 
 def test_a_waiting_target_is_missed_when_any_single_run_misses_it() -> None:
