@@ -188,11 +188,15 @@ def _own_layer(key: tuple[str, int, str]) -> str:
     return layer_of(filename, function)
 
 
-def own_time_by_layer(stats: Any) -> dict[str, float]:
+def own_time_by_layer(stats: Any, waiting: float = 0.0) -> dict[str, float]:
     """Own (exclusive) time per layer, in seconds. What Python itself spends (builtins, the
     standard library) is charged to the layers that called it, in proportion to the time spent
     on each call edge, so ``json.dumps`` from Flask counts as framework. ``client`` is the
-    benchmark's own code and the test client that stands in for the HTTP server."""
+    benchmark's own code and the test client that stands in for the HTTP server.
+
+    cProfile measures wall time (a CPU timer would cost more than most functions it times), so
+    the driver's own time includes waiting for a database server. ``waiting`` — the profiled
+    run's wall time minus its CPU time — is taken off the driver and returned as ``waiting``."""
     table = stats.stats
     shares: dict[Any, dict[str, float]] = {}
 
@@ -218,6 +222,8 @@ def own_time_by_layer(stats: Any) -> dict[str, float]:
     for key, row in table.items():
         for layer, fraction in share(key, frozenset()).items():
             own[layer] += row[2] * fraction
+    own["waiting"] = min(max(waiting, 0.0), own["driver"])
+    own["driver"] -= own["waiting"]
     return dict(own)
 
 
@@ -286,8 +292,10 @@ def explain(verdict: Verdict, profile: dict[str, Any]) -> None:
     served = statistics.median(verdict.figures)
     in_process = profile["server_cpu_ms_per_login"]  # the test client's work included
     own = dict(profile["own_time_by_layer_seconds"])
-    scale = in_process / (sum(own.values()) or 1.0)  # profiled seconds → unprofiled ms/login
+    cpu = sum(seconds for layer, seconds in own.items() if layer != "waiting")
+    scale = in_process / (cpu or 1.0)  # profiled CPU seconds → unprofiled ms per login
     own.pop("client", None)
+    own.pop("waiting", None)  # the database server's time, not this process's
     layers_ms = {layer: seconds * scale for layer, seconds in own.items()}
     in_process = sum(layers_ms.values())  # without the test client
     layers_ms["server"] = max(served - in_process, 0.0)

@@ -133,6 +133,18 @@ def test_python_own_time_is_charged_to_the_layers_that_called_it() -> None:
     assert "python" not in own
 
 
+def test_time_spent_waiting_for_the_database_server_is_not_counted_as_cpu() -> None:
+    wait = ("/v/site-packages/psycopg/connection.py", 1, "wait")
+    orm = ("/v/site-packages/sqlalchemy/orm/session.py", 1, "execute")
+    stats = _Stats({wait: (9, 9, 5.0, 5.0, {}), orm: (1, 1, 2.0, 7.0, {})})
+    own = own_time_by_layer(stats, waiting=4.5)
+    assert own["waiting"] == pytest.approx(4.5)
+    assert own["driver"] == pytest.approx(0.5)
+    assert own["sqlalchemy"] == pytest.approx(2.0)
+    # never more than the driver's own time: the rest was not spent in the driver
+    assert own_time_by_layer(stats, waiting=9.0)["driver"] == 0.0
+
+
 def test_a_missed_login_target_is_explained_from_a_real_profile() -> None:
     plain = profile_logins(
         logins=3, database="sqlite", base_url=None, cprofile=False, top=0, noop_requests=50
