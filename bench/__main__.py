@@ -24,6 +24,7 @@ Every scenario is bounded in time; results go to stdout and ``bench/results/*.js
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -90,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="past logins' authorization codes to bulk-load first (a server in service)",
+    )
+    run.add_argument(
+        "--rounds",
+        type=int,
+        help="logins: measure every size this many times, in turn (default: 2 with several "
+        "sizes, else 1)",
     )
     run.add_argument("--users", type=int, default=4, help="concurrent virtual users")
     run.add_argument("--seconds", type=float, default=20.0, help="measured time per scenario")
@@ -247,21 +254,34 @@ def _run(args: argparse.Namespace) -> int:
     for kind in kinds:
         if args.scenario in ("logins", "all"):
             runs = []
-            for citizens in args.citizens:
-                with environment(
-                    kind,
-                    citizens=citizens,
-                    phones=max(args.phones, args.users),
-                    threads=args.threads,
-                    history=args.history,
-                ) as env:
-                    _log(f"[{env.database.kind}] logins: {args.users} users, {args.seconds} s …")
-                    result = run_logins(
-                        env, users=args.users, seconds=args.seconds, warmup=args.warmup
+            # One server per size, all started first; the sizes are then measured in turn,
+            # ``rounds`` times, so that a change in the machine's load weighs on all alike.
+            rounds = args.rounds or (2 if len(args.citizens) > 1 else 1)
+            with contextlib.ExitStack() as servers:
+                sized = [
+                    servers.enter_context(
+                        environment(
+                            kind,
+                            citizens=citizens,
+                            phones=max(args.phones, args.users),
+                            threads=args.threads,
+                            history=args.history,
+                        )
                     )
-                    result = {"environment": env.describe(), **result}
-                    runs.append(result)
-                    _log(_summary(result))
+                    for citizens in args.citizens
+                ]
+                for _round in range(rounds):
+                    for env in sized:
+                        _log(
+                            f"[{env.database.kind}] logins, {env.citizens:,} citizens: "
+                            f"{args.users} users, {args.seconds} s …"
+                        )
+                        result = run_logins(
+                            env, users=args.users, seconds=args.seconds, warmup=args.warmup
+                        )
+                        result = {"environment": env.describe(), **result}
+                        runs.append(result)
+                        _log(_summary(result))
             document: dict[str, Any] = {"machine": machine(), "runs": runs}
             if len({r["environment"]["citizens"] for r in runs}) > 1:
                 by_size = _by_size(runs)
