@@ -60,6 +60,7 @@ from limits.storage import RedisStorage
 from limits.storage import Storage
 from sqlalchemy import String
 from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import case
 from sqlalchemy import delete
 from sqlalchemy import select
@@ -71,6 +72,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
+from sqlalchemy.sql.expression import Executable
 
 from .config import ConfigError
 from .db import Base
@@ -150,6 +152,48 @@ def _at(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+@dataclass(frozen=True)
+class _CounterStatements:
+    """The statements on the login path, built once per dialect (issue 16): building one costs
+    more than running it."""
+
+    # Bound names differ from the columns': an UPDATE reserves those for its SET clause.
+    hit: Executable  # :amount more in :window_key's window, or a new one ending :window_end
+    purge: Executable  # every window ended by :now
+    drop_last: Executable  # :window_key's window ending :window_end, if it holds one slot
+    give_back: Executable  # one slot less in :window_key's window ending :window_end
+
+
+@functools.cache
+def _statements(dialect_name: str) -> _CounterStatements:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table = _table()
+    key = bindparam("window_key", type_=table.c.key.type)
+    amount = bindparam("amount", type_=table.c.count.type)
+    expires_at = bindparam("window_end", type_=table.c.expires_at.type)
+    fresh = dialect.insert(table).values(key=key, count=amount, expires_at=expires_at)
+    over = table.c.expires_at <= bindparam("now", type_=table.c.expires_at.type)
+    hit = fresh.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={
+            "count": case((over, fresh.excluded.count), else_=table.c.count + amount),
+            "expires_at": case((over, fresh.excluded.expires_at), else_=table.c.expires_at),
+        },
+    ).returning(table.c.count, table.c.expires_at)
+    same = (table.c.key == key) & (table.c.expires_at == expires_at)
+    return _CounterStatements(
+        hit=hit,
+        purge=delete(table).where(
+            table.c.expires_at <= bindparam("now", type_=table.c.expires_at.type)
+        ),
+        drop_last=delete(table).where(same, table.c.count <= 1),
+        give_back=update(table).where(same, table.c.count > 1).values(count=table.c.count - 1),
+    )
+
+
+_COUNTER = select(_table().c.count, _table().c.expires_at).where(_table().c.key == bindparam("key"))
+
+
 class DatabaseStorage(Storage):
     """A ``limits`` storage on the application's database, for the fixed-window strategy.
 
@@ -178,21 +222,14 @@ class DatabaseStorage(Storage):
     def _hit(self, connection: Connection, key: str, expiry: int, amount: int) -> tuple[int, Any]:
         """Add ``amount`` in ``key``'s current window (a new one if it ran out); its count, end."""
         now = time.time()
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        table = _table()
-        fresh = dialect.insert(table).values(key=key, count=amount, expires_at=_at(now + expiry))
-        over = table.c.expires_at <= _at(now)
-        statement = fresh.on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={
-                "count": case((over, fresh.excluded.count), else_=table.c.count + amount),
-                "expires_at": case((over, fresh.excluded.expires_at), else_=table.c.expires_at),
-            },
-        ).returning(table.c.count, table.c.expires_at)
-        count, expires_at = connection.execute(statement).one()
+        statements = _statements(connection.dialect.name)
+        count, expires_at = connection.execute(
+            statements.hit,
+            {"window_key": key, "amount": amount, "now": _at(now), "window_end": _at(now + expiry)},
+        ).one()
         self._increments += 1
         if self._increments % PURGE_EVERY == 0:
-            connection.execute(delete(table).where(table.c.expires_at <= _at(now)))
+            connection.execute(statements.purge, {"now": _at(now)})
         return int(count), expires_at
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
@@ -212,22 +249,17 @@ class DatabaseStorage(Storage):
 
     def release(self, slots: Sequence[Slot]) -> None:
         """Give slots back, to the windows they were taken in only; an emptied counter goes."""
-        table = _table()
         with self._engine().begin() as connection:
+            statements = _statements(connection.dialect.name)
             for key, expires_at in slots:
-                same = (table.c.key == key) & (table.c.expires_at == expires_at)
-                if connection.execute(delete(table).where(same, table.c.count <= 1)).rowcount:
+                slot = {"window_key": key, "window_end": expires_at}
+                if connection.execute(statements.drop_last, slot).rowcount:
                     continue  # the counter held only this slot (the usual case)
-                connection.execute(
-                    update(table).where(same, table.c.count > 1).values(count=table.c.count - 1)
-                )
+                connection.execute(statements.give_back, slot)
 
     def _row(self, key: str) -> tuple[int, float] | None:
-        table = _table()
         with self._engine().connect() as connection:
-            row = connection.execute(
-                select(table.c.count, table.c.expires_at).where(table.c.key == key)
-            ).first()
+            row = connection.execute(_COUNTER, {"key": key}).first()
         if row is None:
             return None
         count, expires_at = row

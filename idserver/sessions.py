@@ -23,6 +23,7 @@ from collections.abc import Collection
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import cast
 
 from flask import Flask
 from flask import current_app
@@ -32,6 +33,8 @@ from sqlalchemy import ColumnElement
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Mapped
@@ -123,6 +126,11 @@ def safe_next(value: object) -> str:
     return current_app.config["ISSUER"] + "/account"
 
 
+# Built once (issue 16): every login inserts one. Core, not the unit of work: the row is not
+# read back through the session, and ``created_at`` still gets its column default.
+_NEW_SESSION = insert(cast(Table, BrowserSession.__table__))
+
+
 def start_session(
     *,
     citizen_id: str,
@@ -143,17 +151,19 @@ def start_session(
     previous = session.get(SESSION_KEY)
     session.clear()
     lifetime = dt.timedelta(seconds=current_app.config["SESSION_TTL_SECONDS"])
-    record = BrowserSession(
-        id=secrets.token_urlsafe(32),
-        citizen_id=citizen_id,
-        expires_at=utcnow() + lifetime,
-        acr=acr,
-        amr=amr,
-        login_id=login_id,
-        credential_pk=credential_pk,
+    session_id = secrets.token_urlsafe(32)
+    db.session.connection().execute(
+        _NEW_SESSION,
+        {
+            "id": session_id,
+            "citizen_id": citizen_id,
+            "expires_at": utcnow() + lifetime,
+            "acr": acr,
+            "amr": amr,
+            "login_id": login_id,
+            "credential_pk": credential_pk,
+        },
     )
-    db.session.add(record)
-    db.session.flush()
     if isinstance(previous, str):
         ended = db.session.execute(
             update(BrowserSession)
@@ -163,13 +173,13 @@ def start_session(
         ).all()
         if ended:
             same_citizen = ended[0].citizen_id == citizen_id
-            _tell_ended([previous], successor=record.id if same_citizen else None)
+            _tell_ended([previous], successor=session_id if same_citizen else None)
     if also is not None:
-        also(record.id)
+        also(session_id)
     db.session.commit()
-    session[SESSION_KEY] = record.id
+    session[SESSION_KEY] = session_id
     session[SEEN_KEY] = int(time.time())
-    return record.id
+    return session_id
 
 
 def current_session() -> BrowserSession | None:

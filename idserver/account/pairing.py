@@ -37,6 +37,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import bindparam
 from sqlalchemy import select
 
 from ..citizens.errors import EnrolmentExpired
@@ -101,15 +102,32 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# The conditions the transitions add, built once (``states.transition`` caches by them).
+_NOT_EXPIRED = Pairing.expires_at > bindparam("now")
+_EXPIRED = Pairing.expires_at <= bindparam("now")
+_UNDER_CHALLENGE_LIMIT = Pairing.challenges_issued < bindparam("challenge_limit")
+_ONE_MORE_CHALLENGE = Pairing.challenges_issued + 1
+
+
 def _transition(
-    pairing_id: str, *, from_states: tuple[str, ...], where: tuple[Any, ...] = (), **values: Any
+    pairing_id: str,
+    *,
+    from_states: tuple[str, ...],
+    where: tuple[Any, ...] = (),
+    params: dict[str, Any] | None = None,
+    **values: Any,
 ) -> bool:
     """Move ``pairing_id`` out of ``from_states`` while it is live; True for the one winner.
 
     The caller commits (so a transition can share a transaction with what it records).
     """
     return transition(
-        Pairing, pairing_id, from_states, where=(Pairing.expires_at > utcnow(), *where), **values
+        Pairing,
+        pairing_id,
+        from_states,
+        where=(_NOT_EXPIRED, *where),
+        params={"now": utcnow(), **(params or {})},
+        **values,
     )
 
 
@@ -131,7 +149,8 @@ def expire(pairing: Pairing) -> None:
         Pairing,
         pairing.id,
         LIVE,
-        where=(Pairing.expires_at <= utcnow(),),
+        where=(_EXPIRED,),
+        params={"now": utcnow()},
         state=PairingState.EXPIRED,
     )
     session.commit()
@@ -227,8 +246,9 @@ def begin_approval(pairing: Pairing, *, number: Any) -> dict[str, Any]:
     if not _transition(
         pairing.id,
         from_states=(PairingState.CLAIMED,),
-        where=(Pairing.challenges_issued < limit,),
-        challenges_issued=Pairing.challenges_issued + 1,
+        where=(_UNDER_CHALLENGE_LIMIT,),
+        params={"challenge_limit": limit},
+        challenges_issued=_ONE_MORE_CHALLENGE,
     ):
         db.session.rollback()
         raise _ended(find_pairing(pairing.id))

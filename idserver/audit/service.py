@@ -112,16 +112,23 @@ def _entry_hash(prev_hash: str, event: AuditEvent) -> str:
 
 
 _EVENTS = cast(Table, AuditEvent.__table__)
+# Built once (issue 16): an append is on every login's path, and building a statement costs
+# more than running it.
 _HEAD = select(_EVENTS.c.hash).order_by(_EVENTS.c.id.desc()).limit(1)
+_APPEND = insert(_EVENTS).returning(_EVENTS.c.id)  # the columns come with the parameters
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ADVISORY_LOCK_KEY)
+# Any write statement takes SQLite's single writer lock for the rest of the transaction.
+_WRITE_LOCK = update(_EVENTS).where(text("0")).values(event="lock")
 
 
 def _lock_chain(session: Session) -> None:
-    """Serialise appends until the caller's transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    else:
-        # Any write statement takes SQLite's single writer lock for the rest of the transaction.
-        session.execute(update(_EVENTS).where(text("0")).values(event="lock"))
+    """Serialise appends until the caller's transaction ends.
+
+    Not one statement with the head's read: PostgreSQL reads in the snapshot its statement
+    began with, before the lock was granted, so the head read alongside could be stale.
+    """
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    session.execute(_ADVISORY_LOCK if postgresql else _WRITE_LOCK)
 
 
 def record_event(event: str, *, actor: str, subject: str | None = None, **data: Any) -> AuditEvent:
@@ -148,17 +155,16 @@ def append_event(
     # Core, not the unit of work: an append is on every login's path, and nothing reads the
     # entry back through the session (the returned object is not attached to it).
     entry.id = session.execute(
-        insert(_EVENTS)
-        .values(
-            at=entry.at,
-            event=entry.event,
-            actor=entry.actor,
-            subject=entry.subject,
-            data=entry.data,
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
-        )
-        .returning(_EVENTS.c.id)
+        _APPEND,
+        {
+            "at": entry.at,
+            "event": entry.event,
+            "actor": entry.actor,
+            "subject": entry.subject,
+            "data": entry.data,
+            "prev_hash": entry.prev_hash,
+            "hash": entry.hash,
+        },
     ).scalar_one()
     every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
     if every and entry.id % every == 0:

@@ -150,27 +150,39 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+# The conditions the transitions add, built once (``states.transition`` caches by them).
+_NOT_EXPIRED = LoginTransaction.expires_at > bindparam("now")
+_EXPIRED = LoginTransaction.expires_at <= bindparam("now")
+_DEVICE_USABLE = usable_device(LoginTransaction.credential_pk)
+_UNDER_CHALLENGE_LIMIT = LoginTransaction.challenges_issued < bindparam("challenge_limit")
+_ONE_MORE_CHALLENGE = LoginTransaction.challenges_issued + 1
+_NONCE_UNUSED = LoginTransaction.challenge_nonce == bindparam("nonce")
+
+
 def _transition(
     login_id: str,
     *,
     from_states: tuple[str, ...],
     audit: tuple[str, str, dict[str, Any]] | None = None,
     where: tuple[Any, ...] = (),
+    params: dict[str, Any] | None = None,
     announce: bool = True,
     **values: Any,
 ) -> bool:
     """Move ``login_id`` out of ``from_states`` if it is still live; True for the one winner.
 
     ``audit`` = (event, actor, data) is appended to the audit log in the same transaction;
-    ``where`` adds conditions to the UPDATE. ``announce=False`` is for changes the desktop
-    cannot see (a challenge counted): the version stays, and no waiting desktop is woken.
+    ``where`` adds conditions to the UPDATE (built once, bound from ``params``, see
+    ``states.transition``). ``announce=False`` is for changes the desktop cannot see (a
+    challenge counted): the version stays, and no waiting desktop is woken.
     """
     session = db.session
     won = transition(
         LoginTransaction,
         login_id,
         from_states,
-        where=(LoginTransaction.expires_at > utcnow(), *where),
+        where=(_NOT_EXPIRED, *where),
+        params={"now": utcnow(), **(params or {})},
         announce=announce,
         **values,
     )
@@ -227,7 +239,8 @@ def expire(tx: Login) -> Login:
         LoginTransaction,
         tx.id,
         EXPIRABLE,
-        where=(LoginTransaction.expires_at <= utcnow(),),
+        where=(_EXPIRED,),
+        params={"now": utcnow()},
         state=LoginState.EXPIRED,
     )
     if expired:
@@ -340,7 +353,7 @@ def consume(tx: Login) -> bool:
     return _transition(
         tx.id,
         from_states=(LoginState.APPROVED,),
-        where=(usable_device(LoginTransaction.credential_pk),),
+        where=(_DEVICE_USABLE,),
         state=LoginState.CONSUMED,
     )
 
@@ -616,9 +629,10 @@ def _count_challenge(tx: Login, *, from_states: tuple[str, ...], **values: Any) 
     if not _transition(
         tx.id,
         from_states=from_states,
-        where=(LoginTransaction.challenges_issued < limit,),
+        where=(_UNDER_CHALLENGE_LIMIT,),
+        params={"challenge_limit": limit},
         announce=False,
-        challenges_issued=LoginTransaction.challenges_issued + 1,
+        challenges_issued=_ONE_MORE_CHALLENGE,
         **values,
     ):
         raise LoginEnded()
@@ -880,7 +894,8 @@ def approve(login_id: Any, *, binding: Any, number: Any, credential: Any) -> Log
         LoginTransaction,
         tx.id,
         (LoginState.SCANNED,),
-        where=(LoginTransaction.challenge_nonce == nonce,),
+        where=(_NONCE_UNUSED,),
+        params={"nonce": nonce},
         announce=False,
         challenge_nonce=None,
     )

@@ -29,6 +29,7 @@ from authlib.oidc.core import UserInfo
 from sqlalchemy import select
 
 from ..citizens.models import Citizen
+from ..citizens.models import CitizenRecord
 from ..db import db
 from ..keys import key_store
 from .models import Token
@@ -200,7 +201,11 @@ def session_identifier(login_id: str) -> str:
 
 
 def claims_for_scope(
-    citizen: Citizen, scope: str | None, *, client_id: str, also: tuple[str, ...] = ()
+    citizen: Citizen | CitizenRecord,
+    scope: str | None,
+    *,
+    client_id: str,
+    also: tuple[str, ...] = (),
 ) -> UserInfo:
     """The claims ``scope`` releases, and the names in ``also`` (a validated claims request)."""
     names = set(claim_names(scope)) | set(also)

@@ -66,7 +66,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import record_event
+from ..citizens.models import CITIZEN_ROW
 from ..citizens.models import Citizen
+from ..citizens.models import CitizenRecord
 from ..config import ID_TOKEN_ALGORITHMS
 from ..crosslogin.models import LoginTransaction
 from ..db import db
@@ -310,7 +312,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         return record
 
-    def authenticate_user(self, authorization_code: IssuedCode) -> Citizen | None:
+    def authenticate_user(self, authorization_code: IssuedCode) -> CitizenRecord | None:
         # Runs after PKCE passed: now burn the code, exactly once, in the database, and only
         # while it is not voided and the device that approved its login is still usable.
         session = db.session
@@ -318,8 +320,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if burned.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             raise InvalidGrantError("Invalid 'code' in request.")
-        citizen = session.get(Citizen, authorization_code.citizen_id)
-        if citizen is None or not citizen.active:
+        row = (
+            session.connection()
+            .execute(CITIZEN_ROW, {"citizen_id": authorization_code.citizen_id})
+            .first()
+        )
+        if row is None or not (citizen := CitizenRecord(*row)).active:
             session.rollback()
             return None
         return citizen
@@ -570,7 +576,7 @@ class IdToken(OpenIDCode):
                 claims["verified_claims"] = verified
         return claims
 
-    def generate_user_info(self, user: Citizen, scope: str) -> UserInfo:
+    def generate_user_info(self, user: CitizenRecord, scope: str) -> UserInfo:
         wanted = ClaimsRequest.from_json(g.oidc_claims_request)
         return claims_for_scope(user, scope, client_id=g.oidc_client_id, also=wanted.id_token)
 
@@ -579,6 +585,7 @@ class IdToken(OpenIDCode):
         g.oidc_client_id = grant.request.client.client_id
         code = grant.request.authorization_code
         g.oidc_claims_request = code.claims_request if code is not None else None
+        g.oidc_citizen = grant.request.user
         return super().process_token(grant, response)
 
 
@@ -591,13 +598,13 @@ def _verified_claims(code: IssuedCode) -> dict[str, Any] | None:
 
     Only a citizen identified in person can have them, and only where a trust framework is
     configured; only then is the login's request read (its ``claims`` parameter). The citizen
-    is the one ``authenticate_user`` loaded (the session's identity map: no second read).
+    is the one ``authenticate_user`` read (``process_token`` hands it on: no second read).
     """
     trust_framework = current_app.config["VERIFIED_CLAIMS_TRUST_FRAMEWORK"]
     if not trust_framework:
         return None
-    citizen = db.session.get(Citizen, code.citizen_id)
-    if citizen is None or not citizen.proofing_document or citizen.proofed_on is None:
+    citizen: CitizenRecord = g.oidc_citizen
+    if not citizen.proofing_document or citizen.proofed_on is None:
         return None
     params = db.session.execute(_LOGIN_PARAMS, {"login_id": code.login_id}).scalar()
     requested = requested_verified_claims(params.get("claims")) if params else None

@@ -29,6 +29,7 @@ import json
 from typing import Any
 
 from ..citizens.models import Citizen
+from ..citizens.models import CitizenRecord
 from .claims import claim_names
 from .claims import claims_for_scope
 
@@ -88,7 +89,7 @@ def requested_verified_claims(
 
 
 def verified_claims_for(
-    citizen: Citizen,
+    citizen: Citizen | CitizenRecord,
     requested: list[str],
     *,
     scope: str,

@@ -18,13 +18,18 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
+from typing import cast
 
 from blinker import Namespace
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from webauthn.helpers import base64url_to_bytes
 from webauthn.registration.verify_registration_response import VerifiedRegistration
 
@@ -171,6 +176,24 @@ def find_credential(credential_id: bytes) -> Credential | None:
     ).first()
 
 
+_CREDENTIALS = cast(Table, Credential.__table__)
+# Built once (issue 16): on every login's path. Core on the session's connection, not the ORM's
+# bulk UPDATE, which costs more than the statement; ``record_assertion`` updates a loaded copy.
+_ADVANCE_COUNTER = (
+    update(_CREDENTIALS)
+    .where(
+        _CREDENTIALS.c.id == bindparam("credential_pk"),
+        _CREDENTIALS.c.sign_count == bindparam("read_count"),
+    )
+    .values(
+        {
+            name: bindparam(f"new_{name}", type_=_CREDENTIALS.c[name].type)
+            for name in ("sign_count", "backed_up", "last_used_at")
+        }
+    )
+)
+
+
 class AssertedKey(Protocol):
     """The credential an assertion was verified with: a ``Credential`` or a row read for it."""
 
@@ -226,11 +249,20 @@ def record_assertion(credential: AssertedKey, verified: VerifiedAssertion) -> No
     if credential.backup_eligible != verified.backup_eligible:
         # §6.1.3: BE is fixed at creation; a change means a different authenticator.
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
-    result = session.execute(
-        update(Credential)
-        .where(Credential.id == credential.id, Credential.sign_count == credential.sign_count)
-        .values(sign_count=verified.sign_count, backed_up=verified.backed_up, last_used_at=now)
+    advanced = {
+        "sign_count": verified.sign_count,
+        "backed_up": verified.backed_up,
+        "last_used_at": now,
+    }
+    result = session.connection().execute(
+        _ADVANCE_COUNTER,
+        {"credential_pk": credential.id, "read_count": credential.sign_count}
+        | {f"new_{name}": value for name, value in advanced.items()},
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         raise LoginRejected(_l("The confirmation on the phone could not be verified."))
+    loaded = session.identity_map.get(identity_key(Credential, credential.id))
+    if loaded is not None:  # what the ORM's UPDATE did: the session's copy shows the new values
+        for name, value in advanced.items():
+            set_committed_value(loaded, name, value)

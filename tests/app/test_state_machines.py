@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import literal
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from idserver import states as state_machine
 from idserver.account import pairing
 from idserver.account.models import Pairing
 from idserver.account.models import PairingState
@@ -146,3 +148,22 @@ def test_raises_for_a_transition_the_diagram_does_not_show(app, citizen, relying
                 transition(model, row_id, (old,), state=new)
             db.session.rollback()
     assert db_state() == before
+
+
+def test_a_transition_statement_is_built_once_and_the_cache_stays_bounded(monkeypatch):
+    """Issue 16: the same move reuses its UPDATE; conditions built per call (a caller's
+    mistake) cannot grow the cache without bound."""
+    monkeypatch.setattr(state_machine, "_STATEMENTS", {})
+    live = LoginTransaction.expires_at > literal(0)
+    move = (LoginTransaction, (LoginState.PENDING,), (live,), True)
+    first = state_machine._statement(*move, {"state": LoginState.SCANNED, "phone_ip": "x"})
+    again = state_machine._statement(*move, {"state": LoginState.SCANNED, "phone_ip": "y"})
+    assert again is first
+    other = state_machine._statement(*move, {"state": LoginState.DENIED, "deny_reason": "x"})
+    assert other is not first
+    for n in range(state_machine.MAX_CACHED_STATEMENTS + 10):
+        fresh = LoginTransaction.expires_at > literal(n)
+        state_machine._statement(
+            LoginTransaction, (LoginState.PENDING,), (fresh,), True, {"state": "x"}
+        )
+    assert len(state_machine._STATEMENTS) == state_machine.MAX_CACHED_STATEMENTS
