@@ -7,6 +7,8 @@ the start page and the accessibility statement in ``pages``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +35,7 @@ from .proxy import client_address
 __all__ = [
     "CSP",
     "SUPPORTED_LANGUAGES",
+    "Application",
     "client_address",  # here too: the views took it from this module first
     "init_app",
     "no_store",
@@ -48,6 +51,30 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self' {form_targets}; frame-ancestors 'none'"
 )
+
+
+class Application(Flask):
+    """Flask, asking once per hook and view whether it is ``async def``.
+
+    Flask asks ``inspect.iscoroutinefunction`` before every call of a hook or view (about 14
+    times per request here); the answer for a plain function never changes. Bounded: a
+    function made per request (``after_this_request``) is asked each time, as Flask does.
+    """
+
+    MAX_KNOWN_FUNCTIONS = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known = self._sync_functions.get(func)
+        if known is not None:
+            return known
+        sync = super().ensure_sync(func)
+        if type(func) is FunctionType and len(self._sync_functions) < self.MAX_KNOWN_FUNCTIONS:
+            self._sync_functions[func] = sync
+        return sync
 
 
 def available_languages(app: Flask) -> tuple[str, ...]:
