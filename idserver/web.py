@@ -23,6 +23,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import get_translations
 from flask_babel import refresh as refresh_locale
+from itsdangerous import URLSafeTimedSerializer
 from jinja2.ext import _make_new_gettext
 from jinja2.ext import _make_new_ngettext
 
@@ -114,7 +115,20 @@ def security_headers(secure: bool) -> tuple[tuple[str, str], ...]:
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed cookie session, opened without building its signer when there is no
-    cookie to check (most requests: the API, the JWKS, the phone's polls)."""
+    cookie to check (most requests: the API, the JWKS, the phone's polls), and its signer built
+    once per set of keys rather than for every cookie read or written (it keeps no state
+    between calls)."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            self._serializers = {keys: serializer}  # only the current keys: a rotation replaces
+        return serializer
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
