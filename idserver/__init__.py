@@ -19,7 +19,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     Raises ConfigError listing every problem with the settings (the CLI prints one per line).
     """
-    app = Flask(__name__, instance_relative_config=True)
+    from .web import Application
+
+    app = Application(__name__, instance_relative_config=True)
     effective = effective_config(test_config, instance_path=app.instance_path)
     if effective.problems:  # with the unknown variables: a misspelling may explain a problem
         raise ConfigError(effective.problems + effective.warnings)

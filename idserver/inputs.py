@@ -49,9 +49,25 @@ def _check_storable(text: str) -> None:
     text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
 
 
+# Werkzeug's ``EnvironHeaders``: every ``HTTP_*`` variable but these two, and the body's type and
+# length under their CGI names when not empty.
+_SHADOWED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_CGI_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+def _header_values(environ: dict[str, Any]) -> list[str]:
+    """The values of ``request.headers``, read from the WSGI environ as Werkzeug reads them but
+    without building each header's name (two thirds of this check's time)."""
+    return [
+        value
+        for key, value in environ.items()
+        if (key.startswith("HTTP_") and key not in _SHADOWED) or (key in _CGI_HEADERS and value)
+    ]
+
+
 def refuse_unstorable_input() -> None:
     """The same rule for the path, query, headers and form fields, before any view runs."""
-    texts = [request.path, *request.headers.values()]
+    texts = [request.path, *_header_values(request.environ)]
     texts += [text for key, values in request.args.lists() for text in (key, *values)]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         texts += [text for key, values in request.form.lists() for text in (key, *values)]

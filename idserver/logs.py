@@ -277,7 +277,11 @@ def _start() -> None:
 
 
 def _access_line(status: int) -> dict[str, Any] | None:
-    """The access line's fields for this request, or None for one that is not logged."""
+    """The access line's fields for this request, or None for one that is not logged (nor
+    built: with the access log off, ``LOG_LEVEL=WARNING``, a request skips its query's
+    filtering and the line's dict)."""
+    if not logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        return None
     rule = request.url_rule
     route = rule.rule if rule is not None else None  # None: no route matched (a 404)
     if request.endpoint == "static" or route in UNLOGGED_ROUTES:

@@ -7,6 +7,8 @@ the start page and the accessibility statement in ``pages``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +21,11 @@ from flask import request
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
+from flask_babel import get_translations
 from flask_babel import refresh as refresh_locale
+from itsdangerous import URLSafeTimedSerializer
+from jinja2.ext import _make_new_gettext
+from jinja2.ext import _make_new_ngettext
 
 from . import i18n
 from . import inputs
@@ -30,6 +36,7 @@ from .proxy import client_address
 __all__ = [
     "CSP",
     "SUPPORTED_LANGUAGES",
+    "Application",
     "client_address",  # here too: the views took it from this module first
     "init_app",
     "no_store",
@@ -45,6 +52,30 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self' {form_targets}; frame-ancestors 'none'"
 )
+
+
+class Application(Flask):
+    """Flask, asking once per hook and view whether it is ``async def``.
+
+    Flask asks ``inspect.iscoroutinefunction`` before every call of a hook or view (about 14
+    times per request here); the answer for a plain function never changes. Bounded: a
+    function made per request (``after_this_request``) is asked each time, as Flask does.
+    """
+
+    MAX_KNOWN_FUNCTIONS = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known = self._sync_functions.get(func)
+        if known is not None:
+            return known
+        sync = super().ensure_sync(func)
+        if type(func) is FunctionType and len(self._sync_functions) < self.MAX_KNOWN_FUNCTIONS:
+            self._sync_functions[func] = sync
+        return sync
 
 
 def available_languages(app: Flask) -> tuple[str, ...]:
@@ -84,7 +115,20 @@ def security_headers(secure: bool) -> tuple[tuple[str, str], ...]:
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed cookie session, opened without building its signer when there is no
-    cookie to check (most requests: the API, the JWKS, the phone's polls)."""
+    cookie to check (most requests: the API, the JWKS, the phone's polls), and its signer built
+    once per set of keys rather than for every cookie read or written (it keeps no state
+    between calls)."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            self._serializers = {keys: serializer}  # only the current keys: a rotation replaces
+        return serializer
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
@@ -162,13 +206,20 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
+        locale = select_locale()
+        # The page's catalogue, looked up once per page: Flask-Babel's own template ``_`` looks
+        # it up for every text (three searches of the request context each, 36 texts on the
+        # QR page). The language cannot change while a page renders. The same newstyle wrappers
+        # as ``install_gettext_callables`` (escaping, ``%(name)s``, ``num``); ``_`` resolves
+        # ``gettext`` from the page's context, so it finds these.
+        translations = get_translations()
         return {
-            "current_locale": select_locale(),
-            "other_languages": [
-                lang for lang in current_app.config["LANGUAGES"] if lang != select_locale()
-            ],
+            "current_locale": locale,
+            "other_languages": [lang for lang in current_app.config["LANGUAGES"] if lang != locale],
             "language_url": language_url,
             "issuer": current_app.config["ISSUER"],
+            "gettext": _make_new_gettext(translations.ugettext),
+            "ngettext": _make_new_ngettext(translations.ungettext),
         }
 
     # The same on every response (the issuer's scheme is fixed at start): built once. A view

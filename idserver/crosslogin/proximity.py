@@ -24,6 +24,7 @@ the addresses and the prefix lengths.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from ..config import PROXIMITY_POLICIES as POLICIES
@@ -33,6 +34,10 @@ __all__ = ["POLICIES", "network_of", "same_network"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# A login asks about the same two addresses at its scan, its phone's reads, the desktop's status
+# and its approval (18 parses per login); a parse is pure and its network immutable. Bounded,
+# so a flood of addresses only evicts.
+@functools.lru_cache(maxsize=4096)
 def network_of(address: str | None, *, ipv4_prefix: int, ipv6_prefix: int) -> Network | None:
     """The network ``address`` belongs to, or None if it is no IP address.
 
