@@ -21,11 +21,8 @@ from flask import request
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
-from flask_babel import get_translations
 from flask_babel import refresh as refresh_locale
 from itsdangerous import URLSafeTimedSerializer
-from jinja2.ext import _make_new_gettext
-from jinja2.ext import _make_new_ngettext
 
 from . import i18n
 from . import inputs
@@ -207,19 +204,11 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _globals() -> dict[str, Any]:
         locale = select_locale()
-        # The page's catalogue, looked up once per page: Flask-Babel's own template ``_`` looks
-        # it up for every text (three searches of the request context each, 36 texts on the
-        # QR page). The language cannot change while a page renders. The same newstyle wrappers
-        # as ``install_gettext_callables`` (escaping, ``%(name)s``, ``num``); ``_`` resolves
-        # ``gettext`` from the page's context, so it finds these.
-        translations = get_translations()
         return {
             "current_locale": locale,
             "other_languages": [lang for lang in current_app.config["LANGUAGES"] if lang != locale],
             "language_url": language_url,
             "issuer": current_app.config["ISSUER"],
-            "gettext": _make_new_gettext(translations.ugettext),
-            "ngettext": _make_new_ngettext(translations.ungettext),
         }
 
     # The same on every response (the issuer's scheme is fixed at start): built once. A view
