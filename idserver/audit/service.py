@@ -121,6 +121,19 @@ _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ADVIS
 _WRITE_LOCK = update(_EVENTS).where(text("0")).values(event="lock")
 
 
+def _columns(entry: AuditEvent) -> dict[str, Any]:
+    """An entry's stored columns but its id: what an append inserts and an export writes."""
+    return {
+        "at": entry.at,
+        "event": entry.event,
+        "actor": entry.actor,
+        "subject": entry.subject,
+        "data": entry.data,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
 def _lock_chain(session: Session) -> None:
     """Serialise appends until the caller's transaction ends.
 
@@ -154,18 +167,7 @@ def append_event(
     entry.hash = _entry_hash(entry.prev_hash, entry)
     # Core, not the unit of work: an append is on every login's path, and nothing reads the
     # entry back through the session (the returned object is not attached to it).
-    entry.id = session.execute(
-        _APPEND,
-        {
-            "at": entry.at,
-            "event": entry.event,
-            "actor": entry.actor,
-            "subject": entry.subject,
-            "data": entry.data,
-            "prev_hash": entry.prev_hash,
-            "hash": entry.hash,
-        },
-    ).scalar_one()
+    entry.id = session.execute(_APPEND, _columns(entry)).scalar_one()
     every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
     if every and entry.id % every == 0:
         _sign_checkpoint(session, entry)
@@ -301,13 +303,4 @@ def verify_since_checkpoint() -> tuple[list[Problem], AuditCheckpoint | None]:
 
 def export_events() -> Iterator[dict[str, Any]]:
     for entry in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
-        yield {
-            "id": entry.id,
-            "at": entry.at.isoformat(),
-            "event": entry.event,
-            "actor": entry.actor,
-            "subject": entry.subject,
-            "data": entry.data,
-            "prev_hash": entry.prev_hash,
-            "hash": entry.hash,
-        }
+        yield {"id": entry.id, **_columns(entry), "at": entry.at.isoformat()}
